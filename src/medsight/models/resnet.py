@@ -1,0 +1,42 @@
+"""ResNet-18/34/50 (He et al. 2016) from MONAI, 2D and 3D.
+
+Below 64 px the stem becomes a 3x3 stride-1 convolution without max pooling, as in MedMNIST's
+ResNet-18 (28), so that 28 px images are not reduced to 1 px before the last stage.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from monai.networks.nets import ResNet
+
+from medsight.models.registry import register_model
+
+RESNET_LAYOUTS = {
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+}
+
+
+def build_resnet(name: str, spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28,
+                 widen_factor: float = 1.0) -> nn.Module:
+    block, layers = RESNET_LAYOUTS[name]
+    small = input_size < 64
+    return ResNet(
+        block=block, layers=layers, block_inplanes=[64, 128, 256, 512], spatial_dims=spatial_dims,
+        n_input_channels=in_channels, conv1_t_size=3 if small else 7, conv1_t_stride=1 if small else 2,
+        no_max_pool=small, widen_factor=widen_factor, num_classes=num_classes,
+    )
+
+
+def _register(name: str, description: str) -> None:
+    def builder(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
+        return build_resnet(name, spatial_dims, in_channels, num_classes, input_size)
+
+    builder.__doc__ = description
+    register_model(name, task="classification", description=description)(builder)
+
+
+_register("resnet18", "ResNet-18 (MONAI); 3x3 stride-1 stem below 64 px as MedMNIST's ResNet-18 (28)")
+_register("resnet34", "ResNet-34 (MONAI); small-input stem below 64 px")
+_register("resnet50", "ResNet-50 with bottleneck blocks (MONAI); small-input stem below 64 px")

@@ -1,0 +1,1 @@
+"""Tasks: classification, segmentation, detection (see base.Task)."""

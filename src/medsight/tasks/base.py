@@ -1,0 +1,142 @@
+"""The contract every task (classification, segmentation, detection) fulfils.
+
+The training loop, the CLI, evaluation and inference only talk to a task through this class, so a new
+task adds a subclass (plus its models, losses and metrics) and nothing else. Batches are dicts of
+tensors; ``training_step`` returns ``{"loss", "output"}`` so the loop never branches on the task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class TaskDataset:
+    """A data set read from disk: its cases, their splits and what they mean.
+
+    Subclasses hold the cases (arrays in memory or file paths) and implement ``load_case``.
+    ``splits`` maps a split name ("train", "val", "test", ...) to integer case indices.
+    """
+
+    path: Path
+    format: str  # "medmnist", "imagefolder", "csv", "nnunet", "coco", "voc", "nndetection"
+    task: str
+    spatial_dims: int
+    splits: dict[str, np.ndarray]
+    case_ids: list[str]
+    channels: list[str] = field(default_factory=lambda: ["image"])
+    classes: list[str] = field(default_factory=list)  # class / label names (segmentation: including background)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def summary(self) -> dict[str, Any]:
+        """What `medsight check` prints: format, task, cases, classes, shapes, spacing..."""
+        return {
+            "path": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
+            "cases": len(self), "splits": {k: int(len(v)) for k, v in self.splits.items()},
+            "channels": self.channels, "classes": self.classes,
+        }
+
+    def info(self) -> dict[str, Any]:
+        """What RUN/dataset.json records (names, channels, the split used) so a predictor needs no data."""
+        return {
+            "source": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
+            "channels": self.channels, "classes": self.classes,
+            "splits": {k: [self.case_ids[i] for i in v] for k, v in self.splits.items()},
+        }
+
+
+class Task(ABC):
+    """One kind of problem: how to plan, build, train, validate, evaluate and predict."""
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    # Validate every N epochs (segmentation validation is costly); the last epoch is always validated.
+    validate_every: ClassVar[int] = 1
+
+    def __init__(self, plan: dict[str, Any], info: dict[str, Any], device: torch.device | str = "cpu"):
+        self.plan = plan
+        self.info = info
+        self.device = torch.device(device)
+
+    # data set level ------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+        """Read and validate a data set; raise MedsightError naming the file on bad input."""
+
+    @classmethod
+    @abstractmethod
+    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+        """Compute the preprocessing/training plan from the data (JSON-able, saved as plan.json)."""
+
+    # training ------------------------------------------------------------
+    @abstractmethod
+    def build_model(self, model_name: str) -> nn.Module:
+        """Create the network from the registry with the plan's arguments."""
+
+    def configure(self, config: Any, dataset: TaskDataset | None) -> None:
+        """Take the run's settings (balance, seed...) and, when training, the training data."""
+        self.config = config
+
+    @abstractmethod
+    def train_batches(self, dataset: TaskDataset, indices: np.ndarray, epoch: int, seed: int,
+                      rank: int = 0, world_size: int = 1) -> Iterable[dict[str, Any]]:
+        """Batches for one epoch; deterministic given (seed, epoch); each rank gets its own share."""
+
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        """Forward and loss on one batch: returns {"loss": scalar tensor, "output": ...}."""
+
+    @abstractmethod
+    def validate(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray) -> dict[str, float]:
+        """Metrics on the validation cases; must hold "val_loss" and "score" (higher is better)."""
+
+    def finish_training(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray) -> dict[str, Any]:
+        """After training, with the best weights: state a predictor needs (e.g. operating point)."""
+        return {}
+
+    def optimizer(self, model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+
+    # evaluation and inference ----------------------------------------------
+    @abstractmethod
+    def evaluate(self, run: Any, model: nn.Module, dataset: TaskDataset, split: str, out_dir: Path) -> dict[str, Any]:
+        """Predict the split's cases, write metrics.json, report.html, plots/ and predictions/ to out_dir."""
+
+    @abstractmethod
+    def predict_files(self, run: Any, model: nn.Module, inputs: Sequence[Path], out_dir: Path,
+                      explain: bool = False) -> list[dict[str, Any]]:
+        """Predict image files/folders and write results to out_dir; returns one record per input."""
+
+
+_TASKS = {
+    "classification": "medsight.tasks.classification:ClassificationTask",
+    "segmentation": "medsight.tasks.segmentation:SegmentationTask",
+    "detection": "medsight.tasks.detection:DetectionTask",
+}
+
+
+def get_task(name: str) -> type[Task]:
+    """The Task class for a task name, imported on demand."""
+    import importlib
+
+    from medsight.errors import MedsightError
+
+    if name not in _TASKS:
+        raise MedsightError(None, f"unknown task {name!r}; choose one of {', '.join(_TASKS)}")
+    module, cls = _TASKS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise MedsightError(None, f"the {name} task is not available in this version") from None
+        raise
