@@ -1,0 +1,154 @@
+"""The functions behind the command line, callable from Python and tests (the CLI only parses arguments)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from medsight.errors import MedsightError
+
+
+def echo(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
+    """Detect the format of data and read it with its task's reader: (task class, dataset)."""
+    from medsight.io.detect import detect_format
+    from medsight.tasks.base import get_task
+
+    fmt, task_name = detect_format(data)
+    task_cls = get_task(task_name)
+    return task_cls, task_cls.read_dataset(Path(data), fmt, seed=seed, fold=fold)
+
+
+def check(data: str | Path) -> dict[str, Any]:
+    """Validate a data set and describe it (format, task, cases, classes, shapes, spacing)."""
+    _, dataset = read_dataset(data)
+    validate = getattr(dataset, "validate", None)
+    if callable(validate):
+        validate()  # reads every file, so a corrupt one is found now rather than mid-training
+    return dataset.summary()
+
+
+def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
+    """Fingerprint the data set and write RUN/plan.json."""
+    from medsight.run import RunFolder
+
+    task_cls, dataset = read_dataset(data, seed, fold)
+    result = task_cls.make_plan(dataset)
+    run = RunFolder(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.save_plan(result)
+    return result
+
+
+def train(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
+          minutes: float | None = None, fold: int = 0, seed: int = 0, resume: bool = False, balance: str = "none",
+          learning_rate: float | None = None, batch_size: int | None = None,
+          operating_point: str = "balanced_accuracy") -> dict[str, Any]:
+    """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt."""
+    from medsight.config import TrainConfig
+    from medsight.run import RunFolder
+    from medsight.tasks.base import get_task
+    from medsight.training.distributed import DistContext
+    from medsight.training.loop import fit
+
+    run = RunFolder(out)
+    if resume:
+        if not run.config_path.is_file():
+            raise MedsightError(run.path, "cannot resume: not a run folder (no config.json)")
+        config = run.load_config()
+        task_cls, dataset = read_dataset(data or config.data, config.seed, config.fold)
+        result_plan = run.load_plan()
+    else:
+        if data is None:
+            raise MedsightError(None, "train needs a DATA folder or file")
+        if run.checkpoint_path.exists() or run.weights_path.exists():
+            raise MedsightError(run.path, "already holds a trained run; use --resume to continue it or another --out")
+        task_cls, dataset = read_dataset(data, seed, fold)
+        is_main = DistContext.from_env().is_main
+        if run.plan_path.is_file():
+            result_plan = run.load_plan()
+            if result_plan.get("task") != task_cls.name:
+                raise MedsightError(run.plan_path, f"is a {result_plan.get('task')} plan but {data} is a {task_cls.name} data set")
+        else:
+            result_plan = task_cls.make_plan(dataset)
+            if is_main:
+                run.path.mkdir(parents=True, exist_ok=True)
+                run.save_plan(result_plan)
+        config = TrainConfig(
+            task=task_cls.name, data=str(Path(data).resolve()), model=model or result_plan["model"], epochs=epochs,
+            minutes=minutes, seed=seed, fold=fold, balance=balance, learning_rate=learning_rate,
+            batch_size=batch_size, operating_point=operating_point,
+        )
+        from medsight.models import get_entry
+
+        get_entry(config.model, task_cls.name)  # unknown model names fail before any work
+        if is_main:
+            config.save(run.config_path)
+            run.save_dataset_info(dataset.info())
+    task = task_cls(result_plan, run_info(dataset))
+    return fit(task, dataset, run, config, resume=resume, echo=echo)
+
+
+def run_info(dataset) -> dict[str, Any]:
+    info = dataset.info()
+    info.pop("splits", None)
+    return info
+
+
+def load_run(run_path: str | Path, device: str = "cpu"):
+    """(run, task, model) from a trained run folder: nothing else is needed."""
+    import torch
+
+    from medsight.run import RunFolder
+    from medsight.tasks.base import get_task
+
+    run = RunFolder(run_path).require_trained()
+    config = run.load_config()
+    info = run.load_dataset_info()
+    task = get_task(info["task"])(run.load_plan(), info, device)
+    task.configure(config, None)
+    model = task.build_model(config.model)
+    try:
+        model.load_state_dict(run.load_weights())
+    except RuntimeError as exc:
+        raise MedsightError(run.weights_path, f"does not match the model {config.model!r} of this run ({str(exc).splitlines()[0]})") from None
+    model.to(torch.device(device)).eval()
+    return run, task, model
+
+
+def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
+    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
+    run, task, model = load_run(run_path)
+    config = run.load_config()
+    source = data or config.data
+    _, dataset = read_dataset(source, config.seed, config.fold)
+    if split not in dataset.splits:
+        raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
+    return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+
+
+def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
+    from medsight.metrics.segmentation import evaluate_folders as run_folders
+
+    return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval")
+
+
+def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
+            engine: str = "torch") -> list[dict[str, Any]]:
+    """Predict files or folders with one run, or an ensemble of several runs of the same task."""
+    from medsight.inference.predictor import Predictor
+
+    predictor = Predictor([Path(r) for r in runs], engine=engine)
+    return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
+
+
+def models(task: str | None = None) -> list[dict[str, Any]]:
+    from medsight.models import list_models
+
+    return [{"name": e.name, "task": e.task, "dims": list(e.spatial_dims), "description": e.description}
+            for e in list_models(task)]

@@ -1,0 +1,169 @@
+"""The `medsight` command line: parses arguments and calls medsight.api (imports stay lazy for a fast --help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from medsight.errors import MedsightError
+
+BALANCE = ("none", "weights", "sampler", "focal", "smote")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medsight", description="Deep learning on medical images: "
+                                     "classification, segmentation and detection, 2D and 3D.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train, evaluate and report on synthetic data (no data or network needed)")
+    p.add_argument("--task", choices=("classification", "segmentation", "detection", "all"), default="classification")
+    p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
+    p.add_argument("--minutes", type=float, default=None, help="training budget per task")
+
+    p = sub.add_parser("check", help="validate a data set and describe it")
+    p.add_argument("data")
+
+    p = sub.add_parser("plan", help="fingerprint a data set and write RUN/plan.json")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", help="train a model into a run folder")
+    p.add_argument("data", nargs="?", help="data set (optional with --resume)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="registry name (see `medsight models`); default from the plan")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--minutes", type=float, help="wall-clock training budget")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
+    p.add_argument("--balance", choices=BALANCE, default="none", help="handling of imbalanced classes")
+    p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--operating-point", default="balanced_accuracy",
+                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
+    p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
+
+    p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, or for two folders")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--data")
+    p.add_argument("--split", default="test")
+    p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
+    p.add_argument("--ref", help="folder of reference masks")
+    p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval)")
+
+    p = sub.add_parser("predict", help="predict files or folders with one run or an ensemble of runs")
+    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders first)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
+    p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+
+    p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
+    p.add_argument("run")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+
+    p = sub.add_parser("serve", help="serve a run over HTTP with a web page")
+    p.add_argument("run")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+
+    p = sub.add_parser("models", help="list the model registry")
+    p.add_argument("--task", choices=("classification", "segmentation", "detection"))
+    return parser
+
+
+def _version() -> str:
+    from medsight import __version__
+
+    return f"medsight {__version__}"
+
+
+def _print_json(obj) -> None:
+    from medsight.jsonio import _jsonable
+
+    print(json.dumps(_jsonable(obj), indent=2))
+
+
+def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Run folders (they hold config.json) come first, then the inputs."""
+    runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
+    count = 0
+    while count < len(paths) and paths[count] in runs:
+        count += 1
+    if count == 0:
+        raise MedsightError(paths[0], "is not a run folder (no config.json); usage: medsight predict RUN... INPUT... --out DIR")
+    if count == len(paths):
+        raise MedsightError(None, "predict needs at least one INPUT file or folder after the run folder(s)")
+    return list(paths[:count]), list(paths[count:])
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from medsight import api
+
+    if args.command == "demo":
+        from medsight.demo import run_demo
+
+        report = run_demo(args.task, args.out, args.minutes)
+        print(f"report: {report}")
+    elif args.command == "check":
+        _print_json(api.check(args.data))
+    elif args.command == "plan":
+        api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
+        print(f"plan: {os.path.join(args.out, 'plan.json')}")
+    elif args.command == "train":
+        if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+            from medsight.training.launch import launch_torchrun
+
+            return launch_torchrun(args.nproc, sys.argv[1:])
+        summary = api.train(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
+                            fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
+                            learning_rate=args.learning_rate, batch_size=args.batch_size,
+                            operating_point=args.operating_point)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
+                  f"{summary['seconds']:.0f} s)")
+    elif args.command == "evaluate":
+        if args.pred or args.ref:
+            if not (args.pred and args.ref):
+                raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
+            result = api.evaluate_folders(args.pred, args.ref, args.out)
+        elif args.run:
+            result = api.evaluate(args.run, data=args.data, split=args.split)
+        else:
+            raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
+        _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
+    elif args.command == "predict":
+        runs, inputs = _split_runs(args.paths)
+        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine)
+        print(f"predicted {len(records)} input(s) into {args.out}")
+    elif args.command == "export":
+        from medsight.export.onnx import export_run
+
+        result = export_run(args.run)
+        print(f"exported: {result['path']} (max abs difference {result['max_abs_diff']:.2e})")
+    elif args.command == "serve":
+        from medsight.serving.app import serve
+
+        serve(args.run, host=args.host, port=args.port, engine=args.engine)
+    elif args.command == "models":
+        for entry in api.models(args.task):
+            print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_command(args)
+    except MedsightError as exc:
+        print(f"medsight: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medsight: interrupted", file=sys.stderr)
+        return 130

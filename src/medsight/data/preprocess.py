@@ -1,0 +1,56 @@
+"""Plan-driven image preparation for classification: resize to the plan's input size, clip, z-score."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def intensity_range(samples: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The 0.5-99.5 percentile range of a sample of images (robust to a few hot pixels)."""
+    values = np.concatenate([np.asarray(s, dtype=np.float32).ravel()[::max(1, s.size // 20000)] for s in samples])
+    low, high = np.percentile(values, [0.5, 99.5])
+    return float(low), float(high if high > low else low + 1.0)
+
+
+def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(C, *spatial) -> (C, *size), with anti-aliasing when 2D images shrink."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    x = image[None].float()
+    if len(size) == 2:
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    else:
+        x = F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+    return x[0]
+
+
+def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
+    """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size)."""
+    norm = plan["normalization"]
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    channels = plan["in_channels"]
+    if x.shape[0] != channels:
+        if x.shape[0] == 1:  # grey image into an RGB model
+            x = x.expand(channels, *x.shape[1:])
+        elif channels == 1:  # RGB image into a grey model: luminance
+            x = (x[:3] * torch.tensor([0.299, 0.587, 0.114]).view(3, *[1] * (x.ndim - 1))).sum(0, keepdim=True)
+        else:
+            x = x[:channels]
+    x = resize(x, plan["input_size"])
+    x = x.clamp(norm["clip"][0], norm["clip"][1])
+    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
+    std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
+    return (x - mean) / std
+
+
+def prepare_many(load: Callable[[int], np.ndarray], indices: Sequence[int], plan: dict[str, Any]) -> torch.Tensor:
+    """Prepare several cases into one (N, C, *input_size) tensor."""
+    shape = (plan["in_channels"], *plan["input_size"])
+    out = torch.empty((len(indices), *shape), dtype=torch.float32)
+    for row, index in enumerate(indices):
+        out[row] = prepare_image(load(int(index)), plan)
+    return out

@@ -1,0 +1,234 @@
+"""Classification: images -> one class (or K binary labels), 2D or 3D."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.data.augment import AugmentSettings, BatchAugment
+from medsight.data.preprocess import intensity_range, prepare_image, prepare_many
+from medsight.errors import MedsightError
+from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
+from medsight.models import create_model
+from medsight.tasks.base import Task, TaskDataset
+
+# Largest input the plan picks by default on CPU; a user can raise it in plan.json.
+MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
+EVAL_BATCH = 256
+
+
+def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
+    """The registry model that gave the best accuracy per CPU-second in benchmarks/classification."""
+    return "resnet18" if spatial_dims == 2 else "convnext_small_input"
+
+
+def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
+    voxels = int(np.prod(input_size))
+    budget = 128 * 28 * 28 if spatial_dims == 2 else 32 * 28**3
+    return int(np.clip(2 ** int(np.log2(max(1, budget // voxels))), 4, 128))
+
+
+class EpochBatches:
+    """One epoch of augmented training batches (a sized iterable, so the loop knows the step count)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, batch_size: int,
+                 augment: BatchAugment | None):
+        self.images, self.labels, self.order = images, labels, order
+        self.batch_size, self.augment = batch_size, augment
+
+    def __len__(self) -> int:
+        return max(1, len(self.order) // self.batch_size)  # drop the ragged last batch: BatchNorm needs > 1
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for step in range(len(self)):
+            index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
+            x = self.images[index]
+            if self.augment is not None:
+                x = self.augment(x)
+            yield {"image": x, "label": self.labels[index]}
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    formats = ("medmnist", "imagefolder", "csv")
+
+    # data set level ------------------------------------------------------
+    @classmethod
+    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+        if fmt == "medmnist":
+            from medsight.io.classification import read_medmnist
+
+            return read_medmnist(path)
+        from medsight.io.imagefolder import read_classification
+
+        return read_classification(path, fmt)
+
+    @classmethod
+    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+        train = dataset.splits["train"]
+        sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
+        images = [dataset.load_case(int(i)) for i in sample]
+        shapes = np.array([im.shape[1:] for im in images])
+        median = np.median(shapes, axis=0)
+        limit = MAX_INPUT_2D if dataset.spatial_dims == 2 else MAX_INPUT_3D
+        side = int(min(limit, np.median(median)))
+        input_size = [side] * dataset.spatial_dims
+        channels = int(np.bincount([im.shape[0] for im in images]).argmax())
+        low, high = intensity_range(images)
+        plan = {"in_channels": channels, "input_size": input_size, "normalization": {"clip": [low, high]}}
+        clipped = [np.clip(np.asarray(im, dtype=np.float32), low, high) for im in images]
+        per_channel = [np.concatenate([c[ch].ravel() for c in clipped if c.shape[0] > ch]) for ch in range(channels)]
+        plan["normalization"]["mean"] = [float(v.mean()) for v in per_channel]
+        plan["normalization"]["std"] = [float(max(v.std(), 1e-6)) for v in per_channel]
+        counts = dataset.class_counts(train)
+        batch = default_batch_size(dataset.spatial_dims, input_size)
+        steps_per_epoch = max(1, len(train) // batch)
+        return {
+            "task": "classification",
+            "spatial_dims": dataset.spatial_dims,
+            "median_shape": [float(v) for v in median],
+            **plan,
+            "num_classes": len(dataset.classes),
+            "multilabel": dataset.multilabel,
+            "class_counts": counts,
+            "class_weights": inverse_frequency_weights(counts),
+            "batch_size": batch,
+            # about 3000 optimiser steps in all, at least 10 and at most 200 epochs
+            "epochs": int(np.clip(3000 // steps_per_epoch, 10, 200)),
+            "model": default_model(dataset.spatial_dims, input_size),
+            "augment": {"flip_axes": [1] if dataset.spatial_dims == 2 else [0, 1, 2], "rotate_degrees": 15.0,
+                        "scale": [0.9, 1.1], "translate": 0.1, "brightness": 0.1, "contrast": [0.9, 1.1],
+                        "noise": 0.0, "probability": 0.8},
+        }
+
+    # training ------------------------------------------------------------
+    def build_model(self, model_name: str) -> nn.Module:
+        p = self.plan
+        return create_model(model_name, task="classification", spatial_dims=p["spatial_dims"],
+                            in_channels=p["in_channels"], num_classes=p["num_classes"], input_size=p["input_size"][0])
+
+    def configure(self, config: Any, dataset: TaskDataset | None) -> None:
+        super().configure(config, dataset)
+        balance = config.balance
+        weights = self.plan["class_weights"] if balance == "weights" else None
+        self.loss = ClassificationLoss("focal" if balance == "focal" else "ce", weights, self.plan["multilabel"])
+        self.augment = BatchAugment(AugmentSettings.from_plan(self.plan), self.plan["spatial_dims"])
+        self.batch_size = config.batch_size or self.plan["batch_size"]
+        self._cache: dict[str, torch.Tensor] = {}
+        if dataset is not None:
+            train = dataset.splits["train"]
+            self.train_images = self.prepared(dataset, train)
+            self.train_labels = torch.as_tensor(dataset.labels[train])
+            if balance == "smote":
+                self.train_images, self.train_labels = smote(self.train_images, self.train_labels, config.seed)
+
+    def prepared(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
+        """Normalised tensors of the cases (kept in memory: classification inputs are small)."""
+        key = f"{id(dataset)}:{hash(np.asarray(indices).tobytes())}"
+        if key not in self._cache:
+            self._cache[key] = prepare_many(dataset.load_case, indices, self.plan)
+        return self._cache[key]
+
+    def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
+        n = len(self.train_labels)
+        if self.config.balance == "sampler" and not self.plan["multilabel"]:
+            weights = torch.tensor(self.plan["class_weights"], dtype=torch.float64)[self.train_labels]
+            order = torch.multinomial(weights, n, replacement=True)
+        else:
+            order = torch.randperm(n)
+        order = order[rank::world_size]  # same permutation on every rank (same seed), disjoint shares
+        return EpochBatches(self.train_images, self.train_labels, order, min(self.batch_size, len(order)), self.augment)
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        logits = model(batch["image"].to(self.device))
+        return {"loss": self.loss(logits, batch["label"].to(self.device)), "output": logits}
+
+    @torch.no_grad()
+    def predict_tensor(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Logits for a (N, C, *input) tensor, in batches."""
+        model.eval()
+        outs = [model(images[i:i + EVAL_BATCH].to(self.device)).float().cpu() for i in range(0, len(images), EVAL_BATCH)]
+        return torch.cat(outs) if outs else torch.empty(0, self.plan["num_classes"])
+
+    def probabilities(self, logits: torch.Tensor) -> np.ndarray:
+        return (torch.sigmoid(logits) if self.plan["multilabel"] else torch.softmax(logits, 1)).numpy()
+
+    def validate(self, model, dataset, indices):
+        from sklearn.metrics import balanced_accuracy_score
+
+        logits = self.predict_tensor(model, self.prepared(dataset, indices))
+        labels = torch.as_tensor(dataset.labels[indices])
+        probs = self.probabilities(logits)
+        out = {"val_loss": float(self.loss(logits, labels))}
+        auc = safe_auc(labels.numpy(), probs, self.plan["multilabel"])
+        if not self.plan["multilabel"]:
+            out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
+            out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
+        if auc is not None:
+            out["auc"] = auc
+        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
+        out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
+        return out
+
+    def finish_training(self, model, dataset, indices):
+        if len(indices) == 0 or self.plan["multilabel"]:
+            return {"operating_point": {"rule": "argmax" if not self.plan["multilabel"] else "threshold", "threshold": 0.5}}
+        from medsight.metrics.classification import choose_operating_point
+
+        probs = self.probabilities(self.predict_tensor(model, self.prepared(dataset, indices)))
+        return {"operating_point": choose_operating_point(dataset.labels[indices], probs, self.config.operating_point)}
+
+    # evaluation and inference ----------------------------------------------
+    def evaluate(self, run, model, dataset, split, out_dir):
+        from medsight.tasks.classification_report import evaluate_classification
+
+        return evaluate_classification(self, run, model, dataset, split, Path(out_dir))
+
+    def predict_files(self, run, model, inputs, out_dir, explain=False):
+        from medsight.tasks.classification_report import predict_classification
+
+        return predict_classification(self, run, [model], inputs, Path(out_dir), explain)
+
+
+def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
+    """ROC-AUC (binary: positive class 1; multiclass: one-vs-rest macro), None when undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    try:
+        if multilabel:
+            keep = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
+            return float(roc_auc_score(labels[:, keep], probs[:, keep], average="macro")) if keep else None
+        present = np.unique(labels)
+        if len(present) < 2:
+            return None
+        if probs.shape[1] == 2:
+            return float(roc_auc_score(labels, probs[:, 1]))
+        if len(present) < probs.shape[1]:
+            return None
+        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+    except ValueError:
+        return None
+
+
+def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Oversample minority classes with SMOTE (imbalanced-learn) in normalised image space."""
+    from imblearn.over_sampling import SMOTE
+
+    counts = torch.bincount(labels)
+    smallest = int(counts[counts > 0].min())
+    if smallest < 2 or labels.ndim != 1:
+        return images, labels
+    sampler = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed)
+    flat, new_labels = sampler.fit_resample(images.reshape(len(images), -1).numpy(), labels.numpy())
+    return torch.from_numpy(flat.reshape(-1, *images.shape[1:])).float(), torch.from_numpy(new_labels).long()
+
+
+def read_input_image(path: Path) -> np.ndarray:
+    """A file or a DICOM series folder -> (C, *spatial) array, with the reader's one-line errors."""
+    from medsight.io.images import read_image
+
+    return read_image(path).array

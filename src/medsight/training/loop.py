@@ -1,0 +1,183 @@
+"""The task-agnostic training loop: budget, schedule, validation, best epoch, log, checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.config import TrainConfig
+from medsight.errors import MedsightError
+from medsight.jsonio import atomic_write
+from medsight.run import RunFolder
+from medsight.tasks.base import Task, TaskDataset
+from medsight.training.checkpoint import load_checkpoint, save_checkpoint
+from medsight.training.distributed import DistContext
+from medsight.training.seeding import epoch_seed, seed_everything, set_deterministic
+
+GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
+WARMUP_FRACTION = 1.0  # the first epoch warms the learning rate up linearly
+
+
+def learning_rate(base: float, epoch: int, step: int, steps_per_epoch: int, planned_epochs: int) -> float:
+    """Linear warm-up over the first epoch, then cosine decay to 1% of base by the last planned epoch.
+
+    The first epoch does not depend on planned_epochs, so a --minutes budget can fix the plan after it.
+    """
+    progress_in_epoch = step / max(1, steps_per_epoch)
+    if epoch == 0:
+        return base * (0.1 + 0.9 * progress_in_epoch)
+    t = (epoch - 1 + progress_in_epoch) / max(1, planned_epochs - 1)
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def write_log(path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite log.csv in full (atomically), columns: epoch, seconds, train_loss, val_loss, metrics..., lr."""
+    columns = ["epoch", "seconds", "train_loss", "val_loss"]
+    for row in rows:
+        columns += [k for k in row if k not in columns and k != "lr"]
+    columns.append("lr")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as handle:
+            handle.write(buffer.getvalue())
+
+    atomic_write(path, write)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
+        echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds)."""
+    ctx = DistContext.from_env()
+    echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
+    say = echo if ctx.is_main else (lambda line: None)
+    set_deterministic(config.deterministic)
+    task.device = ctx.device()
+    seed_everything(config.seed)
+    task.configure(config, dataset)
+    model = task.build_model(config.model).to(task.device)
+
+    from medsight.models import get_entry
+
+    base_lr = config.learning_rate or get_entry(config.model).default_lr
+    optimizer = task.optimizer(model, base_lr, config.weight_decay)
+    progress: dict[str, Any] = {
+        "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)), "planned_fixed": config.minutes is None,
+        "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
+    }
+    if resume:
+        checkpoint = load_checkpoint(run.checkpoint_path)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        progress.update(checkpoint["progress"])
+        say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
+    if ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(model)
+
+    train_idx, val_idx = dataset.splits["train"], dataset.splits.get("val", np.array([], dtype=int))
+    if len(train_idx) == 0:
+        raise MedsightError(dataset.path, "has no training cases")
+    budget = None if config.minutes is None else config.minutes * 60.0
+
+    while progress["epoch"] < progress["planned_epochs"]:
+        epoch, planned = progress["epoch"], progress["planned_epochs"]
+        started = time.perf_counter()
+        seed_everything(epoch_seed(config.seed, epoch))
+        model.train()
+        batches = task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size)
+        steps = len(batches) if hasattr(batches, "__len__") else 0
+        losses, lr = [], base_lr
+        for step, batch in enumerate(batches):
+            lr = learning_rate(base_lr, epoch, step, steps, planned)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            optimizer.zero_grad(set_to_none=True)
+            out = task.training_step(model, batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise MedsightError(run.path, f"training diverged at epoch {epoch + 1} (loss {loss.item()}); try a lower --lr")
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            optimizer.step()
+            losses.append(loss.item())
+        train_loss = ctx.mean(float(np.mean(losses)) if losses else float("nan"))
+
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+        is_last = epoch + 1 >= planned
+        if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
+            metrics = None
+            if ctx.is_main:
+                model.eval()
+                with torch.no_grad():
+                    metrics = task.validate(_unwrap(model), dataset, val_idx)
+            metrics = ctx.broadcast(metrics)
+            row.update({k: v for k, v in metrics.items() if k != "score"})
+            score = float(metrics["score"])
+        else:
+            score = -train_loss if not len(val_idx) else None  # without validation cases: lowest train loss
+        improved = score is not None and score > progress["best_score"]
+        if improved:
+            progress["best_score"], progress["best_epoch"] = score, epoch + 1
+            if ctx.is_main:
+                run.save_weights(_unwrap(model).state_dict())
+        seconds = time.perf_counter() - started
+        progress["elapsed"] += seconds
+        row["seconds"], row["lr"] = seconds, lr
+        progress["log"].append(row)
+        progress["epoch"] = epoch + 1
+        if not progress["planned_fixed"]:
+            # --minutes: after the first epoch the number of epochs that fit the budget is fixed for good
+            fit_in_budget = max(1, int(budget / max(seconds, 1e-6)))
+            progress["planned_epochs"] = min(config.epochs, fit_in_budget) if config.epochs else fit_in_budget
+            progress["planned_fixed"] = True
+        if ctx.is_main:
+            write_log(run.log_path, progress["log"])
+            save_checkpoint(run.checkpoint_path, {
+                "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
+            })
+        left = progress["planned_epochs"] - progress["epoch"]
+        eta = progress["elapsed"] / progress["epoch"] * left
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
+        say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {shown}  lr {lr:.2e}  {seconds:.1f}s"
+            f"{'  best' if improved else ''}  ~{format_seconds(eta)} left")
+        if budget is not None and progress["elapsed"] > 1.25 * budget:
+            say(f"stopping: the --minutes budget ({config.minutes}) is spent")
+            break
+
+    ctx.barrier()
+    summary = {"best_epoch": progress["best_epoch"], "best_score": progress["best_score"],
+               "epochs": progress["epoch"], "seconds": progress["elapsed"]}
+    if ctx.is_main:
+        best = _unwrap(model)
+        best.load_state_dict(run.load_weights())
+        best.eval()
+        with torch.no_grad():
+            state = task.finish_training(best, dataset, val_idx)
+        run.save_state({**state, "training": summary})
+    ctx.close()
+    return summary
