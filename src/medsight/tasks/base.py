@@ -113,9 +113,13 @@ class Task(ABC):
         """Predict the split's cases, write metrics.json, report.html, plots/ and predictions/ to out_dir."""
 
     @abstractmethod
-    def predict_files(self, run: Any, model: nn.Module, inputs: Sequence[Path], out_dir: Path,
+    def predict_files(self, run: Any, models: Sequence[Any], inputs: Sequence[Path], out_dir: Path,
                       explain: bool = False) -> list[dict[str, Any]]:
-        """Predict image files/folders and write results to out_dir; returns one record per input."""
+        """Predict image files/folders and write results to out_dir; returns one record per input.
+
+        ``models`` holds one network, or several (folds, seeds) whose probabilities are averaged; each is
+        a torch module or an ONNX engine that takes and returns tensors the same way.
+        """
 
 
 _TASKS = {

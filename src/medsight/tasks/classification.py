@@ -177,7 +177,7 @@ class ClassificationTask(Task):
     def finish_training(self, model, dataset, indices):
         if len(indices) == 0 or self.plan["multilabel"]:
             return {"operating_point": {"rule": "argmax" if not self.plan["multilabel"] else "threshold", "threshold": 0.5}}
-        from medsight.metrics.classification import choose_operating_point
+        from medsight.metrics.operating_point import choose_operating_point
 
         probs = self.probabilities(self.predict_tensor(model, self.prepared(dataset, indices)))
         return {"operating_point": choose_operating_point(dataset.labels[indices], probs, self.config.operating_point)}
@@ -188,10 +188,10 @@ class ClassificationTask(Task):
 
         return evaluate_classification(self, run, model, dataset, split, Path(out_dir))
 
-    def predict_files(self, run, model, inputs, out_dir, explain=False):
-        from medsight.tasks.classification_report import predict_classification
+    def predict_files(self, run, models, inputs, out_dir, explain=False):
+        from medsight.tasks.classification_predict import predict_classification
 
-        return predict_classification(self, run, [model], inputs, Path(out_dir), explain)
+        return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
 
 
 def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:

@@ -1,0 +1,1 @@
+"""Synthetic data sets that medsight makes itself (demo and tests; no download)."""
