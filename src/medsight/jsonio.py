@@ -31,11 +31,14 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path), fsync, then rename over path: readers see the old or the new file, never a torn one."""
+def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """Call write(tmp_path), fsync, then rename over path: readers see the old or the new file, never a torn one.
+
+    ``suffix`` ends the temporary name, for writers that pick the format from it (SimpleITK).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
