@@ -135,8 +135,8 @@ def read_medmnist(path: Path) -> ClassificationDataset:
 
 
 def carve_validation(splits: dict[str, np.ndarray], labels: np.ndarray | None, seed: int,
-                     fraction: float = 0.15) -> dict[str, np.ndarray]:
-    """Take a seeded, stratified validation split out of train when the data set has none."""
+                     fraction: float = 0.15, name: str = "val") -> dict[str, np.ndarray]:
+    """Take a seeded, stratified split (validation by default) out of train when the data set has none."""
     rng = np.random.default_rng(seed)
     train = splits["train"]
     val_parts, train_parts = [], []
@@ -146,4 +146,4 @@ def carve_validation(splits: dict[str, np.ndarray], labels: np.ndarray | None, s
         n_val = int(round(len(group) * fraction)) if len(group) > 1 else 0
         val_parts.append(group[:n_val])
         train_parts.append(group[n_val:])
-    return {**splits, "train": np.sort(np.concatenate(train_parts)), "val": np.sort(np.concatenate(val_parts))}
+    return {**splits, "train": np.sort(np.concatenate(train_parts)), name: np.sort(np.concatenate(val_parts))}
