@@ -141,7 +141,9 @@ class ClassificationTask(Task):
         else:
             order = torch.randperm(n)
         order = order[rank::world_size]  # same permutation on every rank (same seed), disjoint shares
-        return EpochBatches(self.train_images, self.train_labels, order, min(self.batch_size, len(order)), self.augment)
+        # each rank takes its share of the batch, so a step sees the same samples as in one process
+        per_rank = max(1, self.batch_size // world_size)
+        return EpochBatches(self.train_images, self.train_labels, order, min(per_rank, len(order)), self.augment)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         logits = model(batch["image"].to(self.device))
