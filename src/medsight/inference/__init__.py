@@ -1,0 +1,1 @@
+"""From a trained run to predictions: input discovery, engines (PyTorch, onnxruntime), ensembles."""

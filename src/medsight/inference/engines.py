@@ -1,0 +1,74 @@
+"""Networks a task can call: a torch module, or an ONNX model on onnxruntime behind the same tensor call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.errors import MedsightError
+
+ENGINES = ("torch", "onnx")
+
+
+class OnnxEngine:
+    """An exported network on onnxruntime that a task calls like a module: tensor in, tensor (or tuple) out.
+
+    ``eval()`` and ``to()`` exist so task code written for torch modules runs unchanged; ``torch_module``
+    (optional) is the same network in PyTorch, kept for what ONNX cannot do (gradients for Grad-CAM).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, torch_module: nn.Module | None = None,
+                 prepare: nn.Module | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MedsightError(self.path.parent.parent, "has no ONNX model (no export/model.onnx): "
+                                                         "run `medsight export RUN --format onnx` first")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("MEDSIGHT_ONNX_THREADS", "0"))
+        options.log_severity_level = 3
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for broken files
+            raise MedsightError(self.path, f"is not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        # prepare: an input adapter (an ensemble member's own normalisation) run in torch before the session
+        self.prepare = prepare
+        self.torch_module = torch_module if prepare is None or torch_module is None else nn.Sequential(prepare, torch_module)
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if self.prepare is not None:
+            with torch.no_grad():
+                x = self.prepare(x)
+        feed = {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
+        outputs = [torch.from_numpy(o) for o in self.session.run(self.output_names, feed)]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def eval(self) -> "OnnxEngine":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxEngine":
+        if mode:
+            raise MedsightError(self.path, "an ONNX model cannot be trained")
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> "OnnxEngine":
+        return self  # the session picked its provider when it was created
+
+    def __repr__(self) -> str:
+        return f"OnnxEngine({self.path})"
+
+
+def torch_module_of(model: Any) -> nn.Module | None:
+    """The PyTorch network behind a model (itself, or an ONNX engine's twin), or None."""
+    if isinstance(model, nn.Module):
+        return model
+    return getattr(model, "torch_module", None)
