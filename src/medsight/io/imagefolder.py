@@ -61,8 +61,6 @@ def _read_folders(root: Path) -> list[tuple[Path, str, str | None]]:
             if not classes:
                 raise MedsightError(split_dir, "has no class folders (expected <split>/<class>/<images>)")
             for class_dir in classes:
-                if is_dicom_series(class_dir):
-                    raise MedsightError(class_dir, "is a DICOM series where a class folder was expected")
                 rows += [(case, class_dir.name, split_dir.name) for case in _class_cases(class_dir)]
     else:
         for class_dir in subdirs:

@@ -119,6 +119,8 @@ def _read_tiff(path: Path) -> Image:
         array = tifffile.imread(path)
     except Exception as exc:  # tifffile raises many types for broken files
         raise MedsightError(path, f"is not a readable TIFF image ({_first_line(exc)})") from None
+    if array.size == 0 or array.ndim < 2:
+        raise MedsightError(path, "is not a readable TIFF image (no image data in it)")
     if array.ndim == 3 and array.shape[-1] not in (3, 4):
         return Image(array[None], path, "tiff", spacing=(1.0, 1.0, 1.0), origin=(0.0,) * 3,
                      direction=tuple(np.eye(3).ravel()))  # a multi-page stack is a volume

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny synthetic data written by medsight itself, and the real data sets when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """shared_data(relative) -> a real data set beside the project; the test skips where it is absent."""
+
+    def find(relative: str) -> Path:
+        path = SHARED_DATA / relative
+        if not path.exists():
+            pytest.skip(f"{path} is not present on this machine")
+        return path
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory) -> Path:
+    """A small 2D MedMNIST-style set with a faint-lesion class."""
+    from medsight.synthetic.classification import make_classification_npz
+
+    return make_classification_npz(tmp_path_factory.mktemp("npz") / "lesions.npz", n_train=96, n_val=32,
+                                   n_test=40, size=28, lesion_fraction=0.4, seed=3)
