@@ -51,6 +51,14 @@ class DistContext:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def min_int(self, value: int) -> int:
+        """The smallest value over ranks (every rank must take the same number of DDP steps)."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return int(tensor.item())
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's object on every rank."""
         if not self.enabled:

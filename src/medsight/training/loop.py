@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -66,6 +67,31 @@ def write_log(path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, write)
 
 
+def in_step(batches: Iterable[Any], steps: int, ctx: DistContext) -> Iterator[Any]:
+    """The batches, cut so that every DDP rank takes the same number of steps.
+
+    A rank with one batch more than the others would wait forever in its extra gradient all-reduce.
+    """
+    if not ctx.enabled:
+        yield from batches
+    elif steps:
+        yield from itertools.islice(batches, steps)
+    else:  # an unsized iterable: the ranks agree before each step
+        iterator = iter(batches)
+        while True:
+            batch = next(iterator, None)
+            if ctx.min_int(int(batch is not None)) == 0:
+                return
+            yield batch
+
+
+def remove_stale_temporaries(run: RunFolder) -> None:
+    """Delete the half-written temporaries a killed process left behind (atomic_write's .NAME.*.tmp)."""
+    if run.path.is_dir():
+        for leftover in run.path.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -90,12 +116,16 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)), "planned_fixed": config.minutes is None,
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
     }
-    if resume:
+    if ctx.is_main:
+        remove_stale_temporaries(run)
+    if resume and run.checkpoint_path.is_file():
         checkpoint = load_checkpoint(run.checkpoint_path)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         progress.update(checkpoint["progress"])
         say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
+    elif resume:  # killed before the first checkpoint: nothing to lose, start over
+        say(f"resuming {run.path}: no checkpoint yet, starting from the first epoch")
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model)
 
@@ -110,9 +140,9 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         seed_everything(epoch_seed(config.seed, epoch))
         model.train()
         batches = task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size)
-        steps = len(batches) if hasattr(batches, "__len__") else 0
+        steps = ctx.min_int(len(batches)) if hasattr(batches, "__len__") else 0
         losses, lr = [], base_lr
-        for step, batch in enumerate(batches):
+        for step, batch in enumerate(in_step(batches, steps, ctx)):
             lr = learning_rate(base_lr, epoch, step, steps, planned)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)

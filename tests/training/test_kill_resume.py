@@ -1,0 +1,65 @@
+"""A real training process SIGKILLed at many points resumes to the same weights, log and state as one never killed."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from faults import assert_run_readable, final_state, run_medsight, start_medsight
+
+EPOCHS = 4
+# Each resumed process is killed at the next point; together they cover every place a run can die.
+KILL_CHAIN = [
+    "backward::2",  # in the first epoch, before any checkpoint exists
+    "save:model.safetensors:1",  # half-way through writing the first best weights
+    "save:checkpoint.pt:1",  # half-way through the first checkpoint
+    "replace:checkpoint.pt:1",  # the checkpoint complete but not yet renamed into place
+    "replace:log.csv:2",  # epoch 1 checkpointed, epoch 2 trained and validated, its log row not yet in place
+    "validate::1",  # during validation (epoch 2 again)
+    "backward::5",  # in the middle of epoch 3
+    "replace:state.json:1",  # after the last epoch, while writing the post-training state
+]
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory) -> Path:
+    from medsight.synthetic.classification import make_classification_npz
+
+    return make_classification_npz(tmp_path_factory.mktemp("data") / "lesions.npz", size=16, n_train=48, n_val=24,
+                                   n_test=8, lesion_fraction=0.5, seed=5)
+
+
+def train_args(data: Path, out: Path) -> list[str]:
+    return ["train", data, "--out", out, "--epochs", EPOCHS, "--model", "lenet5", "--batch-size", 16]
+
+
+@pytest.mark.slow  # eleven real training processes: about a minute on two idle cores
+def test_killed_run_resumes_to_identical_results(small_npz, tmp_path):
+    reference = tmp_path / "never_killed"
+    never_killed = start_medsight(train_args(small_npz, reference))  # alongside the chain: one core each
+
+    run = tmp_path / "killed"
+    for number, point in enumerate(KILL_CHAIN):
+        args = train_args(small_npz, run) if number == 0 else ["train", "--out", run, "--resume"]
+        killed = run_medsight(args, kill=point)
+        assert killed.returncode == -signal.SIGKILL, f"{point} was never reached: {killed.stderr}"
+        assert "Traceback" not in killed.stderr
+        assert_run_readable(run)
+    resumed = run_medsight(["train", "--out", run, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert never_killed.wait(timeout=300) == 0
+
+    killed_state, reference_state = final_state(run), final_state(reference)
+    assert killed_state["log"] == reference_state["log"]
+    assert len(killed_state["log"]) == EPOCHS
+    assert killed_state["state"] == reference_state["state"]
+    assert killed_state["last_weights"] == reference_state["last_weights"]
+    assert killed_state["best_weights"] == reference_state["best_weights"]
+    assert killed_state["files"] == reference_state["files"]  # half-written temporaries were cleaned up
+
+    again = run_medsight(["train", "--out", run, "--resume"])  # resuming a finished run changes nothing
+    assert again.returncode == 0, again.stderr
+    assert final_state(run) == killed_state
