@@ -1,0 +1,364 @@
+"""`medsight evaluate` for classification: predictions, metrics.json, figures and report.html for one split.
+
+Decisions use the operating point stored in RUN/state.json (chosen on the validation split when training
+ended); the metrics at plain argmax (multi-label: 0.5) are written beside them so that the effect of the
+operating point is visible. Confidence intervals are percentile bootstraps over the cases.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medsight.errors import MedsightError
+from medsight.evaluation import plots
+from medsight.evaluation.bootstrap import bootstrap_ci
+from medsight.evaluation.report import Section, escape, format_value, metric_label, write_report
+from medsight.jsonio import atomic_write, save_json
+from medsight.metrics.classification import classification_metrics, multilabel_metrics
+from medsight.metrics.operating_point import apply_operating_point
+
+N_BOOT = 1000
+BOOT_SEED = 0
+MISTAKES_SHOWN = 12
+SINGLE_LABEL_CI = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auc", "kappa")
+MULTILABEL_CI = ("auc", "accuracy", "f1")
+
+
+def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split: str, out_dir: Path) -> dict[str, Any]:
+    """Predict the split, write metrics.json, predictions/, plots/ and report.html; return metrics + "report"."""
+    out_dir = Path(out_dir)
+    indices = np.asarray(dataset.splits[split])
+    if len(indices) == 0:
+        raise MedsightError(dataset.path, f"split {split!r} has no cases to evaluate")
+    probs = task.probabilities(task.predict_tensor(model, task.prepared(dataset, indices)))
+    labels = np.asarray(dataset.labels)[indices]
+    names = list(dataset.classes) or [str(k) for k in range(probs.shape[1])]
+    case_ids = [dataset.case_ids[int(i)] for i in indices]
+    multilabel = bool(task.plan.get("multilabel", False))
+    ordinal = bool(task.info.get("ordinal") or getattr(dataset, "ordinal", False))
+    point = run.load_state().get("operating_point")
+    if multilabel:
+        labels = labels.astype(np.int64)
+        decisions, used_point = _multilabel_decisions(probs, point)
+        result = multilabel_metrics(labels, probs, used_point["thresholds"], names)
+        argmax = multilabel_metrics(labels, probs, None, names)
+        ci = bootstrap_ci(labels, probs, decisions, MULTILABEL_CI, n_boot=N_BOOT, seed=BOOT_SEED)
+    else:
+        labels = labels.astype(np.int64).reshape(-1)
+        decisions, used_point = _single_label_decisions(probs, point)
+        result = classification_metrics(labels, probs, decisions, names, ordinal)
+        argmax = classification_metrics(labels, probs, None, names, ordinal)
+        ci_names = SINGLE_LABEL_CI + (("kappa_quadratic",) if ordinal else ())
+        ci = bootstrap_ci(labels, probs, decisions, ci_names, n_boot=N_BOOT, seed=BOOT_SEED)
+        if probs.shape[1] == 2:
+            add_sensitivity_specificity(result["metrics"], ci, labels, decisions)
+            add_sensitivity_specificity(argmax["metrics"], {}, labels, probs.argmax(axis=1))
+    metrics = {
+        "task": "classification", "split": split, "num_cases": int(len(indices)), "classes": names,
+        "multilabel": multilabel, "metrics": result["metrics"], "per_class": result["per_class"], "ci95": ci,
+        "ci_method": f"percentile bootstrap over cases, {N_BOOT} resamples, seed {BOOT_SEED}"
+                     + ("; sensitivity and specificity: Wilson score interval" if "sensitivity" in ci else ""),
+        "operating_point": used_point, "metrics_argmax": argmax["metrics"],
+    }
+    write_predictions(out_dir / "predictions" / "predictions.csv", case_ids, labels, decisions, probs, names, multilabel)
+    save_json(out_dir / "metrics.json", metrics)
+    sections = report_sections(run, dataset, indices, labels, probs, decisions, metrics, out_dir / "plots")
+    details = _details(run, task, metrics)
+    subtitle = f"{details['model']} · {metrics['num_cases']} cases · {'multi-label' if multilabel else f'{len(names)} classes'}"
+    report = write_report(out_dir / "report.html", _title(task, dataset, split), headline(metrics), sections,
+                          details=details, subtitle=subtitle)
+    return {**metrics, "report": str(report)}
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float] | None:
+    """95% Wilson score interval of a proportion (better than the normal one near 0 and 1 and for few cases)."""
+    if total == 0:
+        return None
+    share = successes / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def add_sensitivity_specificity(values: dict[str, Any], ci: dict[str, Any], labels: np.ndarray,
+                                decisions: np.ndarray) -> None:
+    """Binary: sensitivity (recall of class 1) and specificity (recall of class 0), with Wilson intervals."""
+    for name, cls in (("sensitivity", 1), ("specificity", 0)):
+        members = labels == cls
+        hits, total = int((decisions[members] == cls).sum()), int(members.sum())
+        values[name] = hits / total if total else None
+        ci[name] = wilson_interval(hits, total)
+
+
+# decisions -----------------------------------------------------------------
+def _single_label_decisions(probs: np.ndarray, point: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stored operating point applied, or argmax when there is none or it does not fit these classes."""
+    num_classes = probs.shape[1]
+    fits = point is not None and "thresholds" not in point and (
+        ("threshold" not in point or num_classes == 2)
+        and ("log_offsets" not in point or len(point["log_offsets"]) == num_classes))
+    if not fits:
+        note = "no operating point in state.json" if point is None else f"stored point {point} does not fit {num_classes} classes"
+        return probs.argmax(axis=1), {"rule": "argmax", "note": note}
+    return apply_operating_point(probs, point), dict(point)
+
+
+def _multilabel_decisions(probs: np.ndarray, point: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-label thresholds from the stored point (one list, or one shared threshold), else 0.5 for every label."""
+    num_labels = probs.shape[1]
+    point = dict(point or {"rule": "threshold"})
+    thresholds = point.get("thresholds")
+    if thresholds is None or len(thresholds) != num_labels:
+        thresholds = [float(point.get("threshold", 0.5))] * num_labels
+    point["thresholds"] = [float(t) for t in thresholds]
+    point.pop("threshold", None)
+    return (probs >= np.asarray(point["thresholds"])).astype(np.int64), point
+
+
+# files ---------------------------------------------------------------------
+def write_predictions(path: Path, case_ids: Sequence[str], labels: np.ndarray, decisions: np.ndarray,
+                      probs: np.ndarray, names: Sequence[str], multilabel: bool) -> None:
+    """predictions.csv: case id, true and predicted class (index and name), one probability column per class."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if multilabel:
+        writer.writerow(["case_id", *[f"true_{n}" for n in names], *[f"predicted_{n}" for n in names],
+                         *[f"prob_{n}" for n in names]])
+        for case, truth, decided, row in zip(case_ids, labels, decisions, probs):
+            writer.writerow([case, *map(int, truth), *map(int, decided), *(f"{p:.9g}" for p in row)])
+    else:
+        writer.writerow(["case_id", "true", "true_class", "predicted", "predicted_class", "correct",
+                         *[f"prob_{n}" for n in names]])
+        for case, truth, decided, row in zip(case_ids, labels, decisions, probs):
+            writer.writerow([case, int(truth), names[truth], int(decided), names[decided], int(truth == decided),
+                             *(f"{p:.9g}" for p in row)])
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+
+    atomic_write(path, write)
+
+
+# report --------------------------------------------------------------------
+def _title(task: Any, dataset: Any, split: str) -> str:
+    source = Path(str(task.info.get("source") or dataset.path))
+    name = source.name.split(".")[0] if source.suffix else source.name
+    return f"Classification report: {name}, {split} split"
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The summary cards: headline metrics with their 95% intervals; sensitivity and specificity when binary."""
+    values, ci = metrics["metrics"], metrics["ci95"]
+    if metrics["multilabel"]:
+        keys = ("auc", "accuracy", "f1", "exact_match", "ece")
+    else:
+        keys = ("balanced_accuracy", "accuracy", "auc", "f1", "kappa", "kappa_quadratic", "ece")
+    cards = {k: {"value": values[k], "ci95": ci.get(k)} for k in keys if k in values}
+    names = metrics["classes"]
+    if "sensitivity" in values:
+        cards["sensitivity"] = {"value": values["sensitivity"], "ci95": ci.get("sensitivity"),
+                                "help": f"share of '{names[1]}' cases called '{names[1]}'"}
+        cards["specificity"] = {"value": values["specificity"], "ci95": ci.get("specificity"),
+                                "help": f"share of '{names[0]}' cases called '{names[0]}'"}
+    return cards
+
+
+def _details(run: Any, task: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+    try:
+        model = run.load_config().model
+    except (MedsightError, OSError):
+        model = "unknown"
+    return {"run": str(Path(run.path).resolve()), "model": model, "split": metrics["split"],
+            "cases": metrics["num_cases"], "classes": ", ".join(metrics["classes"]),
+            "data": task.info.get("source", "")}
+
+
+def describe_operating_point(point: dict[str, Any], names: Sequence[str], multilabel: bool) -> str:
+    """One plain sentence saying how probabilities became decisions."""
+    rule = point.get("rule", "argmax")
+    if "note" in point:
+        return f"Each case gets its most probable class ({escape(point['note'])})."
+    goal = {"balanced_accuracy": "the best balanced accuracy", "youden": "the best sensitivity + specificity"}.get(
+        rule, f"a sensitivity of at least {rule.split(':', 1)[1]}" if rule.startswith("sensitivity:") else escape(rule))
+    if multilabel:
+        cuts = ", ".join(f"{escape(n)} {t:.3f}" for n, t in zip(names, point["thresholds"]))
+        return f"A label is called present when its probability reaches its threshold ({cuts})."
+    if "threshold" in point:
+        seen = point.get("val", {})
+        reached = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in seen.items())
+        return (f"A case is called <b>{escape(names[1])}</b> when its probability reaches <b>{point['threshold']:.3f}</b> "
+                f"(not 0.5): the threshold chosen on the validation split for {goal}"
+                + (f" (validation: {reached})." if reached else "."))
+    if "log_offsets" in point:
+        if not any(abs(v) > 1e-9 for v in point["log_offsets"]):
+            return f"Each case gets its most probable class: no class re-weighting did better on validation ({goal})."
+        return ("Each case gets the class with the highest probability after dividing by the class's prior, "
+                f"chosen on the validation split for {goal}; rare classes are called more often than at plain argmax.")
+    return "Each case gets its most probable class."
+
+
+def _comparison_table(metrics: dict[str, Any]) -> list[list[Any]]:
+    chosen, plain = metrics["metrics"], metrics["metrics_argmax"]
+    keys = [k for k in chosen if isinstance(chosen[k], (float, type(None))) and k in plain]
+    plain_name = "threshold 0.5" if metrics["multilabel"] else "argmax"
+    return [["metric", "at the operating point", f"at {plain_name}", "95% CI (operating point)"]] + [
+        [metric_label(k), chosen[k], plain[k], _ci_text(metrics["ci95"].get(k))] for k in keys]
+
+
+def _ci_text(ci: Sequence[float] | None) -> str:
+    return "" if not ci else f"{format_value(ci[0])} to {format_value(ci[1])}"
+
+
+PER_CLASS_COLUMNS = {"precision": "precision (PPV)", "recall": "recall (sensitivity)", "f1": "F1", "auc": "ROC AUC",
+                     "accuracy": "accuracy", "support": "cases"}
+
+
+def _per_class_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    key = "label" if metrics["multilabel"] else "class"
+    return [{key: name, **{PER_CLASS_COLUMNS.get(k, k): v for k, v in values.items()}}
+            for name, values in metrics["per_class"].items()]
+
+
+def _best_epoch(log: dict[str, np.ndarray]) -> int | None:
+    """The epoch training kept: the validation score is AUC when logged, else balanced accuracy, else -loss."""
+    for column, sign in (("auc", 1.0), ("balanced_accuracy", 1.0), ("val_loss", -1.0)):
+        values = log.get(column)
+        if values is not None and np.isfinite(values).any():
+            return int(log["epoch"][int(np.nanargmax(sign * values))])
+    return None
+
+
+def _roc_pr_inputs(labels: np.ndarray, probs: np.ndarray, names: Sequence[str], multilabel: bool):
+    """0/1 target columns, scores and names: the positive class when binary, one-vs-rest otherwise."""
+    if multilabel:
+        return labels, probs, list(names)
+    if probs.shape[1] == 2:
+        return (labels == 1)[:, None], probs[:, [1]], [names[1]]
+    return np.eye(probs.shape[1], dtype=bool)[labels], probs, list(names)
+
+
+def _curve_sections(labels, probs, decisions, names, multilabel, plot_dir: Path) -> list[Section]:
+    targets, scores, curve_names = _roc_pr_inputs(labels, probs, names, multilabel)
+    roc_markers, pr_markers = [], []
+    if not multilabel and probs.shape[1] == 2 and (labels == 1).any() and (labels == 0).any():
+        positive, called = labels == 1, decisions == 1
+        sensitivity, false_positive_rate = called[positive].mean(), called[~positive].mean()
+        precision = positive[called].mean() if called.any() else math.nan
+        roc_markers = [("operating point", float(false_positive_rate), float(sensitivity))]
+        pr_markers = [("operating point", float(sensitivity), float(precision))] if called.any() else []
+    suffix = (" per label" if multilabel else f": {names[1]}" if probs.shape[1] == 2 else ": each class vs the rest")
+    roc = plots.roc_curves(targets, scores, plot_dir / "roc.png", curve_names, roc_markers, title=f"ROC curve{suffix}")
+    pr = plots.pr_curves(targets, scores, plot_dir / "pr.png", curve_names, pr_markers,
+                         title=f"Precision-recall{suffix}")
+    which = ("for each label" if multilabel else f"for the positive class '{names[1]}'" if probs.shape[1] == 2
+             else "for each class against the rest")
+    return [Section(
+        "ROC and precision-recall curves", images=[roc, pr],
+        how_to_read=f"Curves {which}. A curve hugging the top-left (ROC) or top-right (precision-recall) corner "
+                    "separates the classes well; the diagonal is guessing and the dotted line is the prevalence. "
+                    "The circle marks where the model's decisions sit.")]
+
+
+def report_sections(run: Any, dataset: Any, indices: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                    decisions: np.ndarray, metrics: dict[str, Any], plot_dir: Path) -> list[Section]:
+    """Every section of the classification report, writing its figures into plot_dir."""
+    names, multilabel = metrics["classes"], metrics["multilabel"]
+    sections = [Section(
+        "Operating point", html=f"<p>{describe_operating_point(metrics['operating_point'], names, multilabel)}</p>",
+        table=_comparison_table(metrics),
+        how_to_read="Probabilities become decisions at the operating point; the columns show the same "
+                    "cases at the operating point and at the plain default.")]
+    sections += _curve_sections(labels, probs, decisions, names, multilabel, plot_dir)
+    if not multilabel:
+        cm = plots.confusion_matrix_plot(metrics["metrics"]["confusion_matrix"], plot_dir / "confusion_matrix.png", names)
+        sections.append(Section(
+            "Confusion matrix", images=[cm],
+            how_to_read="Rows are the true class, columns the model's call. The diagonal holds the correct "
+                        "calls; the right panel shows, per true class, where its cases went (the diagonal "
+                        "is that class's sensitivity)."))
+    sections.append(Section(
+        "Per class" if not multilabel else "Per label", table=_per_class_table(metrics),
+        how_to_read="Recall is the sensitivity for that class, precision its positive predictive value; "
+                    "support is the number of cases of the class in this split."))
+    sections.append(_probability_section(labels, probs, names, multilabel, metrics["operating_point"], plot_dir))
+    sections.append(_calibration_section(labels, probs, metrics, multilabel, plot_dir))
+    if Path(run.log_path).is_file():
+        best = run.load_state().get("training", {}).get("best_epoch") or _best_epoch(plots.read_log(run.log_path))
+        curves = plots.training_curves(run.log_path, plot_dir / "training_curves.png", best)
+        sections.append(Section(
+            "Training curves", images=[curves],
+            how_to_read="Loss should fall and validation metrics rise; a validation loss that climbs while the "
+                        "training loss keeps falling is overfitting. The dotted line is the epoch whose weights "
+                        "are used."))
+    sections.append(_mistakes_section(dataset, indices, labels, probs, decisions, names, multilabel, plot_dir))
+    return sections
+
+
+def _probability_section(labels, probs, names, multilabel, point, plot_dir: Path) -> Section:
+    if multilabel:
+        groups = {f"{n} (present)": probs[labels[:, k] == 1, k] for k, n in enumerate(names)}
+        title, ylabel = "Predicted probability when the label is present", "probability of the label"
+    elif probs.shape[1] == 2:
+        groups = {f"true {n}": probs[labels == k, 1] for k, n in enumerate(names)}
+        title, ylabel = f"Predicted probability of '{names[1]}' by true class", f"p({names[1]})"
+    else:
+        groups = {n: probs[labels == k, k] for k, n in enumerate(names)}
+        title, ylabel = "Probability given to the true class", "p(true class)"
+    threshold = point.get("threshold", 0.5 if probs.shape[1] == 2 and not multilabel else None)
+    path = plots.box_plot(groups, plot_dir / "probabilities.png", ylabel=ylabel, title=title, reference=threshold,
+                          reference_label=None if threshold is None else f"decision threshold {threshold:.3f}")
+    return Section("Predicted probabilities", images=[path],
+                   how_to_read="Each dot is one case. Well separated groups mean the model tells the classes apart; "
+                               "overlap is where it hesitates.")
+
+
+def _calibration_section(labels, probs, metrics, multilabel, plot_dir: Path) -> Section:
+    if multilabel:
+        confidence, outcome, xlabel = probs.reshape(-1), labels.reshape(-1), "predicted probability of a label"
+    else:
+        confidence, outcome = probs.max(axis=1), probs.argmax(axis=1) == labels
+        xlabel = "probability of the most probable class"
+    path = plots.calibration_plot(confidence, outcome, plot_dir / "calibration.png", ece=metrics["metrics"].get("ece"),
+                                  xlabel=xlabel)
+    return Section("Calibration", images=[path],
+                   how_to_read="If the model says 80%, it should be right 8 times in 10: bars on the dashed diagonal "
+                               "mean the probabilities can be taken at face value; bars below it mean over-confidence. "
+                               "The histogram shows how many cases fall in each bin.")
+
+
+def _mistakes_section(dataset, indices, labels, probs, decisions, names, multilabel, plot_dir: Path) -> Section:
+    if multilabel:
+        wrong_cells = decisions != labels
+        # how sure the model was of its wrong calls: p for a false label, 1 - p for a missed one
+        certainty = np.where(decisions == 1, probs, 1 - probs)
+        confidence = np.where(wrong_cells, certainty, -1).max(axis=1)
+        wrong = wrong_cells.any(axis=1)
+    else:
+        wrong = decisions != labels
+        confidence = probs[np.arange(len(decisions)), decisions]
+    order = [i for i in np.argsort(-confidence, kind="stable") if wrong[i]][:MISTAKES_SHOWN]
+    how = ("The cases the model got wrong while being most sure, with the true class, the call and the "
+           "probability of that call. Look for label errors, artefacts or a pattern the model missed.")
+    if not order:
+        return Section("Most confident mistakes", html="<p>No mistakes on this split.</p>", how_to_read=how)
+    images, captions = [], []
+    for i in order:
+        images.append(dataset.load_case(int(indices[i])))
+        case = dataset.case_ids[int(indices[i])]
+        if multilabel:
+            missed = [n for k, n in enumerate(names) if labels[i, k] and not decisions[i, k]]
+            false = [n for k, n in enumerate(names) if decisions[i, k] and not labels[i, k]]
+            captions.append(f"{case}\nmissed: {', '.join(missed) or '-'}\nfalse: {', '.join(false) or '-'}")
+        else:
+            captions.append(f"{case}\ntrue: {names[labels[i]]}\ncalled: {names[decisions[i]]} (p {confidence[i]:.2f})")
+    path = plots.image_grid(images, captions, plot_dir / "confident_mistakes.png", columns=6)
+    note = " 3D images show their middle slice." if np.asarray(images[0]).ndim == 4 else ""
+    return Section(f"Most confident mistakes ({int(wrong.sum())} mistakes in all)", images=[path],
+                   how_to_read=how + note)
