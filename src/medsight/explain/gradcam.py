@@ -14,20 +14,23 @@ import torch.nn as nn
 METHODS = ("gradcam", "gradcampp")
 
 
-def _last_spatial_of_features(model: nn.Module) -> str:
-    """For `features` stacks that end in an adaptive pool: the layer feeding that pool."""
-    return f"features.{len(model.features) - 2}"
+def _in_features(model: nn.Module, example: torch.Tensor | None) -> str:
+    """For `features` stacks (pools are skipped on small inputs): the last layer there with a map over 1 voxel."""
+    if example is None:
+        raise ValueError(f"{type(model).__name__} needs an example input to find its Grad-CAM layer")
+    return traced_target_layer(model, example, within="features.")
 
 
 # Model class name -> the layer whose feature map Grad-CAM weighs: the last full-resolution map before pooling.
 FAMILY_LAYERS = {
-    "ResNet": lambda m: "layer4",  # MONAI ResNet (resnet18/34/50)
-    "LeNet5": _last_spatial_of_features,
-    "AlexNet": _last_spatial_of_features,
-    "VGG": _last_spatial_of_features,
-    "ConvNeXt": lambda m: "stages",
-    "EfficientNet": lambda m: "_bn1",  # _swish is shared with the stem, so its backward hook would fire twice
+    "ResNet": lambda m, x: "layer4",  # MONAI ResNet (resnet18/34/50)
+    "LeNet5": _in_features,
+    "AlexNet": _in_features,
+    "VGG": _in_features,
+    "ConvNeXt": lambda m, x: "stages",
+    "EfficientNet": lambda m, x: "_bn1",  # _swish is shared with the stem, so its backward hook would fire twice
 }
+POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 
 
 def target_layer(model: nn.Module, example: torch.Tensor | None = None) -> str:
@@ -35,15 +38,29 @@ def target_layer(model: nn.Module, example: torch.Tensor | None = None) -> str:
     for prefix, module in model.named_modules():
         rule = FAMILY_LAYERS.get(type(module).__name__)
         if rule is not None:
-            name = rule(module)
+            if example is not None and module is not model:
+                example = _input_of(model, module, example)
+            name = rule(module, example)
             return f"{prefix}.{name}" if prefix else name
     if example is None:
         raise ValueError(f"no Grad-CAM layer known for {type(model).__name__} and no example input to trace")
     return traced_target_layer(model, example)
 
 
-def traced_target_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """The last leaf module, called once, whose output is still a spatial map larger than 1 voxel."""
+def _input_of(model: nn.Module, inner: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """What a wrapped network receives when the wrapper is called on example."""
+    seen: list[torch.Tensor] = []
+    handle = inner.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def traced_target_layer(model: nn.Module, example: torch.Tensor, within: str = "") -> str:
+    """The last leaf module (under ``within``), called once, whose output is a spatial map over 1 voxel."""
     calls: dict[str, int] = {}
     order: list[str] = []
     hooks = []
@@ -57,7 +74,7 @@ def traced_target_layer(model: nn.Module, example: torch.Tensor) -> str:
         return record
 
     for name, module in model.named_modules():
-        if name and not list(module.children()):
+        if name.startswith(within) and name and not list(module.children()) and not isinstance(module, POOLS):
             hooks.append(module.register_forward_hook(hook(name)))
     try:
         with torch.no_grad():

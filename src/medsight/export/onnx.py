@@ -1,0 +1,177 @@
+"""Export a run's network to ONNX and prove it computes what PyTorch computes.
+
+RUN/export/model.onnx has a dynamic batch axis (and dynamic spatial axes when the network is fully
+convolutional: its output keeps the input's spatial shape). It is checked with onnxruntime against PyTorch
+on real cases of the run's validation split (read from dataset.json "source"), or on synthetic inputs of the
+planned shape when the data set is not there; RUN/export/export.json records the opset, the inputs used,
+the largest absolute difference and whether it stays within the fp32 tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.errors import MedsightError
+from medsight.jsonio import atomic_write, save_json
+
+OPSET = 17
+TOLERANCE_FP32 = 1e-4
+CHECK_CASES = 16
+INPUT_NAME = "image"
+
+
+def network_input_shape(plan: dict[str, Any]) -> tuple[int, ...]:
+    """(C, *spatial) of one network input from the plan (classification input_size, else patch_size)."""
+    spatial = plan.get("input_size") or plan.get("patch_size")
+    if spatial is None:
+        raise MedsightError(None, "plan.json has neither input_size nor patch_size: cannot size the ONNX input")
+    return (int(plan.get("in_channels", 1)), *map(int, spatial))
+
+
+def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.Tensor, str]:
+    """Real prepared cases of the validation split (the task's own preprocessing), else synthetic ones; and how."""
+    from medsight.api import read_dataset
+
+    info = run.load_dataset_info()
+    source = info.get("source")
+    shape = network_input_shape(task.plan)
+    reason = "dataset.json has no source"
+    if source and Path(source).exists():
+        config = run.load_config()
+        try:
+            _, dataset = read_dataset(source, config.seed, config.fold)
+            split = next((s for s in ("val", "test", "train") if len(dataset.splits.get(s, [])) > 0), None)
+            if split is not None:
+                indices = np.asarray(dataset.splits[split])[:count]
+                inputs = prepare_for_export(task, dataset, indices)
+                return inputs, f"{len(indices)} cases of the {split} split of {source}"
+            reason = f"{source} has no cases"
+        except MedsightError as exc:
+            reason = f"the data set could not be read ({exc})"
+    elif source:
+        reason = f"the data set {source} is not there"
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn((min(count, 4), *shape), generator=generator)
+    return inputs, f"synthetic: {len(inputs)} standard-normal inputs of shape {list(shape)} ({reason})"
+
+
+def prepare_for_export(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor:
+    """Network inputs of some cases: the task's ``export_inputs`` hook, or classification's cached preparation."""
+    hook = getattr(task, "export_inputs", None)
+    if callable(hook):
+        return hook(dataset, indices)
+    if callable(getattr(task, "prepared", None)):
+        return task.prepared(dataset, indices)
+    raise MedsightError(None, f"the {task.name} task cannot prepare real inputs for the export check")
+
+
+def flat_outputs(output: Any) -> list[torch.Tensor]:
+    """A network's output as a list of tensors (tensor, tuple/list of tensors, or dict in key order)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for _, t in sorted(output.items())]
+    return [t for t in output]
+
+
+class _Flat(nn.Module):
+    """Wraps a network so that ONNX sees a tensor or a tuple of tensors as output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        outputs = flat_outputs(self.model(x))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def spatial_follows_input(model: nn.Module, example: torch.Tensor) -> bool:
+    """True for fully convolutional networks: a larger input still runs and gives an output of its own size."""
+    bigger = torch.zeros((1, example.shape[1], *[s + 16 for s in example.shape[2:]]))
+    with torch.no_grad():
+        first = flat_outputs(model(example[:1]))[0]
+        if first.ndim != example.ndim or tuple(first.shape[2:]) != tuple(example.shape[2:]):
+            return False
+        try:
+            second = flat_outputs(model(bigger))[0]
+        except RuntimeError:
+            return False
+    return tuple(second.shape[2:]) == tuple(bigger.shape[2:])
+
+
+def max_abs_diff(model: nn.Module, session: Any, inputs: torch.Tensor) -> tuple[float, float]:
+    """Largest |onnxruntime - PyTorch| over all outputs, and the share of cases whose argmax agrees."""
+    with torch.no_grad():
+        expected = [t.numpy() for t in flat_outputs(model(inputs))]
+    got = session.run(None, {INPUT_NAME: inputs.numpy().astype(np.float32)})
+    worst = max(float(np.max(np.abs(e - g))) if e.size else 0.0 for e, g in zip(expected, got))
+    agree = float(np.mean(expected[0].argmax(1) == got[0].argmax(1))) if expected[0].ndim >= 2 else 1.0
+    return worst, agree
+
+
+def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, cases: int = CHECK_CASES) -> dict[str, Any]:
+    """Write RUN/export/model.onnx and export.json; fail (keeping export.json) when the check is not met."""
+    import onnx
+    import onnxruntime as ort
+
+    from medsight.api import load_run
+    from medsight.run import software_versions
+
+    if fmt != "onnx":
+        raise MedsightError(None, f"unknown export format {fmt!r}; medsight exports onnx")
+    started = time.perf_counter()
+    run, task, model = load_run(run_path, "cpu")
+    model = _Flat(model).eval()
+    inputs, source = check_inputs(run, task, cases)
+    spatial_dynamic = spatial_follows_input(model, inputs[:1])
+    dynamic_input = {0: "batch"}
+    if spatial_dynamic:
+        dynamic_input.update({axis: f"dim{axis - 2}" for axis in range(2, inputs.ndim)})
+    with torch.no_grad():
+        output_count = len(flat_outputs(model(inputs[:1])))
+    output_names = ["output"] if output_count == 1 else [f"output{i}" for i in range(output_count)]
+    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: {0: "batch"} for name in output_names}}
+    target = run.export_dir / "model.onnx"
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation on every call
+            torch.onnx.export(model, (inputs[:1],), tmp, dynamo=False, input_names=[INPUT_NAME],
+                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=opset,
+                              do_constant_folding=True)
+        onnx.checker.check_model(tmp)
+
+    atomic_write(target, write)
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    diff, agree = max_abs_diff(model, session, inputs)
+    diff_single, _ = max_abs_diff(model, session, inputs[:1])
+    checks = {"batch": {"cases": len(inputs), "max_abs_diff": diff, "argmax_agreement": agree},
+              "batch_of_one": {"max_abs_diff": diff_single}}
+    if spatial_dynamic:
+        other = torch.randn((2, inputs.shape[1], *[s + 16 for s in inputs.shape[2:]]), generator=torch.Generator().manual_seed(1))
+        checks["other_spatial_size"] = {"shape": list(other.shape), "max_abs_diff": max_abs_diff(model, session, other)[0]}
+    worst = max(c["max_abs_diff"] for c in checks.values())
+    result = {
+        "format": "onnx", "path": str(target), "opset": int(onnx.load(str(target)).opset_import[0].version),
+        "exporter": "torch.onnx.export (TorchScript)", "precision": "fp32", "input_name": INPUT_NAME,
+        "output_names": output_names, "input_shape": list(inputs.shape[1:]), "dynamic_axes": dynamic_axes,
+        "fully_convolutional": spatial_dynamic, "check_inputs": source, "checks": checks,
+        "max_abs_diff": worst, "tolerance": TOLERANCE_FP32, "passed": worst <= TOLERANCE_FP32,
+        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "seconds": round(time.perf_counter() - started, 2),
+        "versions": {**software_versions(), "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+    }
+    save_json(run.export_dir / "export.json", result)
+    if not result["passed"]:
+        target.unlink()
+        raise MedsightError(run.export_dir / "export.json", f"the ONNX model differs from PyTorch by {worst:.2e} "
+                                                             f"(more than {TOLERANCE_FP32:.0e}); model.onnx removed")
+    return result

@@ -1,0 +1,125 @@
+"""The HTTP server: a trained run behind FastAPI, with a web page where a person drops an image.
+
+GET /health, GET /model (task, classes, input, metrics), POST /predict (an image or volume file, or a zip
+of one DICOM series) -> JSON with the task's record and its pictures as base64 PNG, /docs (OpenAPI), and
+the page at /. What a task writes is not known here: each record's "images" ({label: [PNG paths]}, several
+paths = slices) become data URLs and every other JSON-able entry is passed on. Uploads live in a private
+temporary folder that is removed after each request; the only files read besides them are the run's own
+and the page's static files, looked up by fixed name.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from medsight.errors import MedsightError
+from medsight.inference.inputs import discover_inputs
+from medsight.inference.predictor import Predictor
+from medsight.serving.limits import BodyLimit
+from medsight.serving.uploads import UploadError, problem_text, safe_name, save_upload
+
+MAX_UPLOAD_MB = 64
+# The page's files, by the only names the server will serve.
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+HIDDEN_KEYS = ("images", "arrays", "file", "name")
+
+
+def static_bytes(name: str) -> bytes:
+    return resources.files("medsight.serving").joinpath("static", name).read_bytes()
+
+
+def data_url(path: str | Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def response_body(predictor: Predictor, name: str, record: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The JSON answer: the task's record without local paths, plus its pictures as data URLs."""
+    images = {label: [data_url(p) for p in paths] for label, paths in record.get("images", {}).items()}
+    prediction = {k: v for k, v in record.items() if k not in HIDDEN_KEYS}
+    return {"file": name, "task": predictor.task.name, "prediction": prediction, "images": images,
+            "seconds": round(seconds, 4)}
+
+
+def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb: int = MAX_UPLOAD_MB,
+               concurrency: int = 2) -> FastAPI:
+    """The FastAPI application of one run (or of a ready Predictor, e.g. an ensemble)."""
+    from medsight import __version__
+    from medsight.jsonio import _jsonable
+
+    predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine)
+    limit = int(max_upload_mb) << 20
+    gate = threading.Semaphore(concurrency)  # more parallel predictions than cores only add waiting
+    app = FastAPI(title="medsight", version=__version__,
+                  description=f"{predictor.task.name} model served from a medsight run folder")
+    app.state.predictor = predictor
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server keeps running"}, 500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(static_bytes("index.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, "not found")
+        return Response(static_bytes(name), media_type=STATIC[name])
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """The server is up and its model is loaded."""
+        return {"status": "ok", "task": predictor.task.name, "engine": predictor.engine}
+
+    @app.get("/model")
+    def model() -> dict[str, Any]:
+        """Task, classes, input format, operating point and evaluation metrics of the served run."""
+        return _jsonable(predictor.describe())
+
+    @app.post("/predict")
+    def predict(file: UploadFile = File(..., description="an image or volume, or a zip of one DICOM series"),
+                explain: bool = Form(True, description="also return Grad-CAM heat maps where the task has them")
+                ) -> JSONResponse:
+        """Predict one uploaded image or volume; the answer holds the result and its pictures (base64 PNG)."""
+        started = time.perf_counter()
+        name = safe_name(file.filename)
+        with tempfile.TemporaryDirectory(prefix="medsight-serve-") as tmp:
+            upload_dir = Path(tmp) / "upload"
+            try:
+                source = save_upload(file.file, file.filename, upload_dir, limit)
+                inputs = discover_inputs([source])
+                if len(inputs) != 1:
+                    raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
+                with gate:
+                    records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
+                body = response_body(predictor, name, records[0], time.perf_counter() - started)
+            except UploadError as exc:
+                return JSONResponse({"detail": exc.message}, exc.status)
+            except MedsightError as exc:
+                return JSONResponse({"detail": problem_text(exc, upload_dir, name)}, 400)
+        return JSONResponse(_jsonable(body))
+
+    app.add_middleware(BodyLimit, limit_bytes=limit + (1 << 20), shown_limit_mb=int(max_upload_mb))  # room for the multipart framing
+    return app
+
+
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: str = "torch") -> None:
+    """Run the server under uvicorn until interrupted."""
+    import sys
+
+    import uvicorn
+
+    app = create_app(run, engine=engine)
+    print(f"serving {run} ({app.state.predictor.task.name}, {engine}) at http://{host}:{port}/  (API docs: /docs)",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,93 @@
+"""Turning an upload into one input on disk: a checked file name, a size limit, a DICOM series from a zip."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
+
+from medsight.errors import MedsightError
+
+MAX_ZIP_MEMBERS = 5000
+
+
+class UploadError(Exception):
+    """A request the server refuses: an HTTP status and a message naming the problem."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def safe_name(filename: str | None) -> str:
+    """The last component of a client's file name, with only harmless characters (no path can be smuggled)."""
+    base = PureWindowsPath(PurePosixPath(filename or "").name).name
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in base).lstrip(".")
+    return cleaned[:120] or "upload"
+
+
+def save_upload(stream: BinaryIO, filename: str | None, folder: Path, limit_bytes: int) -> Path:
+    """Store an uploaded file (or unpack a zipped DICOM series) under folder; returns the input to predict."""
+    from medsight.io.images import IMAGE_SUFFIXES, is_dicom_file, suffix_of
+
+    name = safe_name(filename)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    _copy_limited(stream, target, limit_bytes, name)
+    suffix = suffix_of(target)
+    if suffix == ".zip":
+        return unpack_series(target, folder / "series", limit_bytes)
+    if suffix in IMAGE_SUFFIXES:
+        return target
+    if is_dicom_file(target):  # DICOM slices often come without a suffix
+        return target.rename(target.with_name(target.name + ".dcm"))
+    raise UploadError(415, f"{name}: unsupported file type {suffix or '(no suffix)'}; send a PNG, JPEG, TIFF, "
+                           "NIfTI, NRRD, MHA or DICOM file, or a zip of one DICOM series")
+
+
+def _copy_limited(stream: BinaryIO, target: Path, limit_bytes: int, name: str) -> int:
+    written = 0
+    with open(target, "wb") as out:
+        while chunk := stream.read(1 << 20):
+            written += len(chunk)
+            if written > limit_bytes:
+                raise UploadError(413, f"{name}: larger than the upload limit of {limit_bytes // (1 << 20)} MiB")
+            out.write(chunk)
+    if written == 0:
+        raise UploadError(400, f"{name}: the uploaded file is empty")
+    return written
+
+
+def unpack_series(archive: Path, folder: Path, limit_bytes: int) -> Path:
+    """Unpack a zip's files flat into folder (member paths are never used as paths); returns folder."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist() if not m.is_dir() and not _is_noise(m.filename)]
+            if not members:
+                raise UploadError(400, f"{archive.name}: the zip holds no files")
+            if len(members) > MAX_ZIP_MEMBERS:
+                raise UploadError(400, f"{archive.name}: the zip holds {len(members)} files (at most {MAX_ZIP_MEMBERS})")
+            if sum(m.file_size for m in members) > 4 * limit_bytes:  # a zip bomb is refused before unpacking
+                raise UploadError(413, f"{archive.name}: unpacks to more than {4 * limit_bytes // (1 << 20)} MiB")
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, member in enumerate(members):
+                with bundle.open(member) as source, open(folder / f"{index:05d}_{safe_name(member.filename)}", "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+        raise UploadError(400, f"{archive.name}: not a readable zip file ({exc})") from None
+    return folder
+
+
+def _is_noise(member: str) -> bool:
+    parts = PurePosixPath(member.replace("\\", "/")).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def problem_text(exc: MedsightError, folder: Path, name: str) -> str:
+    """A reader's one-line error with the server's temporary paths replaced by the uploaded file's name."""
+    text = str(exc)
+    for prefix in sorted({str(folder / "series"), str(folder / name), str(folder)}, key=len, reverse=True):
+        text = text.replace(prefix, name)
+    return text
