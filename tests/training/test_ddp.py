@@ -1,0 +1,129 @@
+"""DistributedDataParallel with two gloo processes on CPU: torchrun and `medsight train --nproc 2`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from faults import final_state, medsight_env, read_log, runner_command
+
+AUDIT = Path(__file__).with_name("rank_audit")
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def ddp_npz(tmp_path_factory) -> Path:
+    from medsight.synthetic.classification import make_classification_npz
+
+    return make_classification_npz(tmp_path_factory.mktemp("data") / "lesions.npz", size=16, n_train=64, n_val=32,
+                                   n_test=8, lesion_fraction=0.5, seed=11)
+
+
+def planned_without_augmentation(data: Path, run: Path) -> None:
+    """plan.json with augmentation off, so one process and two can be compared step for step."""
+    from medsight import api
+
+    plan = api.plan(data, run)
+    plan["augment"].update(flip_axes=[], probability=0.0, brightness=0.0, contrast=[1.0, 1.0], noise=0.0)
+    (run / "plan.json").write_text(json.dumps(plan))
+
+
+def train_args(data: Path, run: Path) -> list[str]:
+    return ["train", str(data), "--out", str(run), "--epochs", str(EPOCHS), "--model", "lenet5", "--batch-size", "16"]
+
+
+def torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+
+
+def metric_columns(run: Path) -> dict[str, np.ndarray]:
+    rows = read_log(run)
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k not in ("epoch", "lr")}
+
+
+def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz):
+    from medsight.api import read_dataset
+    from medsight.config import TrainConfig
+    from medsight.tasks.classification import ClassificationTask
+
+    _, dataset = read_dataset(tiny_npz)
+    task = ClassificationTask(ClassificationTask.make_plan(dataset), dataset.info())
+    task.configure(TrainConfig(task="classification", data=str(tiny_npz), model="lenet5", batch_size=16), dataset)
+    epochs = {}
+    for rank, world in ((0, 1), (0, 2), (1, 2)):
+        torch.manual_seed(7)
+        epochs[rank, world] = [b["label"] for b in task.train_batches(dataset, dataset.splits["train"], 0, 0, rank, world)]
+    torch.manual_seed(7)
+    order = torch.randperm(len(task.train_labels))
+    assert len(epochs[0, 2]) == len(epochs[1, 2]) == len(epochs[0, 1])
+    for step, whole in enumerate(epochs[0, 1]):
+        assert len(epochs[0, 2][step]) == len(epochs[1, 2][step]) == len(whole) // 2
+        used = order[step * 16:(step + 1) * 16]
+        assert torch.equal(torch.sort(torch.cat([used[0::2], used[1::2]])).values, torch.sort(used).values)
+        assert torch.equal(epochs[0, 2][step], task.train_labels[used[0::2]])
+        assert torch.equal(epochs[1, 2][step], task.train_labels[used[1::2]])
+
+
+def test_rank_audit_sees_a_write(tmp_path):
+    """The audit that proves rank 1 writes nothing does see a write when one happens."""
+    log = tmp_path / "audit.log"
+    env = {**os.environ, "PYTHONPATH": str(AUDIT), "RANK": "1", "MEDSIGHT_AUDIT_ROOT": str(tmp_path / "run"),
+           "MEDSIGHT_AUDIT_LOG": str(log)}
+    (tmp_path / "run").mkdir()
+    subprocess.run([sys.executable, "-c", f"open({str(tmp_path / 'run' / 'x')!r}, 'w').close()"], env=env, check=True)
+    assert "rank 1 open" in log.read_text()
+
+
+@pytest.mark.slow  # four two-process trainings: about a minute on two idle cores
+def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
+    single, double, killed = tmp_path / "single", tmp_path / "double", tmp_path / "killed"
+    for run in (single, double, killed):
+        planned_without_augmentation(ddp_npz, run)
+    one = subprocess.run(runner_command(train_args(ddp_npz, single)), capture_output=True, text=True,
+                         timeout=300, env=medsight_env())
+    assert one.returncode == 0, one.stderr
+
+    # the command a torchrun user types; ranks other than 0 are audited for any write into the run folder
+    audit_log = tmp_path / "rank_writes.log"
+    env = {**medsight_env(), "PYTHONPATH": str(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(double),
+           "MEDSIGHT_AUDIT_LOG": str(audit_log)}
+    two = torchrun(["-m", "medsight", *train_args(ddp_npz, double)], env)
+    assert two.returncode == 0, two.stderr
+    assert not audit_log.exists(), audit_log.read_text()
+    assert two.stdout.count("trained:") == 1  # one rank speaks
+    assert "Traceback" not in two.stderr
+
+    # the same optimisation: each step averages the gradients of the same 16 samples, split 8 + 8
+    a, b = metric_columns(single), metric_columns(double)
+    assert a.keys() == b.keys()
+    for column in a:
+        np.testing.assert_allclose(b[column], a[column], atol=2e-4, err_msg=column)
+    state_one, state_two = final_state(single), final_state(double)
+    assert state_one["files"] == state_two["files"]
+    for name, tensor in state_one["last_weights"].items():
+        np.testing.assert_allclose(np.frombuffer(state_two["last_weights"][name], np.float32),
+                                   np.frombuffer(tensor, np.float32), atol=1e-4)
+
+    # killed under torchrun just before epoch 2's log row lands, then `medsight train --resume --nproc 2`
+    crashed = torchrun([str(Path(__file__).with_name("fault_runner.py")), "replace:log.csv:2", "--",
+                        *train_args(ddp_npz, killed)], medsight_env())
+    assert crashed.returncode != 0
+    with open(killed / "log.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 1
+    resumed = subprocess.run([sys.executable, "-m", "medsight", "train", "--out", str(killed), "--resume", "--nproc", "2"],
+                             capture_output=True, text=True, timeout=300, env=medsight_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "Traceback" not in resumed.stderr
+    state_resumed = final_state(killed)
+    assert state_resumed["log"] == state_two["log"]
+    assert state_resumed["last_weights"] == state_two["last_weights"]
+    assert state_resumed["best_weights"] == state_two["best_weights"]
