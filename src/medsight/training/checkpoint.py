@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise MedsightError(path, "no checkpoint to resume from (train without --resume first)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files before refusing them; the refusal says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedsightError(path, f"refused to load: it holds objects other than tensors and plain data ({first})") from None
+        raise MedsightError(path, f"refused to load: it holds objects other than tensors and plain data, which could "
+                                  f"run code ({refused_object(exc)}); medsight never unpickles them") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise MedsightError(path, f"is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def refused_object(exc: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused (e.g. 'unsupported GLOBAL posix.system')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line.rstrip(".")
+    return lines[0].rstrip(".") if lines else type(exc).__name__
