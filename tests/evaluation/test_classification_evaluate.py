@@ -137,3 +137,26 @@ def test_multilabel_2d(tmp_path: Path):
         assert result["per_class"][str(k)]["auc"] == pytest.approx(skm.roc_auc_score(truth[:, k], probs[:, k]))
         assert result["per_class"][str(k)]["accuracy"] == pytest.approx(
             skm.accuracy_score(truth[:, k], probs[:, k] >= 0.5))
+
+
+@pytest.mark.parametrize("hits,total", [(56, 94), (0, 10), (10, 10), (1, 3)])
+def test_wilson_interval_matches_scipy(hits: int, total: int):
+    from scipy.stats import binomtest
+
+    from medsight.tasks.classification_report import wilson_interval
+
+    expected = binomtest(hits, total).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(hits, total) == pytest.approx([expected.low, expected.high], abs=1e-12)
+    assert wilson_interval(0, 0) is None
+
+
+def test_pick_mistakes_takes_each_true_class_in_turn():
+    from medsight.tasks.classification_report import pick_mistakes
+
+    wrong = np.array([1, 1, 1, 1, 0, 1], bool)
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.99, 0.55])
+    groups = np.array([0, 0, 0, 0, 1, 1])
+    # class 1's only mistake (case 5) is shown although four class-0 mistakes are more confident
+    assert pick_mistakes(wrong, confidence, groups, 3) == [0, 1, 5]
+    assert pick_mistakes(wrong, confidence, groups, 10) == [0, 1, 2, 3, 5]
+    assert pick_mistakes(np.zeros(6, bool), confidence, groups, 3) == []

@@ -214,8 +214,8 @@ def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Sec
     if summary:
         parts.append('<section><div class="cards">' + "".join(_card(k, v) for k, v in summary.items()) + "</div>")
         if any(isinstance(v, tuple) or (isinstance(v, Mapping) and v.get("ci95")) for v in summary.values()):
-            parts.append('<p class="how">95% CI: the range that holds the true value with 95% confidence, '
-                         "from resampling the cases (bootstrap); wide ranges mean few cases.</p>")
+            parts.append('<p class="how">95% CI: the range of values compatible with these cases; a wide range '
+                         "means the figure rests on few cases.</p>")
         parts.append("</section>")
     if details:
         rows = "".join(f"<tr><td>{escape(key)}</td>{_cell(value)}</tr>" for key, value in details.items())

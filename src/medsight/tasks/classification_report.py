@@ -76,7 +76,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     return {**metrics, "report": str(report)}
 
 
-def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float] | None:
+def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> list[float] | None:
     """95% Wilson score interval of a proportion (better than the normal one near 0 and 1 and for few cases)."""
     if total == 0:
         return None
@@ -176,8 +176,8 @@ def _details(run: Any, task: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     except (MedsightError, OSError):
         model = "unknown"
     return {"run": str(Path(run.path).resolve()), "model": model, "split": metrics["split"],
-            "cases": metrics["num_cases"], "classes": ", ".join(metrics["classes"]),
-            "data": task.info.get("source", "")}
+            "cases": metrics["num_cases"], "classes": " | ".join(metrics["classes"]),
+            "data": task.info.get("source", ""), "95% confidence intervals": metrics["ci_method"]}
 
 
 def describe_operating_point(point: dict[str, Any], names: Sequence[str], multilabel: bool) -> str:
@@ -333,19 +333,35 @@ def _calibration_section(labels, probs, metrics, multilabel, plot_dir: Path) -> 
                                "The histogram shows how many cases fall in each bin.")
 
 
+def pick_mistakes(wrong: np.ndarray, confidence: np.ndarray, groups: np.ndarray, count: int) -> list[int]:
+    """The most confident mistakes, shared in turn among the true classes so that every kind of error shows.
+
+    Returned grouped by true class, most confident first within each.
+    """
+    ranked = np.argsort(-confidence, kind="stable")
+    queues = {int(g): [int(i) for i in ranked if wrong[i] and groups[i] == g] for g in np.unique(groups[wrong])}
+    chosen: list[int] = []
+    while len(chosen) < count and any(queues.values()):
+        for queue in queues.values():
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return sorted(chosen, key=lambda i: (int(groups[i]), -float(confidence[i])))
+
+
 def _mistakes_section(dataset, indices, labels, probs, decisions, names, multilabel, plot_dir: Path) -> Section:
     if multilabel:
         wrong_cells = decisions != labels
         # how sure the model was of its wrong calls: p for a false label, 1 - p for a missed one
         certainty = np.where(decisions == 1, probs, 1 - probs)
         confidence = np.where(wrong_cells, certainty, -1).max(axis=1)
-        wrong = wrong_cells.any(axis=1)
+        wrong, groups = wrong_cells.any(axis=1), np.zeros(len(labels), np.int64)
     else:
-        wrong = decisions != labels
+        wrong, groups = decisions != labels, labels
         confidence = probs[np.arange(len(decisions)), decisions]
-    order = [i for i in np.argsort(-confidence, kind="stable") if wrong[i]][:MISTAKES_SHOWN]
-    how = ("The cases the model got wrong while being most sure, with the true class, the call and the "
-           "probability of that call. Look for label errors, artefacts or a pattern the model missed.")
+    order = pick_mistakes(wrong, confidence, groups, MISTAKES_SHOWN)
+    how = ("The cases the model got wrong while being most sure, taken in turn from each true class, with the "
+           "true class, the call and the probability of that call. Look for label errors, artefacts or a pattern "
+           "the model missed.")
     if not order:
         return Section("Most confident mistakes", html="<p>No mistakes on this split.</p>", how_to_read=how)
     images, captions = [], []
