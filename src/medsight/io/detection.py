@@ -1,0 +1,322 @@
+"""Detection data sets: COCO (2D), Pascal VOC (2D) and nnDetection raw (3D), with their boxes checked.
+
+Boxes are held as corner boxes in array-axis order and continuous voxel coordinates (voxel i covers
+[i, i + 1)): 2D (row0, col0, row1, col1), 3D (z0, y0, x0, z1, y1, x1), as MONAI's detection code expects.
+COCO's [x, y, w, h] and VOC's 1-based inclusive corners are converted on reading (and back on writing).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.errors import MedsightError
+from medsight.jsonio import load_json
+from medsight.tasks.base import TaskDataset
+
+
+@dataclass
+class DetectionDataset(TaskDataset):
+    """Images with boxes and 0-based class labels per case."""
+
+    sources: list[list[Path]] = field(default_factory=list)  # the channel files of each case
+    boxes: list[np.ndarray] = field(default_factory=list)  # (N, 2*dims) per case
+    labels: list[np.ndarray] = field(default_factory=list)  # (N,) per case
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # spatial shape per case (array order)
+
+    def load_case(self, index: int) -> np.ndarray:
+        """(C, *spatial) float32 image of a case (channels stacked from their files)."""
+        return load_channels(self.sources[index])
+
+    def load_geometry(self, index: int):
+        """The first channel's Image (spacing, origin, direction) for world coordinates and overlays."""
+        from medsight.io.images import read_image
+
+        return read_image(self.sources[index][0])
+
+    def box_counts(self, indices: np.ndarray) -> list[int]:
+        found = np.concatenate([self.labels[i] for i in indices]) if len(indices) else np.zeros(0, int)
+        return [int(v) for v in np.bincount(found.astype(int), minlength=len(self.classes))]
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["boxes"] = {split: dict(zip(self.classes, self.box_counts(idx))) for split, idx in self.splits.items()}
+        shapes = np.array(self.shapes)
+        out["median_shape"] = [float(v) for v in np.median(shapes, axis=0)] if len(shapes) else []
+        return out
+
+
+def load_channels(files: list[Path]) -> np.ndarray:
+    from medsight.io.images import read_image
+
+    arrays = [np.asarray(read_image(f).array, dtype=np.float32) for f in files]
+    return np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
+
+
+def check_boxes(path: Path, boxes: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    """Raise naming the first box outside the image or with non-positive size."""
+    dims = len(shape)
+    for row, box in enumerate(boxes):
+        size = box[dims:] - box[:dims]
+        if not np.all(np.isfinite(box)) or np.any(size <= 0):
+            raise MedsightError(path, f"{what} box {row + 1} has non-positive size ({fmt_box(box)})")
+        if np.any(box[:dims] < 0) or np.any(box[dims:] > np.asarray(shape)):
+            raise MedsightError(path, f"{what} box {row + 1} ({fmt_box(box)}) lies outside the image of shape "
+                                      f"{tuple(int(s) for s in shape)}")
+
+
+def fmt_box(box: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in box)
+
+
+def seeded_splits(n: int, seed: int, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Fill in missing val/test splits with a fixed, seeded carve (70/15/15 of what is left)."""
+    splits = {k: np.asarray(v, dtype=int) for k, v in (given or {}).items() if len(v)}
+    if "train" not in splits:
+        assigned = np.concatenate(list(splits.values())) if splits else np.zeros(0, int)
+        splits["train"] = np.setdiff1d(np.arange(n), assigned)
+    rng = np.random.default_rng(seed)
+    for name, fraction in (("test", 0.15), ("val", 0.15 / 0.85)):
+        if name not in splits:
+            train = rng.permutation(splits["train"])
+            take = max(1, int(round(len(train) * fraction))) if len(train) > 2 else 0
+            splits[name], splits["train"] = np.sort(train[:take]), np.sort(train[take:])
+    return splits
+
+
+# COCO ------------------------------------------------------------------------------------------------
+def read_coco(path: Path, seed: int = 0) -> DetectionDataset:
+    """annotations.json (images, annotations, categories) beside the images or an images/ folder."""
+    json_path = path if path.is_file() else path / "annotations.json"
+    root = json_path.parent
+    coco = load_json(json_path)
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")):
+        raise MedsightError(json_path, "needs the COCO lists 'images', 'annotations' and 'categories'")
+    try:
+        categories = sorted(coco["categories"], key=lambda c: c["id"])
+        category_index = {c["id"]: k for k, c in enumerate(categories)}
+        classes = [str(c["name"]) for c in categories]
+    except (KeyError, TypeError):
+        raise MedsightError(json_path, "every category needs an 'id' and a 'name'") from None
+    images, by_id = [], {}
+    for entry in coco["images"]:
+        try:
+            image_id, name, width, height = entry["id"], entry["file_name"], int(entry["width"]), int(entry["height"])
+        except (KeyError, TypeError, ValueError):
+            raise MedsightError(json_path, f"image entry {entry!r:.80} needs id, file_name, width and height") from None
+        file = next((p for p in (root / name, root / "images" / name) if p.is_file()), None)
+        if file is None:
+            raise MedsightError(json_path, f"image {image_id} refers to {name}, which does not exist in {root}")
+        by_id[image_id] = len(images)
+        images.append({"file": file, "shape": (height, width), "split": entry.get("split"), "id": image_id})
+    boxes: list[list[list[float]]] = [[] for _ in images]
+    labels: list[list[int]] = [[] for _ in images]
+    for number, ann in enumerate(coco["annotations"], 1):
+        try:
+            image_id, category, (x, y, w, h) = ann["image_id"], ann["category_id"], ann["bbox"]
+        except (KeyError, TypeError, ValueError):
+            raise MedsightError(json_path, f"annotation {number} needs image_id, category_id and a 4-number bbox") from None
+        if image_id not in by_id:
+            raise MedsightError(json_path, f"annotation {ann.get('id', number)} refers to image {image_id}, which 'images' does not list")
+        if category not in category_index:
+            raise MedsightError(json_path, f"annotation {ann.get('id', number)} has category_id {category}, which 'categories' does not define")
+        row = by_id[image_id]
+        boxes[row].append([float(y), float(x), float(y) + float(h), float(x) + float(w)])
+        labels[row].append(category_index[category])
+    box_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
+    for image, case_boxes in zip(images, box_arrays):
+        check_boxes(json_path, case_boxes, image["shape"], f"image {image['id']} ({image['file'].name})")
+    given: dict[str, list[int]] = {}
+    for row, image in enumerate(images):
+        if image["split"]:
+            given.setdefault(str(image["split"]), []).append(row)
+    return DetectionDataset(
+        path=path, format="coco", task="detection", spatial_dims=2,
+        splits=seeded_splits(len(images), seed, {k: np.array(v) for k, v in given.items()}),
+        case_ids=[str(Path(i["file"]).stem) for i in images], channels=["image"], classes=classes,
+        sources=[[i["file"]] for i in images], boxes=box_arrays,
+        labels=[np.asarray(v, dtype=np.int64) for v in labels], shapes=[i["shape"] for i in images],
+    )
+
+
+# Pascal VOC --------------------------------------------------------------------------------------------
+def _text(xml_path: Path, node: ET.Element, tag: str) -> str:
+    found = node.find(tag)
+    if found is None or found.text is None or not found.text.strip():
+        raise MedsightError(xml_path, f"is missing the field <{tag}>")
+    return found.text.strip()
+
+
+def _number(xml_path: Path, node: ET.Element, tag: str) -> float:
+    text = _text(xml_path, node, tag)
+    try:
+        return float(text)
+    except ValueError:
+        raise MedsightError(xml_path, f"<{tag}> is {text!r}, not a number") from None
+
+
+def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
+    """One VOC XML -> file name, (height, width), class names and boxes (continuous array-order corners)."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise MedsightError(xml_path, f"is not valid XML ({exc})") from None
+    filename = _text(xml_path, root, "filename")
+    size = root.find("size")
+    if size is None:
+        raise MedsightError(xml_path, "is missing the field <size>")
+    shape = (int(_number(xml_path, size, "height")), int(_number(xml_path, size, "width")))
+    names, boxes = [], []
+    for obj in root.findall("object"):
+        names.append(_text(xml_path, obj, "name"))
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise MedsightError(xml_path, f"object {len(names)} ({names[-1]}) is missing the field <bndbox>")
+        x0, y0, x1, y1 = (_number(xml_path, bndbox, t) for t in ("xmin", "ymin", "xmax", "ymax"))
+        boxes.append([y0 - 1, x0 - 1, y1, x1])  # 1-based inclusive pixel corners -> continuous
+    return {"filename": filename, "shape": shape, "names": names, "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
+
+
+def read_voc(path: Path, seed: int = 0) -> DetectionDataset:
+    """Annotations/*.xml + JPEGImages/ (+ ImageSets/Main/{train,val,test}.txt)."""
+    xml_files = sorted((path / "Annotations").glob("*.xml"))
+    if not xml_files:
+        raise MedsightError(path / "Annotations", "holds no .xml annotation files")
+    records = []
+    for xml_path in xml_files:
+        record = read_voc_annotation(xml_path)
+        image = path / "JPEGImages" / record["filename"]
+        if not image.is_file():
+            candidates = sorted((path / "JPEGImages").glob(xml_path.stem + ".*"))
+            if not candidates:
+                raise MedsightError(xml_path, f"refers to {record['filename']}, which is not in JPEGImages/")
+            image = candidates[0]
+        check_boxes(xml_path, record["boxes"], record["shape"], "object")
+        records.append({**record, "file": image, "id": xml_path.stem})
+    classes = sorted({n for r in records for n in r["names"]})
+    class_index = {c: k for k, c in enumerate(classes)}
+    ids = [r["id"] for r in records]
+    row_of = {case: k for k, case in enumerate(ids)}
+    given = {}
+    for split in ("train", "val", "test"):
+        listing = path / "ImageSets" / "Main" / f"{split}.txt"
+        if listing.is_file():
+            names = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+            unknown = [n for n in names if n not in row_of]
+            if unknown:
+                raise MedsightError(listing, f"lists {unknown[0]}, which has no annotation in Annotations/")
+            given[split] = np.array(sorted(row_of[n] for n in names), dtype=int)
+    return DetectionDataset(
+        path=path, format="voc", task="detection", spatial_dims=2, splits=seeded_splits(len(records), seed, given),
+        case_ids=ids, channels=["image"], classes=classes, sources=[[r["file"]] for r in records],
+        boxes=[r["boxes"] for r in records],
+        labels=[np.asarray([class_index[n] for n in r["names"]], dtype=np.int64) for r in records],
+        shapes=[r["shape"] for r in records],
+    )
+
+
+# nnDetection raw ---------------------------------------------------------------------------------------
+def boxes_from_instances(mask: np.ndarray) -> dict[int, np.ndarray]:
+    """Instance id -> its bounding box (continuous array-order corners) in an instance mask."""
+    from scipy import ndimage
+
+    ids = np.unique(mask)
+    ids = ids[ids > 0].astype(int)
+    out = {}
+    objects = ndimage.find_objects(mask.astype(np.int64))
+    for instance in ids:
+        slices = objects[instance - 1]
+        out[int(instance)] = np.array([s.start for s in slices] + [s.stop for s in slices], dtype=np.float64)
+    return out
+
+
+def _case_files(images_dir: Path, channels: int) -> dict[str, list[Path]]:
+    from medsight.io.images import strip_suffix
+
+    cases: dict[str, list[Path]] = {}
+    for file in sorted(images_dir.iterdir()):
+        stem = strip_suffix(file)
+        if file.name.startswith(".") or "_" not in stem:
+            continue
+        case, channel = stem.rsplit("_", 1)
+        if channel.isdigit():
+            cases.setdefault(case, []).append(file)
+    for case, files in cases.items():
+        if len(files) != channels:
+            raise MedsightError(images_dir, f"case {case} has {len(files)} channel file(s) but dataset.json lists {channels}")
+    return cases
+
+
+def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
+    """dataset.json + imagesTr/<case>_0000.nii.gz + labelsTr/<case>.nii.gz instance masks + labelsTr/<case>.json."""
+    from medsight.io.images import read_image
+
+    meta = load_json(path / "dataset.json")
+    labels_map = meta.get("labels")
+    if not isinstance(labels_map, dict) or not labels_map:
+        raise MedsightError(path / "dataset.json", "needs 'labels', a mapping of class id to name (e.g. {\"0\": \"nodule\"})")
+    try:
+        class_ids = sorted(int(k) for k in labels_map)
+    except ValueError:
+        raise MedsightError(path / "dataset.json", "'labels' keys must be class ids (0, 1, ...)") from None
+    classes = [str(labels_map[str(k)]) for k in class_ids]
+    class_index = {k: i for i, k in enumerate(class_ids)}
+    modality = meta.get("modality", meta.get("channel_names", {"0": "image"}))
+    channels = [str(modality[k]) for k in sorted(modality, key=int)] if isinstance(modality, dict) else ["image"]
+    sources, boxes, labels, shapes, case_ids, given = [], [], [], [], [], {}
+    for images_name, labels_name, split in (("imagesTr", "labelsTr", "train"), ("imagesTs", "labelsTs", "test")):
+        images_dir, labels_dir = path / images_name, path / labels_name
+        if not images_dir.is_dir() or not labels_dir.is_dir():
+            continue
+        for case, files in _case_files(images_dir, len(channels)).items():
+            mask_file = next((f for f in sorted(labels_dir.glob(case + ".*")) if not f.name.endswith(".json")), None)
+            json_file = labels_dir / f"{case}.json"
+            if mask_file is None:
+                raise MedsightError(labels_dir, f"has no instance mask for case {case}")
+            if not json_file.is_file():
+                raise MedsightError(labels_dir, f"has no {case}.json mapping the instances of {mask_file.name} to classes")
+            instances = load_json(json_file).get("instances", {})
+            mask = np.asarray(read_image(mask_file).array[0])
+            if not np.allclose(mask, np.round(mask)) or mask.min() < 0:
+                raise MedsightError(mask_file, "is not an instance mask (non-negative integer ids)")
+            found = boxes_from_instances(np.round(mask).astype(np.int64))
+            image_shape = read_image(files[0]).array.shape[1:]
+            if tuple(image_shape) != tuple(mask.shape):
+                raise MedsightError(mask_file, f"has shape {tuple(mask.shape)} but its image has {tuple(image_shape)}")
+            unlisted = sorted(set(found) - {int(k) for k in instances})
+            if unlisted:
+                raise MedsightError(mask_file, f"holds instance id(s) {unlisted} that {json_file.name} does not list")
+            case_boxes, case_labels = [], []
+            for instance, box in sorted(found.items()):
+                cls = instances[str(instance)] if str(instance) in instances else instances[instance]
+                if int(cls) not in class_index:
+                    raise MedsightError(json_file, f"maps instance {instance} to class {cls}, which dataset.json 'labels' does not define")
+                case_boxes.append(box)
+                case_labels.append(class_index[int(cls)])
+            given.setdefault(split, []).append(len(case_ids))
+            case_ids.append(case)
+            sources.append(files)
+            boxes.append(np.asarray(case_boxes, dtype=np.float64).reshape(-1, 2 * mask.ndim))
+            labels.append(np.asarray(case_labels, dtype=np.int64))
+            shapes.append(tuple(int(s) for s in mask.shape))
+    if not case_ids:
+        raise MedsightError(path, "holds no cases (expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz + .json)")
+    dims = len(shapes[0])
+    return DetectionDataset(
+        path=path, format="nndetection", task="detection", spatial_dims=dims,
+        splits=seeded_splits(len(case_ids), seed, {k: np.array(v) for k, v in given.items()}),
+        case_ids=case_ids, channels=channels, classes=classes, sources=sources, boxes=boxes, labels=labels,
+        shapes=shapes,
+    )
+
+
+def read_detection(path: Path, fmt: str, seed: int = 0) -> DetectionDataset:
+    """Read a detection data set of a detected format."""
+    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection}
+    if fmt not in readers:
+        raise MedsightError(path, f"is a {fmt} data set, not a detection one")
+    return readers[fmt](Path(path), seed)

@@ -1,0 +1,108 @@
+"""Detection: images -> boxes with classes and scores, 2D (COCO, Pascal VOC) and 3D (nnDetection raw)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.models import create_model
+from medsight.tasks.base import Task, TaskDataset
+
+VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
+
+
+class DetectionTask(Task):
+    name = "detection"
+    formats = ("coco", "voc", "nndetection")
+
+    @classmethod
+    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+        from medsight.io.detection import read_detection
+
+        return read_detection(path, fmt, seed)
+
+    @classmethod
+    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+        from medsight.tasks.detection_plan import make_detection_plan
+
+        return make_detection_plan(dataset)
+
+    # training ------------------------------------------------------------
+    def build_model(self, model_name: str) -> nn.Module:
+        p = self.plan
+        return create_model(model_name, task="detection", spatial_dims=p["spatial_dims"], in_channels=p["in_channels"],
+                            num_classes=p["num_classes"], anchor_shapes=p["anchor_shapes"],
+                            feature_map_scales=p["feature_map_scales"], stem_stride=p["stem_stride"],
+                            max_pool=p["max_pool"])
+
+    def configure(self, config: Any, dataset: TaskDataset | None) -> None:
+        super().configure(config, dataset)
+        self.batch_size = config.batch_size or self.plan["batch_size"]
+        self._prepared: dict[int, Any] = {}
+        if dataset is not None:
+            self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
+
+    def prepared(self, dataset: TaskDataset, index: int):
+        """A case normalised and scaled as the plan says, kept in memory (float16) once prepared."""
+        from medsight.tasks.detection_data import Case, prepare_image
+
+        if index not in self._prepared:
+            scale = float(self.plan.get("scale", 1.0))
+            image = prepare_image(dataset.load_case(index), self.plan).half()
+            self._prepared[index] = Case(image, dataset.boxes[index] * scale, dataset.labels[index])
+        return self._prepared[index]
+
+    def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
+        from medsight.tasks.detection_data import EpochBatches
+
+        generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch * 1_009 + rank)
+        steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
+        return EpochBatches(self.train_cases, self.plan, self.batch_size, steps, generator)
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        targets = [{"boxes": b.to(self.device), "labels": l.to(self.device)} for b, l in zip(batch["boxes"], batch["labels"])]
+        losses = model(batch["image"].to(self.device), targets)
+        return {"loss": sum(losses.values()), "output": {k: float(v.detach()) for k, v in losses.items()}}
+
+    def predict_case(self, models: list[Any], dataset: TaskDataset, index: int) -> dict[str, np.ndarray]:
+        """Boxes of one data set case in its original voxel coordinates."""
+        from medsight.tasks.detection_infer import detect_prepared
+
+        found = detect_prepared(models, self.prepared(dataset, index).image.float(), self.plan, self.device)
+        found["boxes"] = found["boxes"] / float(self.plan.get("scale", 1.0))
+        return found
+
+    def score_cases(self, models: list[Any], dataset: TaskDataset, indices: np.ndarray) -> tuple[dict[str, Any], list]:
+        from medsight.metrics.detection import DetectionMetric
+
+        metric = DetectionMetric(self.plan["num_classes"], list(self.info.get("classes", [])) or None)
+        predictions = []
+        for index in indices:
+            found = self.predict_case(models, dataset, int(index))
+            metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index])
+            predictions.append(found)
+        return metric.compute(), predictions
+
+    def validate(self, model, dataset, indices):
+        chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), VALIDATION_CASES)).astype(int)]
+        result, _ = self.score_cases([model], dataset, chosen)
+        m = result["metrics"]
+        score = m["cpm"] if self.plan["spatial_dims"] == 3 else m["map_50"]
+        # detection picks its epoch by mAP / CPM on whole images; a loss there would double validation time
+        return {"val_loss": float("nan"), "map_50": m["map_50"], "map_50_95": m["map_50_95"], "cpm": m["cpm"],
+                "score": 0.0 if not np.isfinite(score) else float(score)}
+
+    # evaluation and inference ----------------------------------------------
+    def evaluate(self, run, model, dataset, split, out_dir):
+        from medsight.tasks.detection_report import evaluate_detection
+
+        return evaluate_detection(self, run, model, dataset, split, Path(out_dir))
+
+    def predict_files(self, run, models, inputs, out_dir, explain=False):
+        from medsight.tasks.detection_report import predict_detection
+
+        return predict_detection(self, run, list(models), inputs, Path(out_dir))

@@ -1,0 +1,134 @@
+"""Detection batches: plan-driven preparation, box-aware patch sampling and augmentation (MONAI box ops)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.apps.detection.transforms.box_ops import flip_boxes, rot90_boxes
+
+
+def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
+    """A raw (C, *spatial) image -> normalised float tensor in the plan's channels and scale."""
+    norm = plan["normalization"]
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    channels = plan["in_channels"]
+    if x.shape[0] != channels:
+        if x.shape[0] == 1:
+            x = x.expand(channels, *x.shape[1:])
+        elif channels == 1:
+            x = x[:3].mean(0, keepdim=True)
+        else:
+            x = x[:channels]
+    x = x.clamp(norm["clip"][0], norm["clip"][1])
+    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
+    std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
+    x = (x - mean) / std
+    scale = plan.get("scale", 1.0)
+    if scale != 1.0:
+        size = [max(1, int(round(s * scale))) for s in x.shape[1:]]
+        mode = "bilinear" if x.ndim == 3 else "trilinear"
+        x = F.interpolate(x[None], size=size, mode=mode, align_corners=False, antialias=x.ndim == 3)[0]
+    return x
+
+
+def pad_to(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Zero-pad (C, *spatial) at the far end of each axis up to size (never crops)."""
+    pads = []
+    for have, want in zip(reversed(x.shape[1:]), reversed(size)):
+        pads += [0, max(0, want - have)]
+    return F.pad(x, pads) if any(pads) else x
+
+
+def crop_boxes(boxes: np.ndarray, labels: np.ndarray, start: np.ndarray, size: np.ndarray,
+               keep_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes shifted into a patch and clipped to it; a box keeps its place if most of it is inside."""
+    dims = len(start)
+    if len(boxes) == 0:
+        return boxes.reshape(0, 2 * dims), labels
+    shifted = boxes - np.concatenate([start, start])
+    clipped = np.concatenate([np.clip(shifted[:, :dims], 0, size), np.clip(shifted[:, dims:], 0, size)], 1)
+    whole = np.prod(shifted[:, dims:] - shifted[:, :dims], 1)
+    inside = np.prod(np.clip(clipped[:, dims:] - clipped[:, :dims], 0, None), 1)
+    keep = inside >= keep_fraction * whole
+    return clipped[keep], labels[keep]
+
+
+@dataclass
+class Case:
+    """A prepared training case: normalised image (float16 to halve memory) and scaled boxes."""
+
+    image: torch.Tensor
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+def sample_patch(case: Case, patch: list[int], positive: bool, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A patch around a random box (positive) or anywhere, with its boxes."""
+    image = pad_to(case.image, patch)
+    shape = np.array(image.shape[1:])
+    size = np.array(patch)
+    dims = len(patch)
+    room = shape - size
+    if positive and len(case.boxes):
+        box = case.boxes[int(torch.randint(len(case.boxes), (1,), generator=generator))]
+        centre = (box[:dims] + box[dims:]) / 2
+        jitter = (torch.rand(dims, generator=generator).numpy() - 0.5) * size / 2
+        start = np.clip(np.round(centre - size / 2 + jitter), 0, room).astype(int)
+    else:
+        start = np.array([int(torch.randint(r + 1, (1,), generator=generator)) for r in room])
+    index = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(start, patch))
+    boxes, labels = crop_boxes(case.boxes, case.labels, start, size)
+    return image[index].float(), boxes, labels
+
+
+def augment(image: torch.Tensor, boxes: torch.Tensor, settings: dict[str, Any],
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips and in-plane quarter turns (image and boxes together), intensity jitter and noise."""
+    spatial = list(image.shape[1:])
+    for axis in settings.get("flip_axes", []):
+        if torch.rand(1, generator=generator) < 0.5:
+            image = torch.flip(image, dims=[axis + 1])
+            boxes = flip_boxes(boxes, spatial, flip_axes=axis)
+    a, b = len(spatial) - 2, len(spatial) - 1
+    if settings.get("rot90") and spatial[a] == spatial[b]:
+        k = int(torch.randint(4, (1,), generator=generator))
+        if k:
+            image = torch.rot90(image, k, dims=(a + 1, b + 1))
+            boxes = rot90_boxes(boxes, spatial, k=k, axes=(a, b))
+    strength = settings.get("intensity", 0.0)
+    if strength:
+        gain, shift = (torch.rand(2, generator=generator) - 0.5) * 2 * strength
+        image = image * (1 + gain) + shift
+    noise = settings.get("noise", 0.0)
+    if noise:
+        image = image + torch.randn(image.shape, generator=generator) * noise * torch.rand(1, generator=generator)
+    return image.contiguous(), boxes
+
+
+class EpochBatches:
+    """One epoch of patch batches: {"image": (B, C, *patch), "boxes": [...], "labels": [...]}."""
+
+    def __init__(self, cases: list[Case], plan: dict[str, Any], batch_size: int, steps: int, generator: torch.Generator):
+        self.cases, self.plan, self.batch_size, self.steps, self.generator = cases, plan, batch_size, steps, generator
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        g, patch = self.generator, list(self.plan["patch_size"])
+        for _ in range(self.steps):
+            images, boxes, labels = [], [], []
+            for _ in range(self.batch_size):
+                case = self.cases[int(torch.randint(len(self.cases), (1,), generator=g))]
+                positive = bool(torch.rand(1, generator=g) < self.plan.get("positive_fraction", 0.5))
+                image, case_boxes, case_labels = sample_patch(case, patch, positive, g)
+                image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
+                                            self.plan.get("augment", {}), g)
+                images.append(image)
+                boxes.append(box_tensor.reshape(-1, 2 * len(patch)))
+                labels.append(torch.as_tensor(case_labels, dtype=torch.long))
+            yield {"image": torch.stack(images), "boxes": boxes, "labels": labels}

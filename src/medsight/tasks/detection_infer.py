@@ -1,0 +1,97 @@
+"""Detection inference: whole images or sliding windows, boxes merged across windows and ensemble members."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.errors import MedsightError
+from medsight.models.detection.boxes import nms
+from medsight.tasks.detection_data import pad_to, prepare_image
+
+BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
+MERGE_IOU = 0.5
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start of each window along one axis; the last window ends at the image edge."""
+    if size <= patch:
+        return [0]
+    step = max(1, int(patch * (1 - overlap)))
+    starts = list(range(0, size - patch, step))
+    return starts + [size - patch]
+
+
+def run_network(model: Any, x: torch.Tensor) -> list[dict[str, np.ndarray]]:
+    """A detector's eval output as numpy boxes / scores / labels per image."""
+    if not isinstance(model, nn.Module):
+        raise MedsightError(None, "detection predicts with the torch engine only (its post-processing is not in ONNX)")
+    with torch.no_grad():
+        outputs = model(x)
+    out = []
+    for o in outputs:
+        scores = o.get("scores", o.get("labels_scores"))
+        out.append({"boxes": o["boxes"].float().cpu().numpy(), "scores": scores.float().cpu().numpy(),
+                    "labels": o["labels"].cpu().numpy().astype(int)})
+    return out
+
+
+def inner_border_cut(boxes: np.ndarray, start: Sequence[int], patch: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """True for window boxes that touch a window edge lying inside the image (they are truncated there)."""
+    dims = len(start)
+    cut = np.zeros(len(boxes), dtype=bool)
+    for d in range(dims):
+        if start[d] > 0:
+            cut |= boxes[:, d] < BORDER_MARGIN
+        if start[d] + patch[d] < shape[d]:
+            cut |= boxes[:, dims + d] > patch[d] - BORDER_MARGIN
+    return cut
+
+
+def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
+    """Boxes for a prepared (C, *spatial) image, in its coordinates; windows when it exceeds the patch."""
+    dims = plan["spatial_dims"]
+    patch = [int(p) for p in plan["patch_size"]]
+    shape = list(image.shape[1:])
+    divisor = int(plan["size_divisor"])
+    if all(s <= p for s, p in zip(shape, patch)):
+        grid = [[0] * dims]
+        window = [int(np.ceil(s / divisor) * divisor) for s in shape]
+    else:
+        axes = [window_starts(s, p, plan.get("window_overlap", 0.25)) for s, p in zip(shape, patch)]
+        grid = [list(g) for g in np.array(np.meshgrid(*axes, indexing="ij")).reshape(dims, -1).T]
+        window = patch
+    boxes, scores, labels = [], [], []
+    for start in grid:
+        index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
+        crop = pad_to(image[index], window)[None].to(device)
+        for model in models:
+            found = run_network(model, crop)[0]
+            keep = ~inner_border_cut(found["boxes"], start, window, shape) if len(grid) > 1 else np.ones(len(found["boxes"]), bool)
+            offset = np.array(list(start) * 2, dtype=np.float32)
+            boxes.append(found["boxes"][keep] + offset)
+            scores.append(found["scores"][keep])
+            labels.append(found["labels"][keep])
+    merged = {"boxes": np.concatenate(boxes).reshape(-1, 2 * dims), "scores": np.concatenate(scores),
+              "labels": np.concatenate(labels)}
+    limit = np.array(shape * 2, dtype=np.float32)
+    merged["boxes"] = np.minimum(np.maximum(merged["boxes"], 0), limit)
+    if len(grid) > 1 or len(models) > 1:
+        keep = nms(torch.from_numpy(merged["boxes"]), torch.from_numpy(merged["scores"]), MERGE_IOU,
+                   torch.from_numpy(merged["labels"])).numpy()
+        merged = {k: v[keep] for k, v in merged.items()}
+    order = np.argsort(-merged["scores"], kind="mergesort")[:300]
+    return {k: v[order] for k, v in merged.items()}
+
+
+def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
+    """Boxes (original voxel coordinates, array-axis order), scores and 0-based labels for a raw image."""
+    for model in models:
+        if isinstance(model, nn.Module):
+            model.eval()
+    found = detect_prepared(models, prepare_image(raw, plan), plan, device)
+    found["boxes"] = found["boxes"] / float(plan.get("scale", 1.0))
+    return found

@@ -1,0 +1,111 @@
+"""The detection plan: scale, patch size, normalisation and anchors from the training boxes (as nnDetection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medsight.data.preprocess import intensity_range
+
+MAX_SIDE_2D = 320  # 2D images are scaled so that their median longer side fits this on CPU
+MAX_PATCH_2D, MAX_PATCH_3D = 384, 64
+MIN_BOX_2D = 8.0  # ...unless that would shrink the small boxes below this many pixels
+LEVELS = 4  # FPN levels: strides s, 2s, 4s, 8s
+
+
+def box_sizes(boxes: list[np.ndarray], dims: int) -> np.ndarray:
+    found = [b for b in boxes if len(b)]
+    if not found:
+        return np.ones((1, dims)) * 16
+    b = np.concatenate(found)
+    return b[:, dims:] - b[:, :dims]
+
+
+def plan_anchors(sizes: np.ndarray, stride: int) -> dict[str, Any]:
+    """Anchor shapes at the finest level from the box statistics; level i uses them times 2**i.
+
+    The base size is the 10th percentile of the boxes' geometric-mean size (never below the finest stride),
+    three octave steps per level, and one to three aspect ratios (the 20/50/80% quantiles when the boxes'
+    shapes spread, else the median shape).
+    """
+    dims = sizes.shape[1]
+    geo = np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1))
+    base = max(float(np.percentile(geo, 10)), float(stride))
+    ratios = sizes / geo[:, None]  # per-axis shape relative to the geometric mean
+    log_ratio = np.log(ratios[:, 0] / ratios[:, 1])
+    if np.percentile(log_ratio, 80) - np.percentile(log_ratio, 20) > 0.4:
+        quantiles = [20, 50, 80]
+        shapes = []
+        for q in quantiles:
+            target = np.percentile(log_ratio, q)
+            pick = np.argsort(np.abs(log_ratio - target))[: max(1, len(log_ratio) // 10)]
+            shapes.append(np.exp(np.log(ratios[pick]).mean(0)))
+    else:
+        shapes = [np.exp(np.log(ratios).mean(0))]
+    anchors = []
+    for shape in shapes:
+        shape = shape / np.exp(np.log(shape).mean())  # keep the geometric mean at 1
+        for octave in (0.0, 1 / 3, 2 / 3):
+            anchors.append([round(float(v), 1) for v in base * 2**octave * shape])
+    return {"anchor_shapes": anchors, "feature_map_scales": [2**i for i in range(LEVELS)],
+            "box_size_percentiles": {str(q): [float(v) for v in np.percentile(sizes, q, axis=0)] for q in (5, 50, 95)}}
+
+
+def round_up(value: float, divisor: int) -> int:
+    return int(np.ceil(value / divisor) * divisor)
+
+
+def make_detection_plan(dataset: Any) -> dict[str, Any]:
+    """Fingerprint the training set and choose everything the network and its batches need."""
+    dims = dataset.spatial_dims
+    train = dataset.splits["train"]
+    shapes = np.array([dataset.shapes[i] for i in train], dtype=float)
+    median = np.median(shapes, axis=0)
+    sizes = box_sizes([dataset.boxes[i] for i in train], dims)
+    small = float(np.percentile(np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1)), 10))
+    if dims == 2:
+        scale = min(1.0, MAX_SIDE_2D / float(median.max()))
+        scale = max(scale, min(1.0, MIN_BOX_2D / max(small, 1e-3)))
+    else:
+        scale = 1.0
+    sizes = sizes * scale
+    small *= scale
+    # finest stride 4 (stem + max-pool) unless boxes under 8 voxels need stride 2
+    max_pool = small >= 8
+    stem_stride = 2
+    stride = stem_stride * (2 if max_pool else 1)
+    divisor = stride * 2 ** (LEVELS - 1)
+    limit = MAX_PATCH_2D if dims == 2 else MAX_PATCH_3D
+    patch = [min(round_up(s * scale, divisor), round_up(limit, divisor)) for s in median]
+    if dims == 3:
+        patch = [max(p, divisor) for p in patch]
+    sample = train[np.linspace(0, len(train) - 1, min(len(train), 40)).astype(int)]
+    images = [dataset.load_case(int(i)) for i in sample]
+    channels = int(np.bincount([im.shape[0] for im in images]).argmax())
+    low, high = intensity_range(images)
+    clipped = [np.clip(im[:channels], low, high) for im in images if im.shape[0] >= channels]
+    mean = [float(np.mean([c[ch].mean() for c in clipped])) for ch in range(channels)]
+    std = [float(max(np.sqrt(np.mean([c[ch].var() for c in clipped])), 1e-6)) for ch in range(channels)]
+    batch = 4 if dims == 2 else 2
+    return {
+        "task": "detection",
+        "spatial_dims": dims,
+        "in_channels": channels,
+        "num_classes": len(dataset.classes),
+        "median_shape": [float(v) for v in median],
+        "scale": round(float(scale), 4),
+        "patch_size": patch,
+        "size_divisor": divisor,
+        "stem_stride": stem_stride,
+        "max_pool": bool(max_pool),
+        **plan_anchors(sizes, stride),
+        "normalization": {"clip": [low, high], "mean": mean, "std": std},
+        "batch_size": batch,
+        "positive_fraction": 0.5,  # share of patches centred on a box (the rest are drawn anywhere)
+        "iterations_per_epoch": int(np.clip(len(train) // batch, 8, 60)),
+        "epochs": 60,
+        "window_overlap": float(min(0.5, max(0.25, float(np.percentile(sizes.max(1), 95)) / max(min(patch), 1)))),
+        "model": "retinanet",
+        "augment": {"flip_axes": list(range(dims)), "rot90": True, "intensity": 0.1, "noise": 0.05},
+    }

@@ -1,0 +1,178 @@
+"""Detection evaluation (metrics.json, curves, overlays, report.html) and prediction of files (COCO-style JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medsight.jsonio import save_json
+
+SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)
+TRUE_COLOUR, PRED_COLOUR = (0, 200, 0), (230, 30, 30)
+
+
+def coco_box(box: np.ndarray) -> list[float]:
+    """Array-order corners -> COCO [x, y, (z,) w, h, (d)] with x the last array axis."""
+    dims = len(box) // 2
+    low, size = box[:dims][::-1], (box[dims:] - box[:dims])[::-1]
+    return [round(float(v), 2) for v in np.concatenate([low, size])]
+
+
+def world_box(box: np.ndarray, image: Any) -> dict[str, list[float]]:
+    """Array-order continuous corners -> world (mm, x y z) corners and centre via spacing/origin/direction."""
+    dims = len(box) // 2
+    spacing, origin = np.asarray(image.spacing, float), np.asarray(image.origin, float)
+    direction = np.asarray(image.direction, float).reshape(dims, dims) if len(image.direction) == dims * dims else np.eye(dims)
+
+    def to_world(corner: np.ndarray) -> np.ndarray:
+        index = corner[::-1] - 0.5  # continuous coordinate -> ITK index (x first, voxel centres at integers)
+        return origin + direction @ (spacing * index)
+
+    a, b = to_world(box[:dims]), to_world(box[dims:])
+    return {"min": np.minimum(a, b).round(3).tolist(), "max": np.maximum(a, b).round(3).tolist(),
+            "center": ((a + b) / 2).round(3).tolist()}
+
+
+def result_records(image_id: str, found: dict[str, np.ndarray], classes: Sequence[str], image: Any = None) -> list[dict[str, Any]]:
+    records = []
+    for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
+        record = {"image_id": image_id, "category_id": int(label) + 1, "category": classes[int(label)],
+                  "bbox": coco_box(box), "score": round(float(score), 5)}
+        if image is not None and len(box) == 6:
+            record["bbox_world"] = world_box(box, image)
+        records.append(record)
+    return records
+
+
+def display(raw: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W, 3) uint8, percentile-windowed."""
+    image = raw[:3] if raw.shape[0] >= 3 else np.repeat(raw[:1], 3, axis=0)
+    low, high = np.percentile(image, [0.5, 99.5])
+    image = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+    return (np.moveaxis(image, 0, -1) * 255).astype(np.uint8)
+
+
+def shown(found: dict[str, np.ndarray]) -> np.ndarray:
+    keep = found["scores"] >= SHOW_SCORE
+    if len(keep) and not keep.any():
+        keep[np.argmax(found["scores"])] = True
+    return keep
+
+
+def draw_overlay(raw: np.ndarray, found: dict[str, np.ndarray], truth: np.ndarray | None, path: Path,
+                 classes: Sequence[str]) -> Path:
+    """PNG of the image (3D: the axial slice through the best box) with true (green) and predicted (red) boxes."""
+    from PIL import Image, ImageDraw
+
+    dims = raw.ndim - 1
+    keep = shown(found)
+    pred = found["boxes"][keep]
+    labels, scores = found["labels"][keep], found["scores"][keep]
+    truth = np.zeros((0, 2 * dims)) if truth is None else truth
+    if dims == 3:
+        anchor = pred[0] if len(pred) else (truth[0] if len(truth) else None)
+        z = int((anchor[0] + anchor[3]) / 2) if anchor is not None else raw.shape[1] // 2
+        z = int(np.clip(z, 0, raw.shape[1] - 1))
+
+        def on_slice(b: np.ndarray) -> np.ndarray:
+            inside = (b[:, 0] <= z + 0.5) & (b[:, 3] >= z + 0.5) if len(b) else np.zeros(0, bool)
+            return inside
+
+        on = on_slice(pred)
+        pred, labels, scores = pred[on][:, [1, 2, 4, 5]], labels[on], scores[on]
+        truth = truth[on_slice(truth)][:, [1, 2, 4, 5]] if len(truth) else np.zeros((0, 4))
+        raw = raw[:, z]
+    picture = Image.fromarray(display(raw))
+    zoom = max(1, int(np.ceil(256 / max(picture.size))))
+    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    for box in truth:
+        draw.rectangle([box[1] * zoom, box[0] * zoom, box[3] * zoom - 1, box[2] * zoom - 1], outline=TRUE_COLOUR, width=2)
+    for box, label, score in zip(pred, labels, scores):
+        draw.rectangle([box[1] * zoom, box[0] * zoom, box[3] * zoom - 1, box[2] * zoom - 1], outline=PRED_COLOUR, width=2)
+        draw.text((box[1] * zoom + 2, box[0] * zoom + 1), f"{classes[int(label)]} {score:.2f}", fill=PRED_COLOUR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
+def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str, out_dir: Path) -> dict[str, Any]:
+    """Predict a split, write metrics.json, predictions/results.json, plots and report.html."""
+    from medsight.evaluation import plots
+    from medsight.evaluation.report import Section, write_report
+
+    indices = dataset.splits[split]
+    classes = list(dataset.classes)
+    result, predictions = task.score_cases([model], dataset, indices)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, found in zip(indices, predictions):
+        image = dataset.load_geometry(int(index)) if dataset.spatial_dims == 3 else None
+        records += result_records(dataset.case_ids[index], found, classes, image)
+    save_json(out_dir / "predictions" / "results.json", records)
+    metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
+               "per_class": result["per_class"], "num_boxes": int(sum(len(dataset.boxes[i]) for i in indices)),
+               "froc_iou": 0.1, "interpolation": "all-point"}
+    save_json(out_dir / "metrics.json", metrics)
+
+    plot_dir = out_dir / "plots"
+    pr = {name: (c["recall"], c["precision"]) for name, c in result["curves"]["pr"].items()}
+    images = [plots.curve(pr, plot_dir / "pr_curves.png", "recall", "precision", "Precision-recall at IoU 0.5", ylim=(0, 1.02))]
+    froc_curve = result["curves"]["froc"]
+    fp, sens = np.asarray(froc_curve["fp_per_image"]), np.asarray(froc_curve["sensitivity"])
+    keep = (fp >= 1 / 8) & (fp <= 8)
+    unit = "scan" if dataset.spatial_dims == 3 else "image"
+    images.append(plots.curve({"FROC": (fp[keep], sens[keep])} if keep.any() else {}, plot_dir / "froc.png",
+                              f"false positives per {unit}", "sensitivity", f"FROC (CPM {result['metrics']['cpm']:.3f})",
+                              xscale="log", ylim=(0, 1.02)))
+    overlays = []
+    for index, found in list(zip(indices, predictions))[:6]:
+        overlays.append(draw_overlay(dataset.load_case(int(index)), found, dataset.boxes[index],
+                                     plot_dir / f"overlay_{dataset.case_ids[index]}.png", classes))
+    if run is not None and Path(run.log_path).is_file():
+        images.append(plots.training_curves(run.log_path, plot_dir / "training.png"))
+    m = result["metrics"]
+    table = [{"class": name, "AP@0.5": v["ap_50"], "AP@[.5:.95]": v["ap_50_95"], "AR@100": v["ar_100"],
+              "true boxes": v["num_boxes"]} for name, v in result["per_class"].items()]
+    froc_table = [{f"{k} FP/{unit}": v for k, v in m["froc"].items()}]
+    sections = [
+        Section("Average precision per class", table=table, images=images[:1],
+                how_to_read="AP is the area under each class's precision-recall curve; 1.0 means every box found with no false alarm ranked above it."),
+        Section("FROC", table=froc_table, images=images[1:2],
+                how_to_read=f"Share of true boxes found when the model is allowed 1/8 to 8 false positives per {unit}; CPM is their mean (LUNA16)."),
+        Section("Examples", images=overlays,
+                how_to_read="Green: true boxes. Red: predicted boxes with their class and score (3D: the slice through the best box)."),
+    ] + ([Section("Training", images=images[2:])] if len(images) > 2 else [])
+    summary = {"map_50": m["map_50"], "map_50_95": m["map_50_95"], "mar_100": m["mar_100"], "cpm": m["cpm"],
+               "cases": int(len(indices))}
+    details = {"run": str(run.path) if run is not None else "", "split": split, "data": str(dataset.path)}
+    report = write_report(out_dir / "report.html", f"Detection: {Path(dataset.path).name}, {split} split", summary,
+                          sections, details)
+    return {**metrics, "report": str(report)}
+
+
+def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
+    """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
+    from medsight.inference.inputs import output_names
+    from medsight.io.images import read_image
+    from medsight.tasks.detection_infer import detect_image
+
+    classes = list(task.info.get("classes", []))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, rows = [], []
+    for path, name in zip(inputs, output_names(inputs)):
+        image = read_image(path)
+        raw = np.asarray(image.array, dtype=np.float32)
+        found = detect_image(models, raw, task.plan, task.device)
+        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
+        for r in case_records:
+            r["file"] = str(path)
+        records += case_records
+        overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
+        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
+    save_json(out_dir / "results.json", records)
+    for row in rows:
+        row["results"] = str(out_dir / "results.json")
+    return rows
