@@ -12,6 +12,7 @@ import torch
 from sklearn import metrics as skm
 
 from medsight import api
+from medsight.errors import MedsightError
 from medsight.jsonio import load_json
 from medsight.metrics.operating_point import apply_operating_point
 from medsight.synthetic.classification import make_classification_npz, make_images
@@ -87,6 +88,12 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     plain = result["metrics_argmax"]
     assert plain["accuracy"] == pytest.approx(skm.accuracy_score(truth, probs.argmax(1)))
     assert plain["confusion_matrix"] == skm.confusion_matrix(truth, probs.argmax(1), labels=[0, 1]).tolist()
+
+    other = np.load(data)
+    three_classes = write_npz(tmp_path / "three.npz", {s: other[f"{s}_images"] for s in ("train", "val", "test")},
+                              {s: other[f"{s}_labels"] * 2 for s in ("train", "val", "test")})
+    with pytest.raises(MedsightError, match=r"three.npz: split 'test' has class index 2 but the model knows 2 classes"):
+        api.evaluate(run, data=three_classes, split="test")
 
 
 def write_npz(path: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> Path:

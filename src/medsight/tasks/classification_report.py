@@ -36,8 +36,9 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     indices = np.asarray(dataset.splits[split])
     if len(indices) == 0:
         raise MedsightError(dataset.path, f"split {split!r} has no cases to evaluate")
-    probs = task.probabilities(task.predict_tensor(model, task.prepared(dataset, indices)))
     labels = np.asarray(dataset.labels)[indices]
+    check_labels_fit(labels, task, dataset, split)
+    probs = task.probabilities(task.predict_tensor(model, task.prepared(dataset, indices)))
     names = list(dataset.classes) or [str(k) for k in range(probs.shape[1])]
     case_ids = [dataset.case_ids[int(i)] for i in indices]
     multilabel = bool(task.plan.get("multilabel", False))
@@ -94,6 +95,18 @@ def add_sensitivity_specificity(values: dict[str, Any], ci: dict[str, Any], labe
         hits, total = int((decisions[members] == cls).sum()), int(members.sum())
         values[name] = hits / total if total else None
         ci[name] = wilson_interval(hits, total)
+
+
+def check_labels_fit(labels: np.ndarray, task: Any, dataset: Any, split: str) -> None:
+    """The split's labels must be classes the trained model knows (another --data set may not fit)."""
+    num_classes = int(task.plan["num_classes"])
+    if task.plan.get("multilabel", False):
+        width = labels.shape[1] if labels.ndim == 2 else 1
+        if width != num_classes:
+            raise MedsightError(dataset.path, f"split {split!r} has {width} labels per case but the model predicts {num_classes}")
+    elif labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise MedsightError(dataset.path, f"split {split!r} has class index {int(labels.max())} but the model knows "
+                                          f"{num_classes} classes (0..{num_classes - 1})")
 
 
 # decisions -----------------------------------------------------------------
