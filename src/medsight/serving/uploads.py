@@ -82,7 +82,7 @@ def unpack_series(archive: Path, folder: Path, limit_bytes: int) -> Path:
 
 def _is_noise(member: str) -> bool:
     parts = PurePosixPath(member.replace("\\", "/")).parts
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return any((p.startswith(".") and p not in (".", "..")) or p == "__MACOSX" for p in parts)
 
 
 def problem_text(exc: MedsightError, folder: Path, name: str) -> str:
