@@ -88,10 +88,15 @@ def draw_overlay(raw: np.ndarray, found: dict[str, np.ndarray], truth: np.ndarra
     zoom = max(1, int(np.ceil(256 / max(picture.size))))
     picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
+
+    def corners(box: np.ndarray) -> list[float]:
+        x0, y0 = box[1] * zoom, box[0] * zoom
+        return [x0, y0, max(x0, box[3] * zoom - 1), max(y0, box[2] * zoom - 1)]
+
     for box in truth:
-        draw.rectangle([box[1] * zoom, box[0] * zoom, box[3] * zoom - 1, box[2] * zoom - 1], outline=TRUE_COLOUR, width=2)
+        draw.rectangle(corners(box), outline=TRUE_COLOUR, width=2)
     for box, label, score in zip(pred, labels, scores):
-        draw.rectangle([box[1] * zoom, box[0] * zoom, box[3] * zoom - 1, box[2] * zoom - 1], outline=PRED_COLOUR, width=2)
+        draw.rectangle(corners(box), outline=PRED_COLOUR, width=2)
         draw.text((box[1] * zoom + 2, box[0] * zoom + 1), f"{classes[int(label)]} {score:.2f}", fill=PRED_COLOUR)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)

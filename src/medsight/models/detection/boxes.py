@@ -1,11 +1,22 @@
-"""Greedy non-maximum suppression on MONAI's box IoU, computed once as a matrix instead of once per kept box."""
+"""Greedy non-maximum suppression with the IoU matrix computed once (MONAI's NMS recomputes it per kept box)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from monai.apps.detection.utils.box_selector import BoxSelector
-from monai.data.box_utils import box_iou, clip_boxes_to_image
+from monai.data.box_utils import clip_boxes_to_image
+
+
+def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, 2D) x (M, 2D) corner boxes -> (N, M) IoU in float32, without MONAI's per-call validity checks."""
+    dims = a.shape[1] // 2
+    low = torch.maximum(a[:, None, :dims], b[None, :, :dims])
+    high = torch.minimum(a[:, None, dims:], b[None, :, dims:])
+    inter = (high - low).clamp(min=0).prod(-1)
+    vol_a = (a[:, dims:] - a[:, :dims]).prod(-1)
+    vol_b = (b[:, dims:] - b[:, :dims]).prod(-1)
+    return inter / (vol_a[:, None] + vol_b[None, :] - inter).clamp(min=1e-6)
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -18,7 +29,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: tor
         # shift each class far apart so that boxes of different classes never overlap
         offset = (boxes.max() + 1) * labels[order].to(boxes)[:, None]
         boxes = boxes + offset
-    overlap = (box_iou(boxes, boxes) > threshold).cpu().numpy()
+    overlap = (pairwise_iou(boxes, boxes) > threshold).cpu().numpy()
     suppressed = np.zeros(len(boxes), dtype=bool)
     keep = []
     for i in range(len(boxes)):

@@ -77,7 +77,7 @@ class FasterRCNN(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, anchor_shapes: Sequence[Sequence[float]],
                  feature_map_scales: Sequence[float], backbone: dict[str, Any], roi_size: int | None = None,
-                 hidden: int = 256, pre_nms_train: int = 1000, post_nms_train: int = 300, pre_nms_test: int = 600,
+                 hidden: int = 256, pre_nms_train: int = 500, post_nms_train: int = 300, pre_nms_test: int = 500,
                  post_nms_test: int = 150, rois_per_image: int = 128, score_thresh: float = 0.02,
                  nms_thresh: float = 0.4, detections_per_image: int = 100):
         super().__init__()
