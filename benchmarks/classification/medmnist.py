@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -24,13 +25,17 @@ from pathlib import Path
 import numpy as np
 
 
-def run(cmd: list[str], log: Path) -> float:
+def run(cmd: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system, all threads)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(log, "a") as handle:
         handle.write("$ " + shlex.join(cmd) + "\n")
         handle.flush()
         subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, check=True)
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - started, cpu
 
 
 def sklearn_check(eval_dir: Path) -> dict[str, float]:
@@ -53,7 +58,8 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--models", nargs="+", default=[None])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
+    parser.add_argument("--epochs", type=int, default=None, help="fixed epochs per run (CPU time is recorded)")
     parser.add_argument("--balance", nargs="+", default=["none"])
     parser.add_argument("--extra", default="", help="more `medsight train` options, quoted")
     parser.add_argument("--runs", default="/tmp/medsight-bench")
@@ -76,20 +82,25 @@ def main() -> None:
                 run_dir = Path(args.runs) / tag
                 log = Path(args.runs) / f"{tag}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
-                cmd = ["medsight", "train", args.data, "--out", str(run_dir), "--minutes", str(args.minutes),
-                       "--seed", str(seed), "--balance", balance, *shlex.split(args.extra)]
+                cmd = ["medsight", "train", args.data, "--out", str(run_dir), "--seed", str(seed),
+                       "--balance", balance, *shlex.split(args.extra)]
+                if args.minutes:
+                    cmd += ["--minutes", str(args.minutes)]
+                if args.epochs:
+                    cmd += ["--epochs", str(args.epochs)]
                 if model:
                     cmd += ["--model", model]
-                train_seconds = run(cmd, log) if not (run_dir / "model.safetensors").exists() else None
-                eval_seconds = run(["medsight", "evaluate", str(run_dir), "--split", "test"], log)
+                train_seconds, train_cpu = run(cmd, log) if not (run_dir / "model.safetensors").exists() else (None, None)
+                eval_seconds, _ = run(["medsight", "evaluate", str(run_dir), "--split", "test"], log)
                 eval_dir = run_dir / "eval" / "test"
                 metrics = json.loads((eval_dir / "metrics.json").read_text())
                 state = json.loads((run_dir / "state.json").read_text())
                 record = {
                     "data": data_name, "model": json.loads((run_dir / "config.json").read_text())["model"],
-                    "balance": balance, "seed": seed, "minutes_budget": args.minutes,
-                    "train_wall_seconds": train_seconds, "eval_wall_seconds": eval_seconds,
-                    "epochs_run": state.get("epochs_run"), "best_epoch": state.get("best_epoch"),
+                    "balance": balance, "seed": seed, "minutes_budget": args.minutes, "epochs_budget": args.epochs,
+                    "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu, "eval_wall_seconds": eval_seconds,
+                    "epochs_run": state.get("training", {}).get("epochs"),
+                    "best_epoch": state.get("training", {}).get("best_epoch"),
                     "test": {k: metrics["metrics"].get(k) for k in
                              ("auc", "accuracy", "balanced_accuracy", "f1", "kappa")},
                     "test_argmax": {k: metrics.get("metrics_argmax", {}).get(k) for k in ("accuracy", "balanced_accuracy")},
