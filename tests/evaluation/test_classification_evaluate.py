@@ -85,6 +85,8 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     assert m["auc"] == pytest.approx(skm.roc_auc_score(truth, probs[:, 1]))
     assert m["confusion_matrix"] == skm.confusion_matrix(truth, called, labels=[0, 1]).tolist()
     assert m["sensitivity"] == pytest.approx(skm.recall_score(truth, called))
+    cm = m["confusion_matrix"]
+    assert f"The model found {cm[1][1]} of {sum(cm[1])} '1' cases" in (out / "report.html").read_text()
     plain = result["metrics_argmax"]
     assert plain["accuracy"] == pytest.approx(skm.accuracy_score(truth, probs.argmax(1)))
     assert plain["confusion_matrix"] == skm.confusion_matrix(truth, probs.argmax(1), labels=[0, 1]).tolist()

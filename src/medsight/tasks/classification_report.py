@@ -193,6 +193,42 @@ def _details(run: Any, task: Any, metrics: dict[str, Any]) -> dict[str, Any]:
             "data": task.info.get("source", ""), "95% confidence intervals": metrics["ci_method"]}
 
 
+def _with_ci(metrics: dict[str, Any], name: str, inside_brackets: bool = False) -> str:
+    """"0.642 (95% CI 0.572 to 0.705)", or "0.642, 95% CI 0.572 to 0.705" for use inside brackets."""
+    value, ci = metrics["metrics"].get(name), metrics["ci95"].get(name)
+    if not ci:
+        return format_value(value)
+    return f"{format_value(value)}, 95% CI {_ci_text(ci)}" if inside_brackets else f"{format_value(value)} (95% CI {_ci_text(ci)})"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def plain_summary(metrics: dict[str, Any]) -> str:
+    """Two or three sentences a clinician can read without the figures."""
+    names, cases, m = metrics["classes"], metrics["num_cases"], metrics["metrics"]
+    if metrics["multilabel"]:
+        return (f"On {cases} {escape(metrics['split'])} cases with {len(names)} labels each, a label was right "
+                f"{_percent(m['accuracy'])} of the time on average, and every label of a case was right for "
+                f"{_percent(m['exact_match'])} of the cases. Mean ROC AUC over the labels: {_with_ci(metrics, 'auc')}.")
+    cm = np.asarray(m["confusion_matrix"])
+    text = f"On {cases} {escape(metrics['split'])} cases, {int(np.trace(cm))} were classified correctly ({_percent(m['accuracy'])}). "
+    if len(names) == 2:
+        positive, negative = escape(names[1]), escape(names[0])
+        text += (f"The model found {cm[1, 1]} of {cm[1].sum()} '{positive}' cases (sensitivity {_with_ci(metrics, 'sensitivity', True)}) "
+                 f"and called {cm[0, 0]} of {cm[0].sum()} '{negative}' cases '{negative}' "
+                 f"(specificity {_with_ci(metrics, 'specificity', True)}). ")
+    else:
+        off = cm - np.diag(np.diag(cm))
+        if off.any():
+            i, j = np.unravel_index(int(off.argmax()), off.shape)
+            text += (f"The most frequent mistake was calling '{escape(names[i])}' cases '{escape(names[j])}' "
+                     f"({off[i, j]} of {cm[i].sum()}). ")
+        text += f"Balanced accuracy (the mean sensitivity over classes): {_with_ci(metrics, 'balanced_accuracy')}. "
+    return text + f"ROC AUC: {_with_ci(metrics, 'auc')}."
+
+
 def describe_operating_point(point: dict[str, Any], names: Sequence[str], multilabel: bool) -> str:
     """One plain sentence saying how probabilities became decisions."""
     rule = point.get("rule", "argmax")
@@ -283,7 +319,7 @@ def report_sections(run: Any, dataset: Any, indices: np.ndarray, labels: np.ndar
                     decisions: np.ndarray, metrics: dict[str, Any], plot_dir: Path) -> list[Section]:
     """Every section of the classification report, writing its figures into plot_dir."""
     names, multilabel = metrics["classes"], metrics["multilabel"]
-    sections = [Section(
+    sections = [Section("In words", html=f"<p>{plain_summary(metrics)}</p>"), Section(
         "Operating point", html=f"<p>{describe_operating_point(metrics['operating_point'], names, multilabel)}</p>",
         table=_comparison_table(metrics),
         how_to_read="Probabilities become decisions at the operating point; the columns show the same "
