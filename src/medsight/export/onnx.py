@@ -118,6 +118,32 @@ def max_abs_diff(model: nn.Module, session: Any, inputs: torch.Tensor) -> tuple[
     return worst, agree
 
 
+def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_dynamic: bool = False,
+                 opset: int = OPSET) -> tuple[list[str], dict[str, dict[int, str]]]:
+    """Write an fp32 ONNX file (atomically, checked by onnx) with a dynamic batch axis; output names and axes."""
+    import onnx
+
+    model = model if isinstance(model, _Flat) else _Flat(model).eval()
+    dynamic_input = {0: "batch"}
+    if spatial_dynamic:
+        dynamic_input.update({axis: f"dim{axis - 2}" for axis in range(2, example.ndim)})
+    with torch.no_grad():
+        output_count = len(flat_outputs(model(example)))
+    output_names = ["output"] if output_count == 1 else [f"output{i}" for i in range(output_count)]
+    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: {0: "batch"} for name in output_names}}
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation on every call
+            torch.onnx.export(model, (example,), tmp, dynamo=False, input_names=[INPUT_NAME],
+                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=opset,
+                              do_constant_folding=True)
+        onnx.checker.check_model(tmp)
+
+    atomic_write(target, write)
+    return output_names, dynamic_axes
+
+
 def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, cases: int = CHECK_CASES) -> dict[str, Any]:
     """Write RUN/export/model.onnx and export.json; fail (keeping export.json) when the check is not met."""
     import onnx
@@ -133,24 +159,8 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     model = _Flat(model).eval()
     inputs, source = check_inputs(run, task, cases)
     spatial_dynamic = spatial_follows_input(model, inputs[:1])
-    dynamic_input = {0: "batch"}
-    if spatial_dynamic:
-        dynamic_input.update({axis: f"dim{axis - 2}" for axis in range(2, inputs.ndim)})
-    with torch.no_grad():
-        output_count = len(flat_outputs(model(inputs[:1])))
-    output_names = ["output"] if output_count == 1 else [f"output{i}" for i in range(output_count)]
-    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: {0: "batch"} for name in output_names}}
     target = run.export_dir / "model.onnx"
-
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation on every call
-            torch.onnx.export(model, (inputs[:1],), tmp, dynamo=False, input_names=[INPUT_NAME],
-                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=opset,
-                              do_constant_folding=True)
-        onnx.checker.check_model(tmp)
-
-    atomic_write(target, write)
+    output_names, dynamic_axes = export_model(model, inputs[:1], target, spatial_dynamic, opset)
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     diff, agree = max_abs_diff(model, session, inputs)
     diff_single, _ = max_abs_diff(model, session, inputs[:1])

@@ -1,0 +1,129 @@
+"""Per-image latency of a classification network: PyTorch (eager, inference mode) against onnxruntime.
+
+Both engines get the same real images (BreastMNIST test split, prepared at each input size as medsight's
+predictor prepares them), the same thread count, and are timed in alternating order, one image per call,
+with an in-process monotonic clock; outputs are compared on every image.
+
+    python benchmarks/deploy/latency.py --model resnet18 --sizes 28 64 --threads 1 2 --repeats 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "medmnist" / "breastmnist.npz"
+
+
+def real_inputs(path: Path, size: int, count: int) -> torch.Tensor:
+    """BreastMNIST test images prepared for a size-px network (resize, clip, z-score)."""
+    from medsight.data.preprocess import prepare_image
+
+    images = np.load(path)["test_images"][:count]
+    plan = {"in_channels": 1, "input_size": [size, size],
+            "normalization": {"clip": [0.0, 255.0], "mean": [float(images.mean())], "std": [float(images.std())]}}
+    return torch.stack([prepare_image(image[None], plan) for image in images])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def time_engines(model, session, inputs: torch.Tensor, repeats: int, warmup: int) -> dict:
+    name = session.get_inputs()[0].name
+    arrays = [x[None].numpy() for x in inputs]
+    tensors = [x[None] for x in inputs]
+    with torch.inference_mode():
+        for i in range(warmup):
+            model(tensors[i % len(tensors)])
+            session.run(None, {name: arrays[i % len(arrays)]})
+        torch_ms, onnx_ms = [], []
+        for i in range(repeats):
+            k = i % len(tensors)
+            order = ("torch", "onnx") if i % 2 == 0 else ("onnx", "torch")  # no engine always runs first
+            for engine in order:
+                start = time.perf_counter()
+                if engine == "torch":
+                    model(tensors[k])
+                    torch_ms.append((time.perf_counter() - start) * 1e3)
+                else:
+                    session.run(None, {name: arrays[k]})
+                    onnx_ms.append((time.perf_counter() - start) * 1e3)
+    pair_ratio = [t / o for t, o in zip(torch_ms, onnx_ms)]
+    return {
+        "torch_ms": {"median": statistics.median(torch_ms), "p10": percentile(torch_ms, 10), "p90": percentile(torch_ms, 90)},
+        "onnx_ms": {"median": statistics.median(onnx_ms), "p10": percentile(onnx_ms, 10), "p90": percentile(onnx_ms, 90)},
+        "speedup_median": statistics.median(torch_ms) / statistics.median(onnx_ms),
+        "speedup_paired_median": statistics.median(pair_ratio),
+    }
+
+
+def agreement(model, session, inputs: torch.Tensor) -> dict:
+    name = session.get_inputs()[0].name
+    with torch.inference_mode():
+        expected = model(inputs).numpy()
+    got = np.concatenate([session.run(None, {name: x[None].numpy()})[0] for x in inputs])
+    return {"max_abs_diff": float(np.abs(expected - got).max()),
+            "argmax_agreement": float((expected.argmax(1) == got.argmax(1)).mean()), "images": len(inputs)}
+
+
+def main(argv=None) -> int:
+    import onnxruntime as ort
+
+    from medsight.export.onnx import export_model
+    from medsight.models import create_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[28, 64])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("latency.json"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    results = []
+    for size in args.sizes:
+        torch.manual_seed(0)
+        model = create_model(args.model, task="classification", spatial_dims=2, in_channels=1, num_classes=2,
+                             input_size=size).eval()
+        inputs = real_inputs(args.data, size, args.images)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_model(model, inputs[:1], path)
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                row = {"model": args.model, "input": [1, 1, size, size], "threads": threads,
+                       **time_engines(model, session, inputs, args.repeats, args.warmup),
+                       "agreement": agreement(model, session, inputs)}
+                results.append(row)
+                print(f"{args.model} {size}px threads={threads}: torch {row['torch_ms']['median']:.2f} ms, "
+                      f"onnxruntime {row['onnx_ms']['median']:.2f} ms, speedup {row['speedup_median']:.2f}x "
+                      f"(paired {row['speedup_paired_median']:.2f}x), max |diff| {row['agreement']['max_abs_diff']:.1e}",
+                      flush=True)
+    report = {"command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+              "cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),
+              "load_average_at_end": os.getloadavg(), "torch": torch.__version__, "onnxruntime": ort.__version__,
+              "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
