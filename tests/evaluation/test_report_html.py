@@ -42,6 +42,7 @@ def test_report_embeds_images_and_shows_headline_with_ci(tmp_path: Path):
     assert "95% CI 0.750 to 0.860" in text and "95% CI 0.850 to 0.930" in text and ">0.812<" in text
     assert "CPM" in text and "How to read this: Higher is better." in text and ">n/a<" in text and ">0.912<" in text
     assert "(figure absent.png is missing)" in text
+    assert text.index("About this evaluation") > text.index("Lost figure") and "<td>/runs/a</td>" in text
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert len(embedded) == 1 and base64.b64decode(embedded[0]) == figure.read_bytes()
     # self-contained: no external resources

@@ -21,7 +21,8 @@ as written. A ``Section`` holds a title, an optional ``how_to_read`` sentence fo
 engineers, an optional trusted ``html`` fragment (escape user text with :func:`escape`), PNG ``images``
 (embedded as base64; a missing file shows a note rather than failing the report) and a ``table`` given
 as dict rows (columns in first-seen key order) or as sequences whose first row is the header. Floats are
-shown with three decimals, None as "n/a". ``details`` is a small key/value table about the run.
+shown with three decimals, None as "n/a". ``details`` is a key/value table about the run (model, data,
+split), shown at the end.
 """
 
 from __future__ import annotations
@@ -217,10 +218,11 @@ def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Sec
             parts.append('<p class="how">95% CI: the range of values compatible with these cases; a wide range '
                          "means the figure rests on few cases.</p>")
         parts.append("</section>")
-    if details:
-        rows = "".join(f"<tr><td>{escape(key)}</td>{_cell(value)}</tr>" for key, value in details.items())
-        parts.append(f'<table class="details"><tbody>{rows}</tbody></table>')
     parts += [section_html(section, i) for i, section in enumerate(sections)]
+    if details:  # provenance for engineers, after the findings
+        rows = "".join(f"<tr><td>{escape(key)}</td><td>{escape(format_value(value))}</td></tr>"
+                       for key, value in details.items())
+        parts.append(f'<section><h2>About this evaluation</h2><table class="details"><tbody>{rows}</tbody></table></section>')
     parts.append(f"<footer>medsight {escape(medsight.__version__)} · {created}</footer></body></html>")
     return "\n".join(parts) + "\n"
 
