@@ -1,0 +1,315 @@
+"""nnU-Net / Medical Segmentation Decathlon raw folders: dataset.json + imagesTr/ + labelsTr/ (+ imagesTs/, labelsTs/).
+
+Two layouts are read. nnU-Net v2: ``channel_names``, ``labels`` {name: value}, ``file_ending`` and channel files
+``<case>_0000<ext>``. MSD: ``modality``, ``labels`` {value: name} and a ``training`` list of image/label pairs,
+with one file per case (a 4D file holds the channels of a multi-modal task). Arrays are channels first in
+SimpleITK's axis order ((C, Y, X) or (C, Z, Y, X)); spacing and the other geometry are kept for writing back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.errors import MedsightError
+from medsight.tasks.base import TaskDataset
+
+SEGMENTATION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
+NUM_FOLDS = 5
+GEOMETRY_TOLERANCE = 1e-3  # relative: spacing/origin written with float32 precision differ in the last digits
+
+
+def split_suffix(path: Path) -> tuple[str, str]:
+    """('case_001', '.nii.gz') for case_001.nii.gz; the suffix is one of the known image endings."""
+    name = path.name
+    for suffix in sorted(SEGMENTATION_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return path.stem, path.suffix
+
+
+@dataclass
+class SegmentationCase:
+    """One case: its channel files (or one multi-channel file) and its label file (None when unlabelled)."""
+
+    case_id: str
+    images: list[Path]
+    label: Path | None = None
+    split: str = "train"  # "train" (imagesTr) or "test" (imagesTs)
+
+
+@dataclass
+class LoadedCase:
+    """A case read from disk: image (C, *spatial) float32, label (*spatial) or None, and the reference image."""
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    spacing: tuple[float, ...]  # array axis order (z, y, x), unlike SimpleITK's x-first
+    reference: Any  # the io.images.Image of the first channel, for writing predictions in its geometry
+
+
+@dataclass
+class SegmentationDataset(TaskDataset):
+    cases: list[SegmentationCase] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)
+    file_ending: str = ".nii.gz"
+    modalities: list[str] = field(default_factory=list)
+    fold: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        first = self.load_case(0, with_label=False)
+        out.update({"labels": {str(k): v for k, v in self.labels.items()}, "file_ending": self.file_ending,
+                    "first_case": {"id": first.case_id, "shape": list(first.image.shape[1:]),
+                                   "spacing": list(first.spacing)}, "fold": self.fold})
+        return out
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out.update({"labels": {str(k): v for k, v in self.labels.items()}, "modalities": self.modalities,
+                    "file_ending": self.file_ending, "fold": self.fold, "num_folds": NUM_FOLDS})
+        return out
+
+    def load_case(self, index: int, with_label: bool = True) -> LoadedCase:
+        """Read and check one case (shapes, geometry, label values, finite voxels)."""
+        return load_case(self.cases[index], self, with_label)
+
+    def validate(self) -> None:
+        """Read every case once so a bad file is reported before any training."""
+        for index in range(len(self.cases)):
+            self.load_case(index)
+
+
+def read_image_file(path: Path):
+    """io.images.read_image, the shared reader (NIfTI, NRRD, MHA, PNG/TIFF, DICOM series folders)."""
+    from medsight.io.images import read_image
+
+    return read_image(path)
+
+
+def _check_finite(array: np.ndarray, path: Path) -> None:
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise MedsightError(path, f"has {bad} NaN or infinite voxel(s)")
+
+
+def _same_geometry(a, b) -> bool:
+    def close(x, y) -> bool:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        return x.shape == y.shape and np.allclose(x, y, rtol=GEOMETRY_TOLERANCE, atol=GEOMETRY_TOLERANCE)
+
+    return close(a.spacing, b.spacing) and close(a.origin, b.origin) and close(a.direction, b.direction)
+
+
+def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: bool = True) -> LoadedCase:
+    """Read a case's channels and label and check them against each other and against dataset.json."""
+    dims = dataset.spatial_dims
+    channels: list[np.ndarray] = []
+    reference = None
+    for path in case.images:
+        if not path.exists():
+            raise MedsightError(path, f"missing channel file of case {case.case_id}")
+        image = read_image_file(path)
+        array = image.array
+        if image.layout == "4d" and len(case.images) * array.shape[0] != len(dataset.channels):
+            raise MedsightError(path, f"is a 4D file ({array.shape[0]} volumes) where a 3D image was expected "
+                                      f"(dataset.json names {len(dataset.channels)} channel(s))")
+        spatial = array.shape[1:]
+        if len(spatial) != dims:
+            raise MedsightError(path, f"is {len(spatial)}D (shape {tuple(spatial)}) but this data set is {dims}D")
+        if reference is None:
+            reference = image
+        elif tuple(spatial) != tuple(reference.array.shape[1:]):
+            raise MedsightError(path, f"has shape {tuple(spatial)} but channel 0 has {tuple(reference.array.shape[1:])}")
+        _check_finite(array, path)
+        channels.extend(array.astype(np.float32, copy=False))
+    expected = len(dataset.channels)
+    if len(channels) != expected:
+        raise MedsightError(case.images[0], f"has {len(channels)} channel(s) but dataset.json names {expected}")
+    stacked = np.stack(channels)
+    label = None
+    if with_label and case.label is not None:
+        label = _read_label(case.label, reference, dataset)
+    spacing = tuple(float(s) for s in reversed(reference.spacing))
+    return LoadedCase(case.case_id, stacked, label, spacing, reference)
+
+
+def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarray:
+    if not path.exists():
+        raise MedsightError(path, "label file not found")
+    image = read_image_file(path)
+    array = image.array
+    if array.shape[0] != 1:
+        kind = "a 4D file" if image.layout == "4d" else f"a label map with {array.shape[0]} channels"
+        raise MedsightError(path, f"is {kind}; expected one {dataset.spatial_dims}D label map")
+    array = array[0]
+    shape = tuple(reference.array.shape[1:])
+    if array.shape != shape:
+        raise MedsightError(path, f"has shape {array.shape} but its image has {shape}")
+    if not _same_geometry(image, reference):
+        raise MedsightError(path, f"has another geometry than its image (spacing {tuple(np.round(image.spacing, 4))} vs "
+                                  f"{tuple(np.round(reference.spacing, 4))}, origin or direction differ)")
+    _check_finite(array, path)
+    values = np.unique(array)
+    unknown = [v for v in values.tolist() if v not in dataset.labels]
+    if unknown:
+        raise MedsightError(path, f"has label value(s) {unknown[:5]} that dataset.json does not name "
+                                  f"(it names {sorted(dataset.labels)})")
+    return array.astype(np.uint8)
+
+
+# folder level ---------------------------------------------------------------------------------------------------
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MedsightError(path, "not found: an nnU-Net raw folder needs dataset.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MedsightError(path, f"is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MedsightError(path, "must hold a JSON object")
+    return data
+
+
+def parse_labels(raw: Any, path: Path) -> dict[int, str]:
+    """dataset.json labels in either layout ({name: value} nnU-Net v2, {value: name} MSD) -> {value: name}."""
+    if not isinstance(raw, dict) or not raw:
+        raise MedsightError(path, "has no 'labels' mapping")
+    out: dict[int, str] = {}
+    for key, value in raw.items():
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[int(value)] = str(key)  # nnU-Net v2
+            else:
+                out[int(key)] = str(value)  # MSD
+        except (TypeError, ValueError):
+            raise MedsightError(path, f"label {key!r}: {value!r} is not a name and an integer value "
+                                      "(region-based labels are not supported)") from None
+    if 0 not in out:
+        raise MedsightError(path, "labels must include background with value 0")
+    return dict(sorted(out.items()))
+
+
+def _channel_names(meta: dict[str, Any]) -> list[str]:
+    raw = meta.get("channel_names", meta.get("modality", {"0": "image"}))
+    return [str(raw[k]) for k in sorted(raw, key=lambda k: int(k))]
+
+
+def _nnunet_cases(root: Path, images_dir: str, labels_dir: str, ending: str, num_channels: int,
+                  split: str) -> list[SegmentationCase]:
+    folder = root / images_dir
+    if not folder.is_dir():
+        return []
+    ids = sorted({split_suffix(p)[0][:-5] for p in folder.iterdir() if split_suffix(p)[1] == ending
+                  and split_suffix(p)[0][-5:-4] == "_" and split_suffix(p)[0][-4:].isdigit()})
+    label_folder = root / labels_dir
+    cases = []
+    for case_id in ids:
+        images = [folder / f"{case_id}_{c:04d}{ending}" for c in range(num_channels)]
+        label = label_folder / f"{case_id}{ending}"
+        cases.append(SegmentationCase(case_id, images, label if label.exists() or split == "train" else None, split))
+    return cases
+
+
+def _msd_cases(root: Path, meta: dict[str, Any], json_path: Path) -> list[SegmentationCase]:
+    cases = []
+    for entry in meta.get("training", []):
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            raise MedsightError(json_path, f"training entry {entry!r} needs 'image' and 'label'")
+        image = (root / entry["image"]).resolve()
+        case_id = split_suffix(image)[0]
+        per_channel = [image.parent / f"{case_id}_{c:04d}{split_suffix(image)[1]}" for c in range(8)]
+        # an nnU-Net-converted MSD folder lists case.nii.gz but stores case_0000.nii.gz
+        images = [image] if image.exists() or not per_channel[0].exists() else [p for p in per_channel if p.exists()]
+        cases.append(SegmentationCase(case_id, images, (root / entry["label"]).resolve(), "train"))
+    test_labels = root / "labelsTs"
+    for entry in meta.get("test", []):
+        image = (root / (entry if isinstance(entry, str) else entry.get("image", ""))).resolve()
+        case_id = split_suffix(image)[0]
+        label = test_labels / image.name
+        cases.append(SegmentationCase(case_id, [image], label if label.exists() else None, "test"))
+    return cases
+
+
+def _detect_dims(meta: dict[str, Any], first: Path) -> int:
+    declared = str(meta.get("tensorImageSize", "")).upper()
+    if declared in ("2D", "3D"):
+        return int(declared[0])
+    if split_suffix(first)[1] in (".png", ".tif", ".tiff"):
+        return 2
+    if not first.exists():
+        raise MedsightError(first, "missing channel file")
+    image = read_image_file(first)
+    return 2 if image.array.ndim == 3 else 3
+
+
+def fold_splits(case_ids: list[str], train_positions: list[int], fold: int, seed: int, root: Path) -> dict[str, list[int]]:
+    """Train/val positions for a fold: nnU-Net's splits_final.json when the folder has one, else a seeded 5-fold split."""
+    if not 0 <= fold < NUM_FOLDS:
+        raise MedsightError(None, f"--fold must be between 0 and {NUM_FOLDS - 1}, not {fold}")
+    splits_file = root / "splits_final.json"
+    if splits_file.is_file():
+        raw = json.loads(splits_file.read_text())
+        if isinstance(raw, list) and len(raw) > fold and {"train", "val"} <= set(raw[fold]):
+            position = {case_ids[i]: i for i in train_positions}
+            missing = [c for c in raw[fold]["train"] + raw[fold]["val"] if c not in position]
+            if missing:
+                raise MedsightError(splits_file, f"names case(s) not in imagesTr: {missing[:3]}")
+            return {"train": [position[c] for c in raw[fold]["train"]], "val": [position[c] for c in raw[fold]["val"]]}
+    from sklearn.model_selection import KFold
+
+    positions = np.asarray(train_positions)
+    if len(positions) < NUM_FOLDS:  # too few cases to hold any out: validate on the training cases
+        return {"train": positions.tolist(), "val": positions.tolist()}
+    folds = list(KFold(NUM_FOLDS, shuffle=True, random_state=seed).split(positions))
+    train, val = folds[fold]
+    return {"train": positions[train].tolist(), "val": positions[val].tolist()}
+
+
+def read_segmentation(root: Path, seed: int = 0, fold: int = 0) -> SegmentationDataset:
+    """Read an nnU-Net v2 or MSD raw folder; cheap checks now, per-file checks when a case is loaded."""
+    root = Path(root)
+    json_path = root / "dataset.json"
+    meta = _load_json(json_path)
+    labels = parse_labels(meta.get("labels"), json_path)
+    channels = _channel_names(meta)
+    if "training" in meta and "file_ending" not in meta:
+        cases = _msd_cases(root, meta, json_path)
+        ending = split_suffix(cases[0].images[0])[1] if cases else ".nii.gz"
+    else:
+        ending = str(meta.get("file_ending", ".nii.gz"))
+        cases = (_nnunet_cases(root, "imagesTr", "labelsTr", ending, len(channels), "train")
+                 + _nnunet_cases(root, "imagesTs", "labelsTs", ending, len(channels), "test"))
+    train_positions = [i for i, c in enumerate(cases) if c.split == "train"]
+    labels_dir = root / "labelsTr"
+    if not train_positions or not labels_dir.is_dir() or not any(labels_dir.iterdir()):
+        raise MedsightError(labels_dir, "is empty or missing: no labelled training cases")
+    for position in train_positions:
+        case = cases[position]
+        if case.label is None or not case.label.exists():
+            raise MedsightError(case.label or labels_dir / f"{case.case_id}{ending}", f"label file of case {case.case_id} not found")
+        for path in case.images:
+            if not path.exists():
+                raise MedsightError(path, f"missing channel file of case {case.case_id}")
+    case_ids = [c.case_id for c in cases]
+    if len(set(case_ids)) != len(case_ids):
+        raise MedsightError(root, "has duplicate case ids")
+    dims = _detect_dims(meta, cases[train_positions[0]].images[0])
+    parts = fold_splits(case_ids, train_positions, fold, seed, root)
+    splits = {name: np.asarray(idx, dtype=int) for name, idx in parts.items()}
+    labelled_test = [i for i, c in enumerate(cases) if c.split == "test" and c.label is not None]
+    if labelled_test:
+        splits["test"] = np.asarray(labelled_test, dtype=int)
+    unlabelled = [i for i, c in enumerate(cases) if c.split == "test" and c.label is None]
+    if unlabelled:
+        splits["unlabelled"] = np.asarray(unlabelled, dtype=int)
+    return SegmentationDataset(
+        path=root, format="nnunet", task="segmentation", spatial_dims=dims, splits=splits, case_ids=case_ids,
+        channels=channels, classes=[labels[k] for k in labels], cases=cases, labels=labels, file_ending=ending,
+        modalities=channels, fold=fold,
+    )

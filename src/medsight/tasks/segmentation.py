@@ -1,0 +1,135 @@
+"""Segmentation: images -> a label map of the same geometry, 2D or 3D, configured from the data as nnU-Net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.errors import MedsightError
+from medsight.losses.segmentation import SegmentationLoss
+from medsight.models import create_model
+from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.segmentation_data import PatchBatches, PreprocessedCache, build_augment
+from medsight.tasks.segmentation_infer import largest_component, sliding_probabilities
+
+LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
+
+
+def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[int]) -> list[float]:
+    """Dice of each class; empty in both counts as 1 (as metrics.segmentation, but cheap for per-epoch use)."""
+    out = []
+    for c in classes:
+        p, r = pred == c, ref == c
+        total = int(p.sum()) + int(r.sum())
+        out.append(1.0 if total == 0 else 2.0 * int((p & r).sum()) / total)
+    return out
+
+
+class SegmentationTask(Task):
+    name = "segmentation"
+    formats = ("nnunet",)
+
+    # data set level ------------------------------------------------------
+    @classmethod
+    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+        from medsight.io.segmentation import read_segmentation
+
+        return read_segmentation(Path(path), seed=seed, fold=fold)
+
+    @classmethod
+    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+        from medsight.tasks.segmentation_plan import make_segmentation_plan
+
+        return make_segmentation_plan(dataset)
+
+    @property
+    def foreground(self) -> list[int]:
+        return [int(k) for k in self.plan["labels"] if int(k) != 0]
+
+    # training ------------------------------------------------------------
+    def build_model(self, model_name: str) -> nn.Module:
+        p = self.plan
+        return create_model(model_name, task="segmentation", spatial_dims=p["spatial_dims"], in_channels=p["in_channels"],
+                            num_classes=p["num_classes"], kernel_sizes=p["kernel_sizes"], strides=p["strides"],
+                            patch_size=p["patch_size"], deep_supervision=p.get("deep_supervision", True))
+
+    def configure(self, config: Any, dataset: TaskDataset | None) -> None:
+        super().configure(config, dataset)
+        self.loss = SegmentationLoss()
+        self.batch_size = config.batch_size or self.plan["batch_size"]
+        self.validate_every = int(self.plan.get("validate_every", 1))
+        self.cache: PreprocessedCache | None = None
+        if dataset is not None:
+            self.cache = PreprocessedCache(dataset, self.plan, config.extra.get("cache_dir"))
+            needed = np.concatenate([dataset.splits["train"], dataset.splits.get("val", np.array([], int))])
+            self.cache.ensure(np.unique(needed))
+            self.augment = build_augment(self.plan)
+
+    def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
+        steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
+        stream = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+        return PatchBatches(self.cache, indices, self.plan, self.batch_size, steps, stream, self.augment)
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        output = model(batch["image"].to(self.device))
+        return {"loss": self.loss(output, batch["label"].to(self.device)), "output": output}
+
+    def validation_subset(self, indices: np.ndarray) -> np.ndarray:
+        limit = int(self.plan.get("validation_cases", len(indices)))
+        if len(indices) <= limit:
+            return np.asarray(indices)
+        return np.asarray(indices)[np.linspace(0, len(indices) - 1, limit).astype(int)]
+
+    def cached_predictions(self, model: nn.Module, indices: np.ndarray, with_loss: bool = False):
+        """(case, probabilities) on the preprocessed grid of cached cases, without mirroring."""
+        for index in indices:
+            case = self.cache.get(int(index))
+            image = torch.from_numpy(np.array(case.image))
+            probs = sliding_probabilities([model], image, self.plan, tta=False, device=self.device)
+            yield case, probs
+
+    def validate(self, model, dataset, indices):
+        scores, losses = [], []
+        for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
+            label = np.asarray(case.label)
+            logits = torch.log(probs.clamp_min(1e-8))[None]
+            losses.append(float(self.loss(logits, torch.from_numpy(label.astype(np.int64))[None, None])))
+            scores.append(dice_per_class(probs.argmax(0).numpy(), label, self.foreground))
+        per_class = np.mean(scores, axis=0)
+        out = {"val_loss": float(np.mean(losses)), "dice": float(per_class.mean())}
+        names = self.plan["labels"]
+        out.update({f"dice_{names[str(c)]}": float(v) for c, v in zip(self.foreground, per_class)})
+        out["score"] = out["dice"]
+        return out
+
+    def finish_training(self, model, dataset, indices):
+        """Choose largest-connected-component post-processing per class on the validation cases."""
+        if len(indices) == 0:
+            return {"postprocessing": {"largest_component": []}}
+        plain, kept = [], []
+        for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
+            label, pred = np.asarray(case.label), probs.argmax(0).numpy()
+            plain.append(dice_per_class(pred, label, self.foreground))
+            kept.append(dice_per_class(largest_component(pred, self.foreground), label, self.foreground))
+        before, after = np.mean(plain, axis=0), np.mean(kept, axis=0)
+        chosen = [c for c, b, a in zip(self.foreground, before, after) if a - b > LCC_MIN_GAIN]
+        return {"postprocessing": {"largest_component": chosen,
+                                   "val_dice_per_class": [float(v) for v in before],
+                                   "val_dice_per_class_largest_component": [float(v) for v in after]}}
+
+    # evaluation and inference ----------------------------------------------
+    def evaluate(self, run, model, dataset, split, out_dir):
+        from medsight.tasks.segmentation_predict import evaluate_segmentation
+
+        return evaluate_segmentation(self, run, model, dataset, split, Path(out_dir))
+
+    def predict_files(self, run, models, inputs, out_dir, explain=False):
+        from medsight.tasks.segmentation_predict import predict_segmentation
+
+        if not models:
+            raise MedsightError(getattr(run, "path", None), "no model to predict with")
+        return predict_segmentation(self, run, list(models), [Path(p) for p in inputs], Path(out_dir), explain)

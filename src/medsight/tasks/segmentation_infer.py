@@ -1,0 +1,68 @@
+"""Segmentation inference: Gaussian-weighted sliding windows (MONAI), mirror TTA, ensembles, resampling back,
+and largest-connected-component post-processing."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medsight.tasks.segmentation_data import preprocess, resample
+
+
+def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of the mirror axes (the empty one first): 8 passes in 3D, 4 in 2D."""
+    axes = list(axes)
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+
+
+@torch.no_grad()
+def sliding_probabilities(models: Sequence[Callable[[torch.Tensor], torch.Tensor]], image: torch.Tensor,
+                          plan: dict[str, Any], tta: bool, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Softmax probabilities (C, *spatial) of a preprocessed (C_in, *spatial) image, averaged over models and mirrors."""
+    from monai.inferers import sliding_window_inference
+
+    infer = plan["inference"]
+    flips = mirror_sets(infer["mirror_axes"]) if tta else [()]
+    x = image[None].to(device)
+    total: torch.Tensor | None = None
+    count = 0
+    for model in models:
+        for axes in flips:
+            dims = [2 + a for a in axes]
+            flipped = x.flip(dims) if dims else x
+            logits = sliding_window_inference(flipped, plan["patch_size"], infer.get("sw_batch_size", 2), model,
+                                              overlap=infer["overlap"], mode="gaussian", sw_device=device, device="cpu")
+            probs = torch.softmax(logits.float(), 1)
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total is None else total.add_(probs)
+            count += 1
+    return (total / count)[0]
+
+
+def largest_component(label: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Keep only the largest connected component of each given class (the rest becomes background)."""
+    from scipy import ndimage
+
+    out = label.copy()
+    for c in classes:
+        parts, n = ndimage.label(label == c)
+        if n > 1:
+            sizes = np.bincount(parts.ravel())[1:]
+            out[(parts > 0) & (parts != 1 + int(np.argmax(sizes)))] = 0
+    return out
+
+
+def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any],
+                  state: dict[str, Any], tta: bool | None = None,
+                  device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
+    """A raw (C, *spatial) image -> (label map in the image's own grid, probabilities in that grid)."""
+    x, _ = preprocess(image, spacing, plan)
+    use_tta = plan["inference"].get("tta", True) if tta is None else tta
+    probs = sliding_probabilities(models, x, plan, use_tta, device)
+    probs = resample(probs, image.shape[1:], is_label=False)
+    label = probs.argmax(0).numpy().astype(np.uint8)
+    keep = state.get("postprocessing", {}).get("largest_component", [])
+    return (largest_component(label, keep) if keep else label), probs
