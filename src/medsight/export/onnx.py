@@ -28,12 +28,13 @@ CHECK_CASES = 16
 INPUT_NAME = "image"
 
 
-def network_input_shape(plan: dict[str, Any]) -> tuple[int, ...]:
+def network_input_shape(plan: dict[str, Any], info: dict[str, Any]) -> tuple[int, ...]:
     """(C, *spatial) of one network input from the plan (classification input_size, else patch_size)."""
     spatial = plan.get("input_size") or plan.get("patch_size")
     if spatial is None:
         raise MedsightError(None, "plan.json has neither input_size nor patch_size: cannot size the ONNX input")
-    return (int(plan.get("in_channels", 1)), *map(int, spatial))
+    channels = plan.get("in_channels") or len(info.get("channels") or [1])
+    return (int(channels), *map(int, spatial))
 
 
 def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.Tensor, str]:
@@ -42,7 +43,7 @@ def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.T
 
     info = run.load_dataset_info()
     source = info.get("source")
-    shape = network_input_shape(task.plan)
+    shape = network_input_shape(task.plan, info)
     reason = "dataset.json has no source"
     if source and Path(source).exists():
         config = run.load_config()
@@ -52,8 +53,11 @@ def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.T
             if split is not None:
                 indices = np.asarray(dataset.splits[split])[:count]
                 inputs = prepare_for_export(task, dataset, indices)
-                return inputs, f"{len(indices)} cases of the {split} split of {source}"
-            reason = f"{source} has no cases"
+                if inputs is not None:
+                    return inputs, f"{len(indices)} cases of the {split} split of {source}"
+                reason = f"the {task.name} task does not prepare whole network inputs (no export_inputs)"
+            else:
+                reason = f"{source} has no cases"
         except MedsightError as exc:
             reason = f"the data set could not be read ({exc})"
     elif source:
@@ -63,23 +67,27 @@ def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.T
     return inputs, f"synthetic: {len(inputs)} standard-normal inputs of shape {list(shape)} ({reason})"
 
 
-def prepare_for_export(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor:
-    """Network inputs of some cases: the task's ``export_inputs`` hook, or classification's cached preparation."""
+def prepare_for_export(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor | None:
+    """Network inputs (N, C, *spatial) of some cases: the task's ``export_inputs(dataset, indices)`` hook,
+    classification's whole-image preparation, or None when the task offers neither."""
     hook = getattr(task, "export_inputs", None)
     if callable(hook):
         return hook(dataset, indices)
-    if callable(getattr(task, "prepared", None)):
+    if task.name == "classification":
         return task.prepared(dataset, indices)
-    raise MedsightError(None, f"the {task.name} task cannot prepare real inputs for the export check")
+    return None
 
 
 def flat_outputs(output: Any) -> list[torch.Tensor]:
     """A network's output as a list of tensors (tensor, tuple/list of tensors, or dict in key order)."""
     if isinstance(output, torch.Tensor):
         return [output]
-    if isinstance(output, dict):
-        return [t for _, t in sorted(output.items())]
-    return [t for t in output]
+    items = [t for _, t in sorted(output.items())] if isinstance(output, dict) else list(output)
+    if not all(isinstance(t, torch.Tensor) for t in items):
+        kinds = sorted({type(t).__name__ for t in items if not isinstance(t, torch.Tensor)})
+        raise MedsightError(None, f"the network returns {', '.join(kinds)} rather than tensors; its task must offer "
+                                  "export_module(model) giving a tensor-only network to export")
+    return items
 
 
 class _Flat(nn.Module):
@@ -94,18 +102,30 @@ class _Flat(nn.Module):
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def spatial_follows_input(model: nn.Module, example: torch.Tensor) -> bool:
-    """True for fully convolutional networks: a larger input still runs and gives an output of its own size."""
-    bigger = torch.zeros((1, example.shape[1], *[s + 16 for s in example.shape[2:]]))
+# Grown sizes tried on a fully convolutional network (U-Nets need multiples of their total stride).
+GROWTH = (16, 32, 64)
+
+
+def other_spatial_shape(model: nn.Module, example: torch.Tensor) -> tuple[int, ...] | None:
+    """For fully convolutional networks, a larger input shape that runs and keeps its size; else None."""
     with torch.no_grad():
         first = flat_outputs(model(example[:1]))[0]
         if first.ndim != example.ndim or tuple(first.shape[2:]) != tuple(example.shape[2:]):
-            return False
-        try:
-            second = flat_outputs(model(bigger))[0]
-        except RuntimeError:
-            return False
-    return tuple(second.shape[2:]) == tuple(bigger.shape[2:])
+            return None
+        for growth in GROWTH:
+            bigger = torch.zeros((1, example.shape[1], *[s + growth for s in example.shape[2:]]))
+            try:
+                second = flat_outputs(model(bigger))[0]
+            except RuntimeError:
+                continue
+            if tuple(second.shape[2:]) == tuple(bigger.shape[2:]):
+                return tuple(bigger.shape[1:])
+    return None
+
+
+def spatial_follows_input(model: nn.Module, example: torch.Tensor) -> bool:
+    """True for fully convolutional networks: a larger input still runs and gives an output of its own size."""
+    return other_spatial_shape(model, example) is not None
 
 
 def max_abs_diff(model: nn.Module, session: Any, inputs: torch.Tensor) -> tuple[float, float]:
@@ -140,7 +160,11 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
                               do_constant_folding=True)
         onnx.checker.check_model(tmp)
 
-    atomic_write(target, write)
+    try:
+        atomic_write(target, write)
+    except (RuntimeError, TypeError, ValueError, onnx.checker.ValidationError) as exc:
+        raise MedsightError(target, f"the network {type(model.model).__name__} cannot be exported to ONNX "
+                                    f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
     return output_names, dynamic_axes
 
 
@@ -156,9 +180,11 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
         raise MedsightError(None, f"unknown export format {fmt!r}; medsight exports onnx")
     started = time.perf_counter()
     run, task, model = load_run(run_path, "cpu")
-    model = _Flat(model).eval()
+    hook = getattr(task, "export_module", None)  # tasks whose networks end in Python post-processing
+    model = _Flat(hook(model) if callable(hook) else model).eval()
     inputs, source = check_inputs(run, task, cases)
-    spatial_dynamic = spatial_follows_input(model, inputs[:1])
+    other_shape = other_spatial_shape(model, inputs[:1])
+    spatial_dynamic = other_shape is not None
     target = run.export_dir / "model.onnx"
     output_names, dynamic_axes = export_model(model, inputs[:1], target, spatial_dynamic, opset)
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
@@ -167,7 +193,7 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     checks = {"batch": {"cases": len(inputs), "max_abs_diff": diff, "argmax_agreement": agree},
               "batch_of_one": {"max_abs_diff": diff_single}}
     if spatial_dynamic:
-        other = torch.randn((2, inputs.shape[1], *[s + 16 for s in inputs.shape[2:]]), generator=torch.Generator().manual_seed(1))
+        other = torch.randn((2, *other_shape), generator=torch.Generator().manual_seed(1))
         checks["other_spatial_size"] = {"shape": list(other.shape), "max_abs_diff": max_abs_diff(model, session, other)[0]}
     worst = max(c["max_abs_diff"] for c in checks.values())
     result = {

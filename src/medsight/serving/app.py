@@ -11,6 +11,7 @@ and the page's static files, looked up by fixed name.
 from __future__ import annotations
 
 import base64
+import json
 import tempfile
 import threading
 import time
@@ -30,7 +31,8 @@ from medsight.serving.uploads import UploadError, problem_text, safe_name, save_
 MAX_UPLOAD_MB = 64
 # The page's files, by the only names the server will serve.
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-HIDDEN_KEYS = ("images", "arrays", "file", "name")
+PICTURE_FOLDERS = ("overlays", "explain")  # where tasks put pictures meant for people
+MAX_INLINE_JSON = 4 << 20
 
 
 def static_bytes(name: str) -> bytes:
@@ -41,10 +43,46 @@ def data_url(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def response_body(predictor: Predictor, name: str, record: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The JSON answer: the task's record without local paths, plus its pictures as data URLs."""
+def public_record(record: dict[str, Any], out_dir: Path) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A task's record made fit to send: pictures become data URLs, JSON result files are inlined, and no
+    server path is left in it (other files written for the request are named, not sent)."""
     images = {label: [data_url(p) for p in paths] for label, paths in record.get("images", {}).items()}
-    prediction = {k: v for k, v in record.items() if k not in HIDDEN_KEYS}
+    public: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in ("images", "arrays", "name"):
+            continue
+        paths = [Path(v) for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+        inside = [p for p in paths if p.is_absolute() and out_dir in p.parents]
+        if not paths or len(paths) != len(value if isinstance(value, list) else [value]):
+            public[key] = value
+        elif inside and all(p.suffix == ".png" and p.parent.name in PICTURE_FOLDERS for p in inside):
+            images[key] = [data_url(p) for p in inside]
+        elif len(inside) == 1 and inside[0].suffix == ".json" and inside[0].stat().st_size <= MAX_INLINE_JSON:
+            public[key] = json.loads(inside[0].read_text())
+        elif inside:
+            public[key] = [p.name for p in inside] if isinstance(value, list) else inside[0].name
+        elif not any(p.is_absolute() for p in paths):
+            public[key] = value  # plain text such as a class name
+    return public, images
+
+
+def scrub(value: Any, folder: str, name: str) -> Any:
+    """Every string naming a file of the request's folder becomes the upload's name (no server path leaks)."""
+    if isinstance(value, str):
+        return name if value.startswith(folder) else value
+    if isinstance(value, dict):
+        return {k: scrub(v, folder, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, folder, name) for v in value]
+    return value
+
+
+def response_body(predictor: Predictor, name: str, record: dict[str, Any], out_dir: Path, seconds: float) -> dict[str, Any]:
+    """The JSON answer: the task's record without local paths, plus its pictures as data URLs."""
+    prediction, images = public_record(record, out_dir)
+    prediction = scrub(prediction, str(out_dir.parent), name)
+    for key in ("file", "input"):
+        prediction.pop(key, None)  # the upload's own name is in "file" below
     return {"file": name, "task": predictor.task.name, "prediction": prediction, "images": images,
             "seconds": round(seconds, 4)}
 
@@ -102,7 +140,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                     raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
                 with gate:
                     records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
-                body = response_body(predictor, name, records[0], time.perf_counter() - started)
+                body = response_body(predictor, name, records[0], Path(tmp) / "out", time.perf_counter() - started)
             except UploadError as exc:
                 return JSONResponse({"detail": exc.message}, exc.status)
             except MedsightError as exc:

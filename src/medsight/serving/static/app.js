@@ -55,10 +55,10 @@ function render(body) {
   if (summary.lastChild) summary.lastChild.className = "decision";
   if (prediction.probabilities) summary.append(probabilityTable(prediction.probabilities));
   if (prediction.operating_point) summary.append(el("p", "operating point: " + prediction.operating_point));
-  if (Array.isArray(prediction.boxes)) summary.append(boxTable(prediction.boxes));
   for (const [key, value] of Object.entries(prediction)) {
-    if (["class", "probabilities", "operating_point", "boxes"].includes(key)) continue;
-    if (value === null || typeof value !== "object") summary.append(el("p", key + ": " + value));
+    if (["class", "probabilities", "operating_point"].includes(key)) continue;
+    if (isBoxList(value)) summary.append(el("p", key + ":"), boxTable(value));
+    else if (value === null || typeof value !== "object") summary.append(el("p", key + ": " + value));
   }
   images = body.images || {};
   const tabs = $("tabs");
@@ -90,12 +90,17 @@ function probabilityTable(probabilities) {
   return table;
 }
 
+function isBoxList(value) {
+  return Array.isArray(value) && value.length > 0 && value[0] !== null && typeof value[0] === "object"
+    && ("bbox" in value[0] || "box" in value[0]);
+}
+
 function boxTable(boxes) {
   const table = el("table");
-  table.className = "probs";
+  table.className = "boxes";
   for (const box of boxes) {
     const row = table.insertRow();
-    row.insertCell().textContent = box.label !== undefined ? box.label : box.category_id;
+    row.insertCell().textContent = box.category !== undefined ? box.category : (box.label !== undefined ? box.label : box.category_id);
     row.insertCell().textContent = box.score !== undefined ? Number(box.score).toFixed(3) : "";
     row.insertCell().textContent = JSON.stringify(box.box || box.bbox || []);
   }
