@@ -91,12 +91,14 @@ def read_medmnist(path: Path) -> ClassificationDataset:
             split_labels = archive[f"{split}_labels"]
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise MedsightError(path, f"array {split}_images/{split}_labels is truncated or corrupt ({exc})") from None
-        if len(split_images) != len(split_labels):
-            raise MedsightError(path, f"{split}_images has {len(split_images)} images but {split}_labels has {len(split_labels)} labels")
         if split_images.ndim not in (3, 4):
             raise MedsightError(path, f"{split}_images has shape {split_images.shape}; expected (N,H,W), (N,H,W,3) or (N,D,H,W)")
+        if split_labels.ndim not in (1, 2):
+            raise MedsightError(path, f"{split}_labels has shape {split_labels.shape}; expected (N,), (N,1) or (N,K)")
+        if len(split_images) != len(split_labels):
+            raise MedsightError(path, f"{split}_images has {len(split_images)} images but {split}_labels has {len(split_labels)} labels")
         images.append(split_images)
-        labels.append(split_labels.reshape(len(split_labels), -1) if split_labels.ndim > 1 else split_labels[:, None])
+        labels.append(split_labels if split_labels.ndim == 2 else split_labels[:, None])
         splits[split] = np.arange(start, start + len(split_images))
         case_ids += [f"{split}_{i}" for i in range(len(split_images))]
         start += len(split_images)
@@ -104,6 +106,8 @@ def read_medmnist(path: Path) -> ClassificationDataset:
     if len(shapes) != 1:
         raise MedsightError(path, f"splits have different image shapes {sorted(shapes)}")
     stacked = np.concatenate(images)
+    if len(stacked) == 0 or 0 in stacked.shape:
+        raise MedsightError(path, f"holds no image data (images of shape {stacked.shape})")
     rgb = stacked.ndim == 4 and stacked.shape[-1] == 3 and stacked.shape[1] != 3
     if rgb:  # (N, H, W, 3) -> (N, 3, H, W)
         stacked, spatial_dims, channels = np.moveaxis(stacked, -1, 1), 2, ["R", "G", "B"]

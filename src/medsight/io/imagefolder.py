@@ -92,6 +92,8 @@ def _read_csv(csv_path: Path) -> list[tuple[Path, str, str | None]]:
             raise MedsightError(csv_path, f"line {line} has an empty label")
         if split is not None and split not in SPLITS:
             raise MedsightError(csv_path, f"line {line} has an unknown split {split!r} (use train, val or test)")
+        if "\x00" in name:
+            raise MedsightError(csv_path, f"line {line} has a path with a NUL character")
         case = (csv_path.parent / name).resolve()
         if not case.exists():
             raise MedsightError(csv_path, f"line {line}: the file {name} does not exist")

@@ -143,6 +143,10 @@ def _picture(array: np.ndarray, path: Path, fmt: str) -> Image:
 def _read_sitk(path: Path, fmt: str) -> Image:
     import SimpleITK as sitk
 
+    if fmt == "nifti":
+        from medsight.io.integrity import require_complete_nifti
+
+        require_complete_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
