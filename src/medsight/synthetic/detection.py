@@ -66,7 +66,7 @@ def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) ->
     return out
 
 
-def make_spheres_3d(out: Path, seed: int, num_cases: int = 30, size: int = 48, radius: tuple[float, float] = (2.0, 7.0),
+def make_spheres_3d(out: Path, seed: int, num_cases: int = 30, size: int = 48, radius: tuple[float, float] = (3.0, 7.0),
                     per_case: tuple[int, int] = (1, 3), contrast: tuple[float, float] = (0.25, 0.5),
                     noise: float = 0.06, test_fraction: float = 0.2) -> Path:
     """nnDetection raw: imagesTr/labelsTr (+ Ts) NIfTI volumes with bright spheres and instance masks + JSON."""

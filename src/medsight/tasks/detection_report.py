@@ -9,7 +9,8 @@ import numpy as np
 
 from medsight.jsonio import save_json
 
-SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)
+SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)...
+SHOW_MOST = 20  # ...but no more than this many, the best first
 TRUE_COLOUR, PRED_COLOUR = (0, 200, 0), (230, 30, 30)
 
 
@@ -58,6 +59,7 @@ def shown(found: dict[str, np.ndarray]) -> np.ndarray:
     keep = found["scores"] >= SHOW_SCORE
     if len(keep) and not keep.any():
         keep[np.argmax(found["scores"])] = True
+    keep[np.argsort(-found["scores"], kind="mergesort")[SHOW_MOST:]] = False
     return keep
 
 
