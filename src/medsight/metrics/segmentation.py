@@ -8,6 +8,7 @@ Distances are in mm from the voxel spacing.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,10 +37,13 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, classes: Sequence[int], spac
     spacing = [1.0] * ref.ndim if spacing is None else [float(s) for s in spacing]
     # background channel first so MONAI's include_background=False drops it
     y_pred, y = one_hot(pred, [0, *classes]).float(), one_hot(ref, [0, *classes]).float()
-    dice = compute_dice(y_pred, y, include_background=False, ignore_empty=False)[0]
-    iou = compute_iou(y_pred, y, include_background=False, ignore_empty=False)[0]
-    hd95 = compute_hausdorff_distance(y_pred, y, include_background=False, percentile=95, spacing=spacing)[0]
-    nsd = compute_surface_dice(y_pred, y, [tolerance] * len(classes), include_background=False, spacing=spacing)[0]
+    with warnings.catch_warnings():  # MONAI warns about empty classes, which are handled below
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # MONAI's own internal deprecation notice
+        dice = compute_dice(y_pred, y, include_background=False, ignore_empty=False)[0]
+        iou = compute_iou(y_pred, y, include_background=False, ignore_empty=False)[0]
+        hd95 = compute_hausdorff_distance(y_pred, y, include_background=False, percentile=95, spacing=spacing)[0]
+        nsd = compute_surface_dice(y_pred, y, [tolerance] * len(classes), include_background=False, spacing=spacing)[0]
     diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(ref.shape, spacing))))
     out: dict[int, dict[str, float]] = {}
     for k, c in enumerate(classes):

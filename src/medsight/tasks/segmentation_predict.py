@@ -118,9 +118,8 @@ def predict_segmentation(task, run, models: Sequence[Any], inputs: Sequence[Path
     if plan["in_channels"] > 1:  # one input per case: its channel 0 file
         inputs = [p for p in inputs if not p.name.split(".")[0][-5:-4] == "_" or p.name.split(".")[0].endswith("_0000")]
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = output_names(inputs)
-    if plan["in_channels"] > 1:
-        names = [n[:-5] if n.endswith("_0000") else n for n in names]
+    # nnU-Net's naming: the mask of case_0000.nii.gz (channel 0 of case) is case.nii.gz
+    names = [n[:-5] if n.endswith("_0000") else n for n in output_names(inputs)]
     labels = {int(k): v for k, v in plan["labels"].items()}
     records = []
     for path, name in zip(inputs, names):
