@@ -31,24 +31,55 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
     """Call write(tmp_path), fsync, then rename over path: readers see the old or the new file, never a torn one.
 
-    ``suffix`` ends the temporary name, for writers that pick the format from it (SimpleITK).
+    ``suffix`` ends the temporary name, for writers that pick the format from it (SimpleITK). A folder that
+    cannot be written (read-only, full disk) is a MedsightError naming the file; the old file stays as it was.
     """
+    from medsight.errors import MedsightError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise MedsightError(path, f"cannot be written ({exc.strerror or exc})") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically (serialise first, so a full disk is an OSError here, not a library's own error)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    atomic_write(path, write)
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # a read-only folder cannot hold a temporary in the first place
 
 
 def save_json(path: str | Path, obj: Any) -> None:

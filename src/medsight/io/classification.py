@@ -128,6 +128,8 @@ def read_medmnist(path: Path) -> ClassificationDataset:
             raise MedsightError(path, f"labels must be non-negative class indices, found {label_array.min()}")
         num_classes = int(label_array.max()) + 1
     names = MEDMNIST_LABELS.get(stem)
+    if "label_names" in keys:  # optional: class names stored beside the arrays (medsight's synthetic sets)
+        names = [str(v) for v in archive["label_names"]]
     classes = names if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
     if "val" not in splits:
         splits = carve_validation(splits, label_array if not multilabel else None, seed=0)

@@ -45,6 +45,8 @@ class ConvNeXt(nn.Module):
         super().__init__()
         d = spatial_dims
         stem_stride = 1 if input_size < 48 else 2 if input_size < 128 else 4
+        if d == 3:  # a 3D first stage at full resolution costs 8x a halved one, for little gain at 28^3
+            stem_stride = min(4, stem_stride * 2)
         kernel = min(kernel, 5) if d == 3 else kernel  # 7^3 depthwise kernels cost much on CPU for little gain
         self.stem = nn.Sequential(conv(d, in_channels, widths[0], stem_stride if stem_stride > 1 else 3,
                                        stride=stem_stride, padding=0 if stem_stride > 1 else 1),

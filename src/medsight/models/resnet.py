@@ -1,7 +1,8 @@
 """ResNet-18/34/50 (He et al. 2016) from MONAI, 2D and 3D.
 
-Below 64 px the stem becomes a 3x3 stride-1 convolution without max pooling, as in MedMNIST's
-ResNet-18 (28), so that 28 px images are not reduced to 1 px before the last stage.
+Below 64 px the stem becomes a 3x3 convolution without max pooling, as in MedMNIST's ResNet-18 (28),
+so that 28 px images are not reduced to 1 px before the last stage; it keeps stride 1 in 2D and
+stride 2 in 3D, where a full-resolution first stage would cost eight times as much.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ def build_resnet(name: str, spatial_dims: int, in_channels: int, num_classes: in
                  widen_factor: float = 1.0) -> nn.Module:
     block, layers = RESNET_LAYOUTS[name]
     small = input_size < 64
+    # A 3D first stage at full resolution costs 8x a halved one: small volumes still halve in the stem.
+    stem_stride = 2 if not small or spatial_dims == 3 else 1
     return ResNet(
         block=block, layers=layers, block_inplanes=[64, 128, 256, 512], spatial_dims=spatial_dims,
-        n_input_channels=in_channels, conv1_t_size=3 if small else 7, conv1_t_stride=1 if small else 2,
+        n_input_channels=in_channels, conv1_t_size=3 if small else 7, conv1_t_stride=stem_stride,
         no_max_pool=small, widen_factor=widen_factor, num_classes=num_classes,
     )
 

@@ -45,5 +45,5 @@ def make_classification_npz(path: str | Path, spatial_dims: int = 2, size: int =
     for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
         images, labels = make_images(count, spatial_dims, size, rng, lesion_fraction)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, label_names=np.array(CLASSES), **arrays)
     return path

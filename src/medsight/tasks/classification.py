@@ -23,7 +23,7 @@ EVAL_BATCH = 256
 
 def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
     """The registry model that gave the best accuracy per CPU-second in benchmarks/classification."""
-    return "resnet18" if spatial_dims == 2 else "convnext_small_input"
+    return "resnet18_half"
 
 
 def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
@@ -177,10 +177,13 @@ class ClassificationTask(Task):
         return out
 
     def finish_training(self, model, dataset, indices):
-        if len(indices) == 0 or self.plan["multilabel"]:
-            return {"operating_point": {"rule": "argmax" if not self.plan["multilabel"] else "threshold", "threshold": 0.5}}
         from medsight.metrics.operating_point import choose_operating_point
 
+        if len(indices) == 0:
+            point = {"rule": "argmax"}
+            if self.plan["multilabel"]:
+                point["thresholds"] = [0.5] * self.plan["num_classes"]
+            return {"operating_point": point}
         probs = self.probabilities(self.predict_tensor(model, self.prepared(dataset, indices)))
         return {"operating_point": choose_operating_point(dataset.labels[indices], probs, self.config.operating_point)}
 
