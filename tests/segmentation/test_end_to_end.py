@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from medsight import api
@@ -50,6 +51,36 @@ def test_train_evaluate_predict_3d(tmp_path: Path):
     assert mask.shape == image.shape
     values = set(np.unique(np.asarray(mask.dataobj)).tolist())
     assert values <= {0, 1, 2}
+
+    # an ensemble of the same run twice averages identical probabilities: the same mask
+    twice = api.predict([run, run], [data / "imagesTs" / "shapes_006_0000.nii.gz"], tmp_path / "pred2")
+    np.testing.assert_array_equal(np.asarray(nib.load(twice[0]["output"]).dataobj), np.asarray(mask.dataobj))
+
+
+DICOM_SERIES = Path("/work/shared/data/hippocampus_dicom/Study1/13_HCropVolume")
+
+
+@pytest.mark.skipif(not DICOM_SERIES.is_dir(), reason="shared DICOM data not present")
+def test_predict_dicom_series_writes_nifti_in_its_geometry(tmp_path: Path):
+    import SimpleITK as sitk
+
+    torch.set_num_threads(1)
+    data = make_segmentation_dataset(tmp_path / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
+    run = tmp_path / "run"
+    api.plan(data, run)
+    shrink_plan(run, iterations_per_epoch=1)
+    plan = json.loads((run / "plan.json").read_text())
+    plan["inference"]["tta"] = False
+    (run / "plan.json").write_text(json.dumps(plan))
+    api.train(data, run, epochs=1, model="dynunet_tiny")
+    record = api.predict([run], [DICOM_SERIES], tmp_path / "pred")[0]
+    assert record["output"].endswith(".nii.gz")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(DICOM_SERIES)))
+    series, mask = reader.Execute(), sitk.ReadImage(record["output"])
+    assert mask.GetSize() == series.GetSize()
+    np.testing.assert_allclose(mask.GetOrigin(), series.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(mask.GetSpacing(), series.GetSpacing(), atol=1e-4)
 
 
 def test_train_and_predict_2d_png(tmp_path: Path):
