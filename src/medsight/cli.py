@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsightError as exc:
         print(f"medsight: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output that cannot be written (read-only folder, full disk) outside atomic_write
+        print(f"medsight: {exc.filename}: {exc.strerror}" if exc.filename else f"medsight: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("medsight: interrupted", file=sys.stderr)
         return 130

@@ -61,7 +61,7 @@ def test_train_evaluate_predict_2d(tmp_path, model):
     metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     for key in ("map_50", "map_50_95", "mar_100", "froc", "cpm"):
         assert key in metrics["metrics"]
-    assert set(metrics["per_class"]) == {"disc", "square"}
+    assert set(metrics["per_class"]) == {"disc", "ring"}
     assert (run / "eval" / "test" / "report.html").is_file() and result["report"].endswith("report.html")
     rows = api.predict([run], [data / "images" / "blob_000.png"], tmp_path / "pred")
     assert len(rows) == 1

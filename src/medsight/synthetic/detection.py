@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-CLASSES_2D = ("disc", "square")
+CLASSES_2D = ("disc", "ring")
 
 
 def _background(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -27,7 +27,7 @@ def _place(centres: list[np.ndarray], radii: list[float], shape: tuple[int, ...]
 
 
 def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) -> Path:
-    """COCO folder: grey PNGs with 1-4 bright discs or squares (radius 4-10 px) and annotations.json."""
+    """COCO folder: grey PNGs with 1-4 bright discs or rings (radius 5-11 px) and annotations.json."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -40,15 +40,15 @@ def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) ->
         image = _background((size, size), rng)
         centres, radii = [], []
         for _ in range(int(rng.integers(1, 5))):
-            radius = float(rng.uniform(4, 10))
+            radius = float(rng.uniform(5, 11))
             centre = _place(centres, radii, (size, size), radius, rng)
             if centre is None:
                 continue
             label = int(rng.integers(0, 2))
-            if label == 0:
-                inside = ((grid - centre) ** 2).sum(-1) <= radius**2
-            else:
-                inside = (np.abs(grid - centre) <= radius * 0.85).all(-1)
+            distance = np.sqrt(((grid - centre) ** 2).sum(-1))
+            inside = distance <= radius
+            if label == 1:
+                inside &= distance >= radius * 0.55
             image = np.where(inside, image + rng.uniform(0.25, 0.45), image)
             rows, cols = np.where(inside)
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": label + 1, "iscrowd": 0,

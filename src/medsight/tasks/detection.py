@@ -42,6 +42,8 @@ class DetectionTask(Task):
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
         self.batch_size = config.batch_size or self.plan["batch_size"]
+        # 3D validation runs sliding windows over whole volumes: every other epoch (the last one always)
+        self.validate_every = 2 if self.plan["spatial_dims"] == 3 else 1
         self._prepared: dict[int, Any] = {}
         if dataset is not None:
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
