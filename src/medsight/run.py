@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from medsight.errors import MedsightError
-from medsight.jsonio import atomic_write, load_json, save_json
+from medsight.jsonio import atomic_write_bytes, load_json, save_json
 
 
 class RunFolder:
@@ -118,10 +118,10 @@ def software_versions() -> dict[str, str]:
 
 def save_weights(path: str | Path, state_dict: dict[str, Any]) -> None:
     """Write tensors as safetensors, atomically (safetensors cannot hold code, so loading is safe)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write_bytes(path, save(tensors))
 
 
 def load_weights(path: str | Path) -> dict[str, Any]:

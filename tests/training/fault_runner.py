@@ -3,19 +3,18 @@
 Usage: python fault_runner.py KIND:TARGET:N -- ARGS...
   backward::N        during the N-th training step (before its backward pass)
   validate::N        inside the N-th validation, its metrics computed but not yet returned
-  save:NAME:N        half-way through writing the N-th temporary of RUN/NAME (torch.save or safetensors)
+  save:NAME:N        half-way through writing the N-th temporary of RUN/NAME (weights, checkpoint)
   replace:NAME:N     after the N-th temporary of RUN/NAME is complete, just before it is renamed into place
 Nothing in medsight knows about this: the points are reached by wrapping library functions in this process.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sys
 from collections import Counter
-from typing import Any, Callable
+from typing import Callable
 
 calls: Counter = Counter()
 
@@ -36,10 +35,6 @@ def write_half(path: str, payload: bytes) -> None:
         handle.write(payload[: len(payload) // 2])
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def is_temporary_of(path: Any, target: str) -> bool:
-    return isinstance(path, (str, os.PathLike)) and os.path.basename(os.fspath(path)).startswith(f".{target}.")
 
 
 def install(kind: str, target: str, count: int) -> None:
@@ -75,26 +70,23 @@ def install(kind: str, target: str, count: int) -> None:
 
         base.get_task = get_task
     elif kind == "save":
-        import safetensors.torch
-        import torch
+        import medsight.jsonio as jsonio
 
-        original_save, original_save_file = torch.save, safetensors.torch.save_file
+        original_atomic_write = jsonio.atomic_write  # atomic_write_bytes (weights, checkpoints) calls it
 
-        def save(obj, f, *args, **kwargs):
-            if is_temporary_of(f, target) and reached(kind, target, count):
-                buffer = io.BytesIO()
-                original_save(obj, buffer)
-                write_half(f, buffer.getvalue())
-                die()
-            return original_save(obj, f, *args, **kwargs)
+        def atomic_write(path, write, *args, **kwargs):
+            if os.path.basename(os.fspath(path)) == target and reached(kind, target, count):
+                def half_then_die(tmp: str) -> None:
+                    write(tmp)
+                    with open(tmp, "rb") as handle:
+                        payload = handle.read()
+                    write_half(tmp, payload)
+                    die()
 
-        def save_file(tensors, filename, *args, **kwargs):
-            if is_temporary_of(filename, target) and reached(kind, target, count):
-                write_half(filename, safetensors.torch.save(tensors))
-                die()
-            return original_save_file(tensors, filename, *args, **kwargs)
+                return original_atomic_write(path, half_then_die, *args, **kwargs)
+            return original_atomic_write(path, write, *args, **kwargs)
 
-        torch.save, safetensors.torch.save_file = save, save_file
+        jsonio.atomic_write = atomic_write
     elif kind == "replace":
         original_replace = os.replace
 

@@ -113,7 +113,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
         np.testing.assert_allclose(np.frombuffer(state_two["last_weights"][name], np.float32),
                                    np.frombuffer(tensor, np.float32), atol=1e-4)
 
-    # killed under torchrun just before epoch 2's log row lands, then `medsight train --resume --nproc 2`
+    # killed under torchrun just after epoch 2's checkpoint, before its log row lands; then --resume --nproc 2
     crashed = torchrun([str(Path(__file__).with_name("fault_runner.py")), "replace:log.csv:2", "--",
                         *train_args(ddp_npz, killed)], medsight_env())
     assert crashed.returncode != 0

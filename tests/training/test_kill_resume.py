@@ -16,9 +16,9 @@ KILL_CHAIN = [
     "save:model.safetensors:1",  # half-way through writing the first best weights
     "save:checkpoint.pt:1",  # half-way through the first checkpoint
     "replace:checkpoint.pt:1",  # the checkpoint complete but not yet renamed into place
-    "replace:log.csv:2",  # epoch 1 checkpointed, epoch 2 trained and validated, its log row not yet in place
-    "validate::1",  # during validation (epoch 2 again)
-    "backward::5",  # in the middle of epoch 3
+    "replace:log.csv:2",  # epoch 2 checkpointed, its log row not yet in place
+    "validate::1",  # during validation of epoch 3
+    "backward::5",  # in the middle of epoch 4 (epoch 3 again before it)
     "replace:state.json:1",  # after the last epoch, while writing the post-training state
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -10,11 +11,14 @@ from typing import Any
 import torch
 
 from medsight.errors import MedsightError
-from medsight.jsonio import atomic_write
+from medsight.jsonio import atomic_write_bytes
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Serialise in memory, then write atomically: a full disk is one clear error and the last checkpoint stays."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -123,7 +123,10 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         progress.update(checkpoint["progress"])
-        say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
+        if progress["epoch"] < progress["planned_epochs"]:
+            say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
+        else:
+            say(f"resuming {run.path}: all {progress['planned_epochs']} epochs are done, finishing")
     elif resume:  # killed before the first checkpoint: nothing to lose, start over
         say(f"resuming {run.path}: no checkpoint yet, starting from the first epoch")
     if ctx.enabled:
@@ -186,10 +189,11 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             progress["planned_epochs"] = min(config.epochs, fit_in_budget) if config.epochs else fit_in_budget
             progress["planned_fixed"] = True
         if ctx.is_main:
-            write_log(run.log_path, progress["log"])
+            # checkpoint first: a kill or a full disk in between leaves log.csv one epoch behind, never ahead
             save_checkpoint(run.checkpoint_path, {
                 "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
             })
+            write_log(run.log_path, progress["log"])
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
