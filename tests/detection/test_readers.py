@@ -74,11 +74,11 @@ def test_nndetection_boxes_from_instance_masks(tmp_path):
 
 
 @pytest.mark.parametrize("make, expected", [
-    (lambda p: write_coco(p, boxes=((35, 3, 10, 5),)), "outside the image"),
+    (lambda p: write_coco(p, boxes=((35, 3, 10, 5),)), "(bbox [35, 3, 10, 5]) lies outside the 40 x 32 image"),
     (lambda p: write_coco(p, boxes=((2, 3, 0, 5),)), "non-positive size"),
     (lambda p: write_coco(p, category_ids=(4,)), "category_id 4"),
     (lambda p: write_coco(p, missing_file=True), "b.png, which does not exist"),
-    (lambda p: write_voc(p, box=("1", "2", "50", "20")), "outside the image"),
+    (lambda p: write_voc(p, box=("1", "2", "50", "20")), "xmax 50, ymax 20) lies outside the 40 x 30 image"),
     (lambda p: write_voc(p, box=("10", "2", "5", "20")), "non-positive size"),
     (lambda p: write_voc(p, drop="ymax"), "missing the field <ymax>"),
     (lambda p: write_voc(p, drop="name"), "missing the field <name>"),

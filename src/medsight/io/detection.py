@@ -57,16 +57,18 @@ def load_channels(files: list[Path]) -> np.ndarray:
     return np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
 
 
-def check_boxes(path: Path, boxes: np.ndarray, shape: tuple[int, ...], what: str) -> None:
-    """Raise naming the first box outside the image or with non-positive size."""
+def check_boxes(path: Path, boxes: np.ndarray, shape: tuple[int, ...], what: str,
+                as_written: list[str] | None = None) -> None:
+    """Raise naming the first box outside the image or with non-positive size (shown as the file wrote it)."""
     dims = len(shape)
     for row, box in enumerate(boxes):
+        shown = as_written[row] if as_written else fmt_box(box)
         size = box[dims:] - box[:dims]
         if not np.all(np.isfinite(box)) or np.any(size <= 0):
-            raise MedsightError(path, f"{what} box {row + 1} has non-positive size ({fmt_box(box)})")
+            raise MedsightError(path, f"{what} box {row + 1} ({shown}) has non-positive size")
         if np.any(box[:dims] < 0) or np.any(box[dims:] > np.asarray(shape)):
-            raise MedsightError(path, f"{what} box {row + 1} ({fmt_box(box)}) lies outside the image of shape "
-                                      f"{tuple(int(s) for s in shape)}")
+            extent = " x ".join(str(int(s)) for s in (reversed(shape) if dims == 2 else shape))
+            raise MedsightError(path, f"{what} box {row + 1} ({shown}) lies outside the {extent} image")
 
 
 def fmt_box(box: np.ndarray) -> str:
@@ -129,7 +131,8 @@ def read_coco(path: Path, seed: int = 0) -> DetectionDataset:
         labels[row].append(category_index[category])
     box_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
     for image, case_boxes in zip(images, box_arrays):
-        check_boxes(json_path, case_boxes, image["shape"], f"image {image['id']} ({image['file'].name})")
+        written = [f"bbox [{b[1]:g}, {b[0]:g}, {b[3] - b[1]:g}, {b[2] - b[0]:g}]" for b in case_boxes]
+        check_boxes(json_path, case_boxes, image["shape"], f"image {image['id']} ({image['file'].name})", written)
     given: dict[str, list[int]] = {}
     for row, image in enumerate(images):
         if image["split"]:
@@ -170,7 +173,7 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
     if size is None:
         raise MedsightError(xml_path, "is missing the field <size>")
     shape = (int(_number(xml_path, size, "height")), int(_number(xml_path, size, "width")))
-    names, boxes = [], []
+    names, boxes, written = [], [], []
     for obj in root.findall("object"):
         names.append(_text(xml_path, obj, "name"))
         bndbox = obj.find("bndbox")
@@ -178,7 +181,9 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
             raise MedsightError(xml_path, f"object {len(names)} ({names[-1]}) is missing the field <bndbox>")
         x0, y0, x1, y1 = (_number(xml_path, bndbox, t) for t in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append([y0 - 1, x0 - 1, y1, x1])  # 1-based inclusive pixel corners -> continuous
-    return {"filename": filename, "shape": shape, "names": names, "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
+        written.append(f"xmin {x0:g}, ymin {y0:g}, xmax {x1:g}, ymax {y1:g}")
+    return {"filename": filename, "shape": shape, "names": names, "written": written,
+            "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
 
 
 def read_voc(path: Path, seed: int = 0) -> DetectionDataset:
@@ -195,7 +200,7 @@ def read_voc(path: Path, seed: int = 0) -> DetectionDataset:
             if not candidates:
                 raise MedsightError(xml_path, f"refers to {record['filename']}, which is not in JPEGImages/")
             image = candidates[0]
-        check_boxes(xml_path, record["boxes"], record["shape"], "object")
+        check_boxes(xml_path, record["boxes"], record["shape"], "object", record["written"])
         records.append({**record, "file": image, "id": xml_path.stem})
     classes = sorted({n for r in records for n in r["names"]})
     class_index = {c: k for k, c in enumerate(classes)}
