@@ -113,6 +113,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--explain", action="store_true", help="ask for Grad-CAM maps in every answer")
+    parser.add_argument("--threads", type=int, help="threads per prediction (default: medsight serve's)")
+    parser.add_argument("--concurrency", type=int, help="predictions at once (default: medsight serve's)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -121,8 +123,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         images = write_pngs(args.data, Path(tmp))
         log = open(Path(tmp) / "server.log", "w")
-        server = subprocess.Popen([sys.executable, "-m", "medsight", "serve", str(args.run), "--port", str(port),
-                                   "--engine", args.engine], stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "medsight", "serve", str(args.run), "--port", str(port), "--engine", args.engine]
+        if args.threads or args.concurrency:  # settings the command line does not offer: call serve() itself
+            command = [sys.executable, "-c", "import sys; from medsight.serving.app import serve; "
+                       f"serve(sys.argv[1], port={port}, engine={args.engine!r}, threads={args.threads or 1}, "
+                       f"concurrency={args.concurrency})", str(args.run)]
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(url, server)
             stats = asyncio.run(load(url, images, args.clients, args.seconds, args.explain))
@@ -135,7 +141,7 @@ def main(argv=None) -> int:
     answered = len(latency)
     report = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "engine": args.engine, "explain": args.explain, "clients": args.clients, "seconds": round(stats["elapsed"], 1),
+        "engine": args.engine, "explain": args.explain, "threads": args.threads, "concurrency": args.concurrency, "clients": args.clients, "seconds": round(stats["elapsed"], 1),
         "images": f"{len(images)} BreastMNIST test images as PNG", "sent": stats["sent"], "answered": answered,
         "failed": stats["failed"], "lost": stats["lost"], "inconsistent_answers": stats["inconsistent"],
         "requests_per_second": round((answered - stats["failed"]) / stats["elapsed"], 2),

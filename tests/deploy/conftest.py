@@ -63,6 +63,13 @@ def volume_run(tmp_path_factory) -> Path:
     return _train(data, tmp_path_factory.mktemp("runs3d") / "run_3d", seed=0)
 
 
+def run_classes(run: Path) -> list[str]:
+    """The class names a run recorded in its dataset.json."""
+    import json
+
+    return list(json.loads((Path(run) / "dataset.json").read_text())["classes"])
+
+
 def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> Path:
     """A (Z, Y, X) array as NIfTI/NRRD/MHA with a spacing, via SimpleITK."""
     import SimpleITK as sitk

@@ -34,19 +34,22 @@ def test_csv_holds_classes_probabilities_and_operating_point(trained_run, test_p
     from medsight import api
     from medsight.metrics.operating_point import apply_operating_point
 
+    from .conftest import run_classes
+
     folder, _ = test_pngs
+    negative, positive = run_classes(trained_run)
     records = api.predict([trained_run], [folder], tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "predictions.csv")
     assert [Path(r["file"]).name for r in rows] == sorted(p.name for p in folder.glob("*.png"))
-    assert list(rows[0]) == ["file", "class", "prob_0", "prob_1", "operating_point", "error"]
-    probs = np.array([[float(r["prob_0"]), float(r["prob_1"])] for r in rows])
+    assert list(rows[0]) == ["file", "class", f"prob_{negative}", f"prob_{positive}", "operating_point", "error"]
+    probs = np.array([[float(r[f"prob_{negative}"]), float(r[f"prob_{positive}"])] for r in rows])
     expected = direct_probabilities(trained_run, np.load(deploy_data)["test_images"][:8])
     np.testing.assert_allclose(probs, expected, atol=2e-6)
     point = json.loads((trained_run / "state.json").read_text())["operating_point"]
     assert "threshold" in point  # balanced_accuracy on a binary task
     decided = apply_operating_point(probs, point)
-    assert [r["class"] for r in rows] == [str(k) for k in decided]
-    assert all(r["operating_point"] == f"balanced_accuracy: p(1) >= {point['threshold']:.4g}" for r in rows)
+    assert [r["class"] for r in rows] == [(negative, positive)[k] for k in decided]
+    assert all(r["operating_point"] == f"balanced_accuracy: p({positive}) >= {point['threshold']:.4g}" for r in rows)
     for record in records:
         overlay = Path(record["images"]["overlay"][0])
         assert overlay.is_file() and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -63,8 +66,11 @@ def test_ensemble_averages_member_probabilities(trained_run, second_run, test_pn
         for name in mean["probabilities"]:
             assert mean["probabilities"][name] == pytest.approx((a["probabilities"][name] + b["probabilities"][name]) / 2, abs=1e-6)
     thresholds = [json.loads((r / "state.json").read_text())["operating_point"]["threshold"] for r in (trained_run, second_run)]
+    from .conftest import run_classes
+
     rows = read_csv(tmp_path / "ensemble" / "predictions.csv")
-    assert rows[0]["operating_point"] == f"balanced_accuracy: p(1) >= {np.mean(thresholds):.4g}"
+    positive = run_classes(trained_run)[1]
+    assert rows[0]["operating_point"] == f"balanced_accuracy: p({positive}) >= {np.mean(thresholds):.4g}"
     assert not (a["probabilities"] == b["probabilities"])  # the members really differ
 
 
@@ -82,7 +88,8 @@ def test_ensemble_member_with_other_normalisation_gets_its_own_inputs(trained_ru
     first = Predictor([trained_run]).predict_files([folder], tmp_path / "first")
     both = Predictor([trained_run, other]).predict_files([folder], tmp_path / "both")
     for a, b, mean in zip(first, alone, both):
-        assert mean["probabilities"]["1"] == pytest.approx((a["probabilities"]["1"] + b["probabilities"]["1"]) / 2, abs=1e-5)
+        for name in mean["probabilities"]:
+            assert mean["probabilities"][name] == pytest.approx((a["probabilities"][name] + b["probabilities"][name]) / 2, abs=1e-5)
 
 
 def test_runs_that_disagree_cannot_be_ensembled(trained_run, volume_run, tmp_path):
@@ -176,7 +183,49 @@ def test_cli_predict(trained_run, test_pngs, tmp_path, capsys):
     from medsight.cli import main
 
     assert main(["predict", str(trained_run), str(test_pngs[0]), "--out", str(tmp_path / "cli"), "--explain"]) == 0
-    assert "predicted 8 input(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "predicted 8 input(s)" in captured.out
+    assert "predict: 8/8," in captured.err  # the progress line ends with the total
     assert len(list((tmp_path / "cli" / "explain").glob("*_gradcampp.npy"))) == 8
     assert main(["predict", str(trained_run), str(tmp_path / "nothing.png"), "--out", str(tmp_path / "x")]) == 2
     assert "nothing.png: no such file or directory" in capsys.readouterr().err
+
+
+def test_progress_line():
+    from medsight.inference.progress import Progress, progress
+
+    lines: list[str] = []
+    list(progress(range(3), 3, "predict", every_seconds=0, echo=lines.append))
+    assert [line.split(",")[0] for line in lines] == ["predict: 1/3", "predict: 2/3", "predict: 3/3"]
+    assert lines[-1].endswith("~0 s left")
+    quiet: list[str] = []
+    Progress(1, echo=quiet.append).advance()
+    assert quiet == []
+
+
+def test_multilabel_run_decides_each_label(tmp_path):
+    from medsight import api
+    from medsight.synthetic.classification import make_images
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", 48), ("val", 16), ("test", 8)):
+        images, _ = make_images(count, 2, 28, rng, 0.5)
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = (rng.random((count, 3)) < 0.5).astype(np.int64)
+    data = tmp_path / "multi.npz"
+    np.savez(data, **arrays)
+    api.train(data, tmp_path / "run", model="lenet5", epochs=1)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    from PIL import Image
+
+    for i, image in enumerate(arrays["test_images"]):
+        Image.fromarray(image).save(folder / f"m{i}.png")
+    records = api.predict([tmp_path / "run"], [folder], tmp_path / "out")
+    point = json.loads((tmp_path / "run" / "state.json").read_text())["operating_point"]
+    thresholds = point.get("thresholds") or [point.get("threshold", 0.5)] * 3
+    for record in records:
+        chosen = [name for (name, p), t in zip(record["probabilities"].items(), thresholds) if p >= t]
+        assert record["class"] == ";".join(chosen)
+        assert record["operating_point"].count("p(") == 3

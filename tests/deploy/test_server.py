@@ -28,20 +28,25 @@ def png_bytes(folder: Path) -> bytes:
 
 def test_health_and_model(client, trained_run):
     assert client.get("/health").json() == {"status": "ok", "task": "classification", "engine": "torch"}
+    from .conftest import run_classes
+
     model = client.get("/model").json()
-    assert model["task"] == "classification" and model["classes"] == ["0", "1"] and model["models"] == ["lenet5"]
+    assert model["task"] == "classification" and model["classes"] == run_classes(trained_run)
+    assert model["models"] == ["lenet5"]
     assert model["input"] == {"in_channels": 1, "input_size": [28, 28]}
     assert model["operating_point"]["rule"] == "balanced_accuracy"
     assert model["training"]["best_epoch"] == 1
 
 
-def test_predict_returns_result_and_pictures(client, test_pngs):
+def test_predict_returns_result_and_pictures(client, test_pngs, trained_run):
+    from .conftest import run_classes
+
     response = client.post("/predict", files={"file": ("case.png", png_bytes(test_pngs[0]), "image/png")})
     assert response.status_code == 200
     body = response.json()
     assert body["file"] == "case.png" and body["task"] == "classification"
     prediction = body["prediction"]
-    assert prediction["class"] in ("0", "1") and sum(prediction["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert prediction["class"] in run_classes(trained_run) and sum(prediction["probabilities"].values()) == pytest.approx(1, abs=1e-5)
     assert set(body["images"]) == {"overlay", "gradcam", "gradcampp"}
     picture = body["images"]["gradcam"][0]
     assert picture.startswith("data:image/png;base64,")

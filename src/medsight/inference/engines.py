@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,10 @@ class OnnxEngine:
             raise MedsightError(self.path.parent.parent, "has no ONNX model (no export/model.onnx): "
                                                          "run `medsight export RUN --format onnx` first")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get("MEDSIGHT_ONNX_THREADS", "0"))
+        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's choice (one per core)
+        options.inter_op_num_threads = 1
+        # idle threads sleep instead of spinning: on shared cores a spinning pool steals time from the rest
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:

@@ -19,7 +19,7 @@ import torch
 
 from medsight.errors import MedsightError
 from medsight.inference.inputs import output_names
-from medsight.inference.progress import progress
+from medsight.inference.progress import Progress
 
 CHUNK = 32  # images read, prepared and predicted together
 
@@ -75,7 +75,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
     records: list[dict[str, Any]] = []
     failures: list[tuple[Path, str]] = []
     chunks = [list(range(i, min(i + CHUNK, len(inputs)))) for i in range(0, len(inputs), CHUNK)]
-    done = progress(iter(range(len(inputs))), len(inputs), "predict")
+    meter = Progress(len(inputs), "predict")
     for chunk in chunks:
         images, tensors, kept = [], [], []
         for i in chunk:
@@ -105,8 +105,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
                     class_index = int(np.argmax(probs[row])) if multilabel else classes.index(labels[row])
                     write_explanations(models, batch[row], class_index, images[row].array, record, out_dir / "explain")
                 records.append(record)
-        for _ in chunk:
-            next(done, None)
+        meter.advance(len(chunk))
     if not records:
         raise MedsightError(inputs[0] if len(inputs) == 1 else out_dir, "no input could be predicted "
                             f"({failures[0][0]}: {failures[0][1]})" if failures else "no inputs to predict")
