@@ -24,3 +24,19 @@ def test_train_evaluate_predict_3d(tmp_path):
     records = json.loads((tmp_path / "pred" / "results.json").read_text())
     for record in records:
         assert len(record["bbox"]) == 6 and len(record["bbox_world"]["center"]) == 3
+
+
+def test_predicting_a_2d_image_with_a_3d_run_is_one_line(tmp_path):
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from medsight.errors import MedsightError
+    from medsight.tasks.detection import DetectionTask
+    from medsight.tasks.detection_report import predict_detection
+
+    picture = tmp_path / "slice.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(picture)
+    task = DetectionTask({"spatial_dims": 3}, {"classes": ["nodule"]})
+    with pytest.raises(MedsightError, match="is a 2D image but this run's model detects in 3D"):
+        predict_detection(task, None, [], [picture], tmp_path / "out")

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medsight.errors import MedsightError
 from medsight.jsonio import save_json
 
 SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)...
@@ -172,6 +173,8 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
     for path, name in zip(inputs, output_names(inputs)):
         image = read_image(path)
         raw = np.asarray(image.array, dtype=np.float32)
+        if raw.ndim - 1 != task.plan["spatial_dims"]:
+            raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
         found = detect_image(models, raw, task.plan, task.device)
         case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
         for r in case_records:
