@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class DistContext:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(local_rank)
-            dist.init_process_group(backend=backend)
+            # generous: rank 1 waits in a barrier while rank 0 preprocesses a whole data set into the cache
+            dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
         return cls(rank, world_size, local_rank)
 
     def device(self) -> torch.device:

@@ -105,7 +105,12 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     set_deterministic(config.deterministic)
     task.device = ctx.device()
     seed_everything(config.seed)
+    # rank 0 configures first: a task that preprocesses into a shared cache does it once, not racing itself
+    if not ctx.is_main:
+        ctx.barrier()
     task.configure(config, dataset)
+    if ctx.is_main:
+        ctx.barrier()
     model = task.build_model(config.model).to(task.device)
 
     from medsight.models import get_entry
