@@ -63,6 +63,32 @@ def volume_run(tmp_path_factory) -> Path:
     return _train(data, tmp_path_factory.mktemp("runs3d") / "run_3d", seed=0)
 
 
+@pytest.fixture(scope="session")
+def segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A dynunet_tiny run on six synthetic 16^3 volumes, one short epoch (seconds)."""
+    import json
+
+    import medsight.tasks.segmentation_data as segmentation_data
+    from medsight import api
+    from medsight.synthetic.segmentation import make_segmentation_dataset
+
+    root = tmp_path_factory.mktemp("segmentation")
+    original_cache = segmentation_data.default_cache_root
+    segmentation_data.default_cache_root = lambda: root / "cache"  # keep the preprocessed cache in tmp
+    try:
+        data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
+        run = root / "run"
+        api.plan(data, run)
+        plan = json.loads((run / "plan.json").read_text())
+        plan.update({"iterations_per_epoch": 1, "batch_size": 2, "validation_cases": 2})
+        plan["inference"]["tta"] = False
+        (run / "plan.json").write_text(json.dumps(plan))
+        api.train(data, run, epochs=1, model="dynunet_tiny")
+        yield run, data
+    finally:
+        segmentation_data.default_cache_root = original_cache
+
+
 def run_classes(run: Path) -> list[str]:
     """The class names a run recorded in its dataset.json."""
     import json

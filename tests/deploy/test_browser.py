@@ -6,6 +6,7 @@ and the selenium package; the test skips, saying which is missing, only where th
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -23,8 +24,9 @@ def find_browser() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def live_server(trained_run):
+@contextlib.contextmanager
+def serving(run: Path):
+    """`medsight serve`'s application under uvicorn on a free loopback port, in a thread."""
     import uvicorn
 
     from medsight.serving.app import create_app
@@ -32,7 +34,7 @@ def live_server(trained_run):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(trained_run), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -40,9 +42,17 @@ def live_server(trained_run):
         if time.monotonic() > deadline:
             pytest.fail("the server did not start within 30 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server(trained_run):
+    with serving(trained_run) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +105,28 @@ def test_page_predicts_a_dropped_image(browser, live_server, test_pngs, trained_
     browser.find_element("id", "file").send_keys(str(bad))
     assert wait_for_state(browser, ("error",)) == "error"
     assert "refused (415)" in browser.find_element("id", "status").text
+
+
+def test_page_shows_segmentation_slices_with_a_slider(browser, segmentation_run):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from medsight.io.images import read_image
+
+    run, data = segmentation_run
+    volume = sorted((data / "imagesTs").glob("*.nii.gz"))[0]
+    depth = read_image(volume).shape[0]
+    with serving(run) as url:
+        browser.get(url + "/")
+        WebDriverWait(browser, 30).until(lambda d: "segmentation" in d.find_element("id", "model-info").text)
+        browser.find_element("id", "file").send_keys(str(volume))
+        assert wait_for_state(browser, ("done", "error")) == "done", browser.find_element("id", "status").text
+        tabs = [b.text for b in browser.find_elements("css selector", "#tabs button")]
+        assert "slices" in tabs
+        browser.find_element("css selector", f"#tabs button:nth-child({tabs.index('slices') + 1})").click()
+        slider = browser.find_element("id", "slice")
+        assert slider.is_displayed() and slider.get_attribute("max") == str(depth - 1)
+        before = browser.find_element("id", "picture").get_attribute("src")
+        browser.execute_script("const s = document.getElementById('slice'); s.value = 0; s.dispatchEvent(new Event('input'));")
+        assert browser.find_element("id", "picture").get_attribute("src") != before
+        assert browser.find_element("id", "slice-label").text == f"slice 1 / {depth}"
+        assert browser.execute_script("return document.getElementById('picture').naturalWidth") > 0

@@ -11,10 +11,16 @@ import numpy as np
 MIN_SIDE = 256
 
 
-def display_rgb(image: np.ndarray) -> np.ndarray:
-    """A (C, H, W) image -> (H, W, 3) uint8, contrast from the 1st-99th percentile (RGB kept as colour)."""
+def display_window(image: np.ndarray) -> tuple[float, float]:
+    """The 1st-99th percentile of an image or volume: one contrast for all its slices."""
+    low, high = np.percentile(np.asarray(image, dtype=np.float32), [1, 99])
+    return float(low), float(high)
+
+
+def display_rgb(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+    """A (C, H, W) image -> (H, W, 3) uint8, contrast from window or its 1st-99th percentile (RGB kept as colour)."""
     image = np.asarray(image, dtype=np.float32)
-    low, high = np.percentile(image, [1, 99])
+    low, high = window or display_window(image)
     if high <= low:
         low, high = float(image.min()), float(image.max()) + 1e-6
     scaled = np.clip((image - low) / (high - low), 0, 1)
@@ -33,6 +39,11 @@ def blend_heat(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.nda
     weight = alpha * np.clip(heat, 0, 1)[..., None] ** 0.5
     mixed = rgb.astype(np.float32) * (1 - weight) + jet(heat) * 255 * weight
     return mixed.astype(np.uint8)
+
+
+# Label colours (label k gets LABEL_COLOURS[(k - 1) % len]); distinguishable for common colour blindness.
+LABEL_COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+                 (204, 121, 167))
 
 
 def blend_labels(rgb: np.ndarray, labels: np.ndarray, colours: Sequence[tuple[int, int, int]], alpha: float = 0.45) -> np.ndarray:

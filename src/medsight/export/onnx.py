@@ -150,7 +150,9 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
     with torch.no_grad():
         output_count = len(flat_outputs(model(example)))
     output_names = ["output"] if output_count == 1 else [f"output{i}" for i in range(output_count)]
-    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: {0: "batch"} for name in output_names}}
+    # a fully convolutional network's outputs follow the input's spatial size
+    dynamic_output = dynamic_input if spatial_dynamic and output_count == 1 else {0: "batch"}
+    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: dict(dynamic_output) for name in output_names}}
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():

@@ -26,12 +26,13 @@ from medsight.errors import MedsightError
 from medsight.inference.inputs import discover_inputs
 from medsight.inference.predictor import Predictor
 from medsight.serving.limits import BodyLimit
+from medsight.serving.slices import label_slices
 from medsight.serving.uploads import UploadError, problem_text, safe_name, save_upload
 
 MAX_UPLOAD_MB = 64
 # The page's files, by the only names the server will serve.
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-PICTURE_FOLDERS = ("overlays", "explain")  # where tasks put pictures meant for people
+PICTURE_FOLDERS = ("overlays", "explain", "slices")  # where pictures meant for people are written
 MAX_INLINE_JSON = 4 << 20
 
 
@@ -143,6 +144,9 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                     raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
                 with gate:
                     records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
+                slices = label_slices(records[0], Path(tmp) / "out")
+                if slices:
+                    records[0].setdefault("images", {})["slices"] = [str(p) for p in slices]
                 body = response_body(predictor, name, records[0], Path(tmp) / "out", time.perf_counter() - started)
             except UploadError as exc:
                 return JSONResponse({"detail": exc.message}, exc.status)

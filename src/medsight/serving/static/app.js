@@ -59,6 +59,9 @@ function render(body) {
     if (["class", "probabilities", "operating_point"].includes(key)) continue;
     if (isBoxList(value)) summary.append(el("p", key + ":"), boxTable(value));
     else if (value === null || typeof value !== "object") summary.append(el("p", key + ": " + value));
+    else if (!Array.isArray(value) && Object.values(value).every((v) => typeof v === "number")) {
+      summary.append(el("p", key + ": " + Object.entries(value).map(([k, v]) => k + " " + Number(v).toPrecision(4)).join(", ")));
+    }
   }
   images = body.images || {};
   const tabs = $("tabs");
