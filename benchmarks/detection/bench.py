@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--model", default="retinanet")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true", help="continue OUT/run from its checkpoint")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on the shared, oversubscribed 2 cores one thread ran a 3D forward 10x faster than two")
     args = parser.parse_args()
@@ -49,7 +50,10 @@ def main() -> None:
     data = BCCD if args.dataset == "bccd" else luna_like(out.parent / "luna3d_data")
     started = time.perf_counter()
     load_before = os.getloadavg()
-    summary = api.train(data, out / "run", model=args.model, minutes=args.minutes)
+    if args.resume:
+        summary = api.train(None, out / "run", resume=True)
+    else:
+        summary = api.train(data, out / "run", model=args.model, minutes=args.minutes)
     trained = time.perf_counter() - started
     result = api.evaluate(out / "run", split="test")
     record = {
