@@ -35,11 +35,25 @@ def sliding_probabilities(models: Sequence[Callable[[torch.Tensor], torch.Tensor
             flipped = x.flip(dims) if dims else x
             logits = sliding_window_inference(flipped, plan["patch_size"], infer.get("sw_batch_size", 2), model,
                                               overlap=infer["overlap"], mode="gaussian", sw_device=device, device="cpu")
-            probs = torch.softmax(logits.float(), 1)
+            probs = softmax_(logits.float())
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total.add_(probs)
             count += 1
-    return (total / count)[0]
+    return total.div_(count)[0]
+
+
+def softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1 in place: a 512x512x300 volume's class maps take 1 GB per copy."""
+    logits.sub_(logits.amax(1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(1, keepdim=True))
+
+
+def argmax_slabs(probs: torch.Tensor, slab: int = 16) -> np.ndarray:
+    """uint8 argmax over classes, slab by slab along the first axis (torch's argmax returns int64)."""
+    out = np.empty(probs.shape[1:], dtype=np.uint8)
+    for start in range(0, probs.shape[1], slab):
+        out[start:start + slab] = probs[:, start:start + slab].argmax(0).numpy()
+    return out
 
 
 def largest_component(label: np.ndarray, classes: Sequence[int]) -> np.ndarray:
@@ -63,6 +77,6 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
     probs = sliding_probabilities(models, x, plan, use_tta, device)
     probs = resample(probs, image.shape[1:], is_label=False)
-    label = probs.argmax(0).numpy().astype(np.uint8)
+    label = argmax_slabs(probs)
     keep = state.get("postprocessing", {}).get("largest_component", [])
     return (largest_component(label, keep) if keep else label), probs
