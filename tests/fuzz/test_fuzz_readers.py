@@ -8,6 +8,7 @@ few bytes changed (which may still be valid, so exit code 0 is allowed for them,
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from medsight.cli import main
 from medsight.io.images import read_image
 
-EXAMPLES = 40  # per reader and kind of damage; the whole file runs in well under a minute
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+# per reader; MEDSIGHT_FUZZ_EXAMPLES=300 explores more (and randomly) for a longer soak
+EXAMPLES = int(os.environ.get("MEDSIGHT_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="MEDSIGHT_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -89,7 +91,43 @@ def medmnist(root: Path) -> tuple[Path, Path]:
     return path, path
 
 
+def coco(root: Path) -> tuple[Path, Path]:
+    from medsight.synthetic.detection import make_blobs_2d
+
+    make_blobs_2d(root, seed=0, num_images=6, size=32)
+    return root, root / "annotations.json"
+
+
+def voc(root: Path) -> tuple[Path, Path]:
+    from PIL import Image as PILImage
+
+    for folder in ("Annotations", "JPEGImages"):
+        (root / folder).mkdir()
+    for case in range(4):
+        PILImage.new("L", (40, 30), 90).save(root / "JPEGImages" / f"case{case}.jpg")
+        (root / "Annotations" / f"case{case}.xml").write_text(
+            f"<annotation><filename>case{case}.jpg</filename><size><width>40</width><height>30</height></size>"
+            f"<object><name>{'ab'[case % 2]}</name><bndbox><xmin>3</xmin><ymin>4</ymin><xmax>20</xmax>"
+            "<ymax>25</ymax></bndbox></object></annotation>")
+    return root, root / "Annotations" / "case1.xml"
+
+
+def nnunet(victim: str) -> Callable[[Path], tuple[Path, Path]]:
+    def build(root: Path) -> tuple[Path, Path]:
+        from medsight.synthetic.segmentation import make_segmentation_dataset
+
+        make_segmentation_dataset(root, spatial_dims=3, num_cases=5, seed=0, size=16)
+        return root, root / victim
+
+    return build
+
+
 TARGETS = [
+    Target("annotations.json (COCO)", coco),
+    Target("VOC XML", voc),
+    Target("nnU-Net dataset.json", nnunet("dataset.json")),
+    Target("nnU-Net label .nii.gz", nnunet("labelsTr/shapes_001.nii.gz")),
+    Target("nnU-Net image .nii.gz", nnunet("imagesTr/shapes_001_0000.nii.gz")),
     Target("npz (MedMNIST)", medmnist),
     Target("labels.csv", labels_csv),
     *[Target(f"{suffix} (image folder)", image_folder(suffix))
@@ -154,7 +192,7 @@ def damaged(valid: bytes) -> st.SearchStrategy[tuple[str, bytes]]:
 
 def test_bad_files_end_in_one_line_and_exit_code_2(target, capsys, fuzz_cases):
     name, data, victim, valid = target
-    pixels = read_image(victim).array if victim.suffix not in (".npz", ".csv") else None
+    pixels = read_image(victim).array if victim.suffix not in (".npz", ".csv", ".json", ".xml") else None
 
     @FUZZ
     @given(damaged(valid))
@@ -162,11 +200,12 @@ def test_bad_files_end_in_one_line_and_exit_code_2(target, capsys, fuzz_cases):
         kind, payload = kind_and_bytes
         if payload == valid:
             return
-        image = victim.suffix not in (".npz", ".csv")
+        image = victim.suffix not in (".npz", ".csv", ".json", ".xml")
         # a picture that lost only trailing bytes after its pixel data may still be read, but never altered
         may_be_valid = kind in ("changed", "truncated") if image else kind == "changed" or (
             kind == "truncated" and victim.suffix == ".csv")
         may_be_valid |= kind == "other image" and image
+        may_be_valid |= victim.name == "dataset.json" and kind == "wrong-typed" and payload.startswith(b"{")
         code = check_once(name, data, victim, payload, capsys, not may_be_valid, fuzz_cases)
         if code == 0 and kind == "truncated" and image:
             assert np.array_equal(read_image(victim).array, pixels), f"truncated to {len(payload)} bytes, read altered"

@@ -174,3 +174,21 @@ def test_other_tasks_train_in_two_processes(make_data, tmp_path):
     # the same initial weights and the same number of samples per epoch: the first epoch's loss agrees closely
     assert abs(two["train_loss"][0] - one["train_loss"][0]) < 0.3 * abs(one["train_loss"][0]), shown
     print(shown)
+
+
+def test_nproc_option_is_not_passed_to_the_workers():
+    from medsight.training.launch import strip_nproc, threads_per_process
+
+    assert strip_nproc(["train", "d", "--nproc", "2", "--out", "r"]) == ["train", "d", "--out", "r"]
+    assert strip_nproc(["train", "d", "--nproc=4", "--resume"]) == ["train", "d", "--resume"]
+    assert threads_per_process(2) >= 1
+
+
+def test_nproc_with_bad_data_prints_one_line(tmp_path):
+    data = tmp_path / "broken.npz"
+    data.write_bytes(b"not an archive")
+    done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(tmp_path / "run"),
+                           "--nproc", "2"], capture_output=True, text=True, timeout=300, env=medsight_env())
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"medsight: {data}: "), done.stderr
+    assert not (tmp_path / "run").exists()

@@ -29,12 +29,6 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
     return rest
 
 
-def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The equivalent torchrun command line for one machine with nproc processes."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "medsight", *strip_nproc(argv)]
-
-
 def threads_per_process(nproc: int) -> int:
     """Share the machine's cores between the workers rather than oversubscribing them."""
     return max(1, (os.cpu_count() or 1) // nproc)
