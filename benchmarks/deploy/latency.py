@@ -5,6 +5,10 @@ predictor prepares them), the same thread count, and are timed in alternating or
 with an in-process monotonic clock; outputs are compared on every image.
 
     python benchmarks/deploy/latency.py --model resnet18 --sizes 28 64 --threads 1 2 --repeats 300
+    python benchmarks/deploy/latency.py --plan RUN/plan.json --threads 1 --repeats 60   # any task's planned network
+
+With --plan the network the plan names is built (seeded weights) and timed on standard-normal inputs of the
+planned input or patch shape, one patch per call (a sliding-window prediction makes many such calls).
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ def real_inputs(path: Path, size: int, count: int) -> torch.Tensor:
     plan = {"in_channels": 1, "input_size": [size, size],
             "normalization": {"clip": [0.0, 255.0], "mean": [float(images.mean())], "std": [float(images.std())]}}
     return torch.stack([prepare_image(image[None], plan) for image in images])
+
+
+def planned_network(plan_path: Path, count: int) -> tuple[str, torch.nn.Module, torch.Tensor]:
+    """The network a plan.json names (seeded weights) and standard-normal inputs of its planned shape."""
+    from medsight.export.onnx import network_input_shape
+    from medsight.tasks.base import get_task
+
+    plan = json.loads(plan_path.read_text())
+    task = get_task(plan["task"])(plan, {"task": plan["task"]})
+    model = task.build_model(plan["model"]).eval()
+    shape = network_input_shape(plan, {})
+    inputs = torch.randn((min(count, 8), *shape), generator=torch.Generator().manual_seed(0))
+    return f"{plan['model']} ({plan['task']})", model, inputs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,7 +91,7 @@ def agreement(model, session, inputs: torch.Tensor) -> dict:
         expected = model(inputs).numpy()
     got = np.concatenate([session.run(None, {name: x[None].numpy()})[0] for x in inputs])
     return {"max_abs_diff": float(np.abs(expected - got).max()),
-            "argmax_agreement": float((expected.argmax(1) == got.argmax(1)).mean()), "images": len(inputs)}
+            "argmax_agreement": float((expected.argmax(1) == got.argmax(1)).mean()), "inputs": len(inputs)}
 
 
 def main(argv=None) -> int:
@@ -91,15 +108,20 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--plan", type=Path, help="time the network of this plan.json instead (any task)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("latency.json"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     results = []
-    for size in args.sizes:
+    for size in args.sizes if args.plan is None else [None]:
         torch.manual_seed(0)
-        model = create_model(args.model, task="classification", spatial_dims=2, in_channels=1, num_classes=2,
-                             input_size=size).eval()
-        inputs = real_inputs(args.data, size, args.images)
+        if args.plan is None:
+            name = args.model
+            model = create_model(args.model, task="classification", spatial_dims=2, in_channels=1, num_classes=2,
+                                 input_size=size).eval()
+            inputs = real_inputs(args.data, size, args.images)
+        else:
+            name, model, inputs = planned_network(args.plan, args.images)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             export_model(model, inputs[:1], path)
@@ -109,11 +131,11 @@ def main(argv=None) -> int:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                row = {"model": args.model, "input": [1, 1, size, size], "threads": threads,
+                row = {"model": name, "input": [1, *inputs.shape[1:]], "threads": threads,
                        **time_engines(model, session, inputs, args.repeats, args.warmup),
                        "agreement": agreement(model, session, inputs)}
                 results.append(row)
-                print(f"{args.model} {size}px threads={threads}: torch {row['torch_ms']['median']:.2f} ms, "
+                print(f"{name} {list(inputs.shape[1:])} threads={threads}: torch {row['torch_ms']['median']:.2f} ms, "
                       f"onnxruntime {row['onnx_ms']['median']:.2f} ms, speedup {row['speedup_median']:.2f}x "
                       f"(paired {row['speedup_paired_median']:.2f}x), max |diff| {row['agreement']['max_abs_diff']:.1e}",
                       flush=True)
