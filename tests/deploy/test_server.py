@@ -128,3 +128,42 @@ def test_zipped_dicom_series(volume_run, tmp_path):
         flat = client.post("/predict", files={"file": ("xray.dcm", Path(__import__("pydicom.data", fromlist=["x"])
                                                                         .get_testdata_file("CT_small.dcm")).read_bytes())})
         assert flat.status_code == 400 and "is 2D but this model takes 3D images" in flat.json()["detail"]
+
+
+def test_headers_pointing_at_other_files_are_refused(client, tmp_path):
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(range(256)) * 4)  # enough bytes for a 28x28 picture
+    header = f"ObjectType = Image\nNDims = 2\nDimSize = 28 28\nElementType = MET_UCHAR\nElementDataFile = {secret}\n"
+    response = client.post("/predict", files={"file": ("scan.mhd", header.encode())})
+    assert response.status_code == 415 and "data lies in another file" in response.json()["detail"]
+    detached = b"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 28 28\nencoding: raw\ndata file: " + str(secret).encode() + b"\n\n"
+    response = client.post("/predict", files={"file": ("scan.nhdr", detached)})
+    assert response.status_code == 415
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("scan.mha", header)
+    assert client.post("/predict", files={"file": ("scan.zip", bundle.getvalue())}).status_code == 415
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".nii.gz", ".nrrd", ".mha", ".dcm", ".bmp", ".zip"])
+def test_garbage_in_any_format_is_a_400(client, suffix):
+    import numpy as np
+
+    rng = np.random.default_rng(len(suffix))
+    for payload in (rng.bytes(300), b"\0" * 200, b"\0" * 128 + b"DICM" + rng.bytes(64)):
+        response = client.post("/predict", files={"file": (f"bad{suffix}", payload)})
+        assert response.status_code in (400, 415), (suffix, response.status_code, response.text[:200])
+        assert response.json()["detail"].startswith(f"bad{suffix}")
+
+
+def test_an_unexpected_failure_is_a_500_and_the_server_goes_on(trained_run, test_pngs, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from medsight.serving.app import create_app
+
+    app = create_app(trained_run)
+    monkeypatch.setattr(app.state.predictor, "predict_files", lambda *a, **k: 1 / 0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/predict", files={"file": ("ok.png", png_bytes(test_pngs[0]))})
+        assert response.status_code == 500 and "ZeroDivisionError" in response.json()["detail"]
+        assert client.get("/health").status_code == 200

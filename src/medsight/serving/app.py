@@ -27,7 +27,7 @@ from medsight.inference.inputs import discover_inputs
 from medsight.inference.predictor import Predictor
 from medsight.serving.limits import BodyLimit
 from medsight.serving.slices import label_slices
-from medsight.serving.uploads import UploadError, problem_text, safe_name, save_upload
+from medsight.serving.uploads import UploadError, check_self_contained, problem_text, safe_name, save_upload
 
 MAX_UPLOAD_MB = 64
 # The page's files, by the only names the server will serve.
@@ -142,6 +142,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                 inputs = discover_inputs([source])
                 if len(inputs) != 1:
                     raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
+                check_self_contained(inputs[0], name)
                 with gate:
                     records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
                 slices = label_slices(records[0], Path(tmp) / "out")

@@ -85,6 +85,29 @@ def _is_noise(member: str) -> bool:
     return any((p.startswith(".") and p not in (".", "..")) or p == "__MACOSX" for p in parts)
 
 
+def check_self_contained(path: Path, name: str) -> None:
+    """Refuse headers that point at data files elsewhere (MetaImage ElementDataFile, NRRD "data file"):
+    reading them would make the server open files outside the upload."""
+    from medsight.io.images import suffix_of
+
+    suffix = suffix_of(path)
+    if suffix not in (".mha", ".mhd", ".nrrd", ".nhdr") or not path.is_file():
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    lines = head.split(b"\n\n", 1)[0].decode("latin-1").splitlines() if suffix in (".nrrd", ".nhdr") \
+        else head.decode("latin-1", "replace").splitlines()
+    for line in lines:
+        key, _, value = line.partition("=" if suffix in (".mha", ".mhd") else ":")
+        key = key.strip().lower().replace(" ", "")
+        if suffix in (".mha", ".mhd") and key == "elementdatafile" and value.strip().upper() != "LOCAL":
+            raise UploadError(415, f"{name}: a MetaImage header whose data lies in another file ({value.strip()[:60]}) "
+                                   "is not accepted; upload a single .mha file with its data inside")
+        if suffix in (".nrrd", ".nhdr") and key in ("datafile", "data_file"):
+            raise UploadError(415, f"{name}: an NRRD header whose data lies in another file is not accepted; "
+                                   "upload a single .nrrd file with its data inside")
+
+
 def problem_text(exc: MedsightError, folder: Path, name: str) -> str:
     """A reader's one-line error with the server's temporary paths replaced by the uploaded file's name."""
     text = str(exc)
