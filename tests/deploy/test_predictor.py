@@ -229,3 +229,29 @@ def test_multilabel_run_decides_each_label(tmp_path):
         chosen = [name for (name, p), t in zip(record["probabilities"].items(), thresholds) if p >= t]
         assert record["class"] == ";".join(chosen)
         assert record["operating_point"].count("p(") == 3
+
+
+def test_every_input_format_gives_the_same_answer(trained_run, deploy_data, tmp_path):
+    import SimpleITK as sitk
+    import tifffile
+    from PIL import Image
+
+    from medsight import api
+
+    picture = np.load(deploy_data)["test_images"][0]
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    Image.fromarray(picture).save(folder / "case.png")
+    Image.fromarray(picture).save(folder / "case.bmp")
+    Image.fromarray(picture).save(folder / "case.jpg", quality=100)
+    tifffile.imwrite(folder / "case.tif", picture)
+    for suffix in (".nrrd", ".mha", ".nii.gz"):
+        sitk.WriteImage(sitk.GetImageFromArray(picture), str(folder / f"case{suffix}"))
+    records = {Path(r["file"]).name: r for r in api.predict([trained_run], [folder], tmp_path / "out")}
+    assert sorted(records) == sorted(p.name for p in folder.iterdir())
+    reference = records["case.png"]["probabilities"]
+    for name, record in records.items():
+        tolerance = 2e-2 if name.endswith(".jpg") else 1e-6  # JPEG is lossy even at quality 100
+        for label, p in reference.items():
+            assert record["probabilities"][label] == pytest.approx(p, abs=tolerance), name
+    assert len({r["name"] for r in records.values()}) == len(records)  # case, case_2, ... never overwrite
