@@ -82,3 +82,16 @@ def test_ensemble_map_is_the_rescaled_mean():
     single = explain([one], image, 1)["gradcam"]
     both = explain([one, two], image, 1)["gradcam"]
     np.testing.assert_allclose(both, single, atol=1e-5)
+
+
+def test_segmentation_networks_are_explained_per_class():
+    from medsight.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("dynunet_tiny", task="segmentation", spatial_dims=3, in_channels=1, num_classes=3,
+                       patch_size=[16, 16, 16]).eval()
+    volume = torch.randn(1, 16, 16, 16)
+    assert target_layer(net, volume[None]) == "upsamples.2"
+    maps = explain([net], volume, class_index=2)
+    assert all(m.shape == (16, 16, 16) and np.isfinite(m).all() and 0 <= m.min() <= m.max() <= 1 + 1e-6
+               for m in maps.values())

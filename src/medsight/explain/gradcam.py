@@ -29,6 +29,10 @@ FAMILY_LAYERS = {
     "VGG": _in_features,
     "ConvNeXt": lambda m, x: "stages",
     "EfficientNet": lambda m, x: "_bn1",  # _swish is shared with the stem, so its backward hook would fire twice
+    # segmentation (MONAI DynUNet and medsight's subclass): the last decoder stage, at full resolution or
+    # nearly; the score is the class's logits summed over the volume (MONAI's class_score)
+    "DynUNet": lambda m, x: f"upsamples.{len(m.upsamples) - 1}",
+    "DynUNetWeights": lambda m, x: f"upsamples.{len(m.upsamples) - 1}",
 }
 POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 
