@@ -87,8 +87,10 @@ class CachedCase:
 
 def cache_key(dataset, plan: dict[str, Any]) -> str:
     """Changes whenever the data set or the preprocessing settings change."""
+    files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for case in dataset.cases
+             for p in [*case.images, case.label] if p is not None and p.exists()]
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
-            "normalization": plan["normalization"], "labels": plan["labels"]}
+            "normalization": plan["normalization"], "labels": plan["labels"], "files": files}
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
