@@ -36,6 +36,7 @@ def test_health_and_model(client, trained_run):
     assert model["input"] == {"in_channels": 1, "input_size": [28, 28]}
     assert model["operating_point"]["rule"] == "balanced_accuracy"
     assert model["training"]["best_epoch"] == 1
+    assert ".nii.gz" in model["uploads"]["accepts"] and model["uploads"]["max_upload_mb"] == 1
 
 
 def test_predict_returns_result_and_pictures(client, test_pngs, trained_run):

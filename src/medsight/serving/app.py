@@ -123,10 +123,13 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
         """The server is up and its model is loaded."""
         return {"status": "ok", "task": predictor.task.name, "engine": predictor.engine}
 
+    from medsight.io.images import IMAGE_SUFFIXES
+
     @app.get("/model")
     def model() -> dict[str, Any]:
         """Task, classes, input format, operating point and evaluation metrics of the served run."""
-        return _jsonable(predictor.describe())
+        uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)"], "max_upload_mb": int(max_upload_mb)}
+        return _jsonable({**predictor.describe(), "uploads": uploads})
 
     @app.post("/predict")
     def predict(file: UploadFile = File(..., description="an image or volume, or a zip of one DICOM series"),
