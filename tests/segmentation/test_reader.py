@@ -118,3 +118,10 @@ def test_bad_dataset_json(tiny3d: Path):
     (tiny3d / "dataset.json").write_text("{not json")
     with pytest.raises(MedsightError, match="dataset.json"):
         read_segmentation(tiny3d)
+
+
+def test_missing_label_file(tiny3d: Path):
+    (tiny3d / "labelsTr" / "case_2.nii.gz").unlink()
+    with pytest.raises(MedsightError) as info:
+        read_segmentation(tiny3d)
+    assert "case_2.nii.gz" in str(info.value) and "not found" in str(info.value)

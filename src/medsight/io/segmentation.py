@@ -292,7 +292,8 @@ def read_segmentation(root: Path, seed: int = 0, fold: int = 0) -> SegmentationD
     for position in train_positions:
         case = cases[position]
         if case.label is None or not case.label.exists():
-            raise MedsightError(case.label or labels_dir / f"{case.case_id}{ending}", f"label file of case {case.case_id} not found")
+            missing = case.label or labels_dir / f"{case.case_id}{ending}"
+            raise MedsightError(missing, f"label file of case {case.case_id} not found")
         for path in case.images:
             if not path.exists():
                 raise MedsightError(path, f"missing channel file of case {case.case_id}")

@@ -77,8 +77,8 @@ def _register_dynunet(name: str, description: str) -> None:
 
 
 _register_dynunet("dynunet", "nnU-Net's U-Net (MONAI DynUNet), 32-320 filters, deep supervision")
-_register_dynunet("dynunet_lite", "DynUNet with 16-128 filters and deep supervision: a quarter of nnU-Net's width")
-_register_dynunet("dynunet_tiny", "DynUNet with 8-64 filters and deep supervision: for CPU budgets of minutes")
+_register_dynunet("dynunet_lite", "DynUNet with 16-128 filters and deep supervision: half of nnU-Net's width, capped lower")
+_register_dynunet("dynunet_tiny", "DynUNet with 8-64 filters and deep supervision: a quarter of nnU-Net's width")
 
 
 @register_model("unet", task="segmentation", description="MONAI residual UNet, 16-256 channels, stride-2 pooling")

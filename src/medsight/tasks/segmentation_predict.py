@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,8 +50,8 @@ def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) 
         metrics.update(case.case_id, label, case.label, case.spacing)
         if done % 10 == 0 or done == len(indices):
             elapsed = time.perf_counter() - started
-            print(f"evaluated {done}/{len(indices)} cases, ~{elapsed / done * (len(indices) - done):.0f}s left", flush=True,
-                  file=__import__("sys").stderr)
+            print(f"evaluated {done}/{len(indices)} cases, ~{elapsed / done * (len(indices) - done):.0f}s left",
+                  flush=True, file=sys.stderr)
     result = {"task": "segmentation", "split": split, **metrics.compute(),
               "postprocessing": state.get("postprocessing", {}), "tta": task.plan["inference"].get("tta", True)}
     save_json(out_dir / "metrics.json", result)
@@ -81,7 +82,8 @@ def _channel_files(path: Path, channels: int) -> list[Path]:
         return [path]
     stem, suffix = strip_suffix(path), suffix_of(path)
     if not (len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit()):
-        raise MedsightError(path, f"the model needs {channels} channels: name the files <case>_0000{suffix}, <case>_0001{suffix}, ...")
+        raise MedsightError(path, f"the model needs {channels} channels: name the files "
+                                  f"<case>_0000{suffix}, <case>_0001{suffix}, ...")
     files = [path.with_name(f"{stem[:-5]}_{c:04d}{suffix}") for c in range(channels)]
     for f in files:
         if not f.exists():

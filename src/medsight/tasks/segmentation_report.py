@@ -74,8 +74,11 @@ def pick_cases(per_case: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(name, i) for name, i in picks if not (i in seen or seen.add(i))]
 
 
-def write_segmentation_report(out_dir: Path, result: dict[str, Any], load: Callable[[int], tuple[str, np.ndarray, np.ndarray, np.ndarray]],
-                              labels: dict[int, str], title: str, details: dict[str, Any] | None = None) -> Path:
+CaseLoader = Callable[[int], tuple[str, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def write_segmentation_report(out_dir: Path, result: dict[str, Any], load: CaseLoader, labels: dict[int, str],
+                              title: str, details: dict[str, Any] | None = None) -> Path:
     """report.html in out_dir; load(i) gives (case id, image (C, *spatial), prediction, reference) of per_case[i]."""
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -96,7 +99,8 @@ def write_segmentation_report(out_dir: Path, result: dict[str, Any], load: Calla
     sections = [
         Section("Metrics per class", table=class_table,
                 how_to_read="Means over cases. Dice and IoU: overlap (1 = identical). HD95: 95th percentile boundary "
-                            f"distance in mm (lower is better). NSD: share of the boundary within {result.get('nsd_tolerance_mm', 1.0)} mm."),
+                            "distance in mm (lower is better). NSD: share of the boundary within "
+                            f"{result.get('nsd_tolerance_mm', 1.0)} mm."),
         Section("Dice by class", images=[box], how_to_read="Each point is one case; the box spans the middle half."),
         Section("Worst, median and best cases", images=overlays,
                 how_to_read="Prediction and reference drawn over the image; 3D cases show the slice with most foreground."),
