@@ -56,9 +56,11 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     from medsight.training.loop import fit
 
     run = RunFolder(out)
+    if resume and data is not None and not run.config_path.is_file():
+        resume = False  # killed before the run folder was set up: there is nothing to continue, so start it
     if resume:
         if not run.config_path.is_file():
-            raise MedsightError(run.path, "cannot resume: not a run folder (no config.json)")
+            raise MedsightError(run.path, "cannot resume: not a run folder (no config.json); give DATA to start it")
         config = run.load_config()
         task_cls, dataset = read_dataset(data or config.data, config.seed, config.fold)
         result_plan = run.load_plan()

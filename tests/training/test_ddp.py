@@ -192,3 +192,14 @@ def test_nproc_with_bad_data_prints_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"medsight: {data}: "), done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_minutes_budget_in_two_processes_ends_together(tiny_npz, tmp_path):
+    """With --minutes, rank 0's clock fixes the epoch count for every rank (else one would wait forever)."""
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "medsight", "train", str(tiny_npz), "--out", str(run), "--minutes",
+                           "0.05", "--model", "lenet5", "--nproc", "2"], capture_output=True, text=True, timeout=300,
+                          env=medsight_env())
+    assert done.returncode == 0, done.stderr
+    rows = read_log(run)
+    assert len(rows) >= 1 and json.loads((run / "state.json").read_text())["training"]["epochs"] == len(rows)

@@ -12,6 +12,7 @@ from faults import assert_run_readable, final_state, run_medsight, start_medsigh
 EPOCHS = 4
 # Each resumed process is killed at the next point; together they cover every place a run can die.
 KILL_CHAIN = [
+    "replace:config.json:1",  # while the run folder is being set up: --resume with DATA starts it
     "backward::2",  # in the first epoch, before any checkpoint exists
     "save:model.safetensors:1",  # half-way through writing the first best weights
     "save:checkpoint.pt:1",  # half-way through the first checkpoint
@@ -35,14 +36,15 @@ def train_args(data: Path, out: Path) -> list[str]:
     return ["train", data, "--out", out, "--epochs", EPOCHS, "--model", "lenet5", "--batch-size", 16]
 
 
-@pytest.mark.slow  # eleven real training processes: about a minute on two idle cores
+@pytest.mark.slow  # twelve real training processes: about a minute on two idle cores
 def test_killed_run_resumes_to_identical_results(small_npz, tmp_path):
     reference = tmp_path / "never_killed"
     never_killed = start_medsight(train_args(small_npz, reference))  # alongside the chain: one core each
 
     run = tmp_path / "killed"
     for number, point in enumerate(KILL_CHAIN):
-        args = train_args(small_npz, run) if number == 0 else ["train", "--out", run, "--resume"]
+        # what a user re-types after a crash: the same command with --resume
+        args = train_args(small_npz, run) + ([] if number == 0 else ["--resume"])
         killed = run_medsight(args, kill=point)
         assert killed.returncode == -signal.SIGKILL, f"{point} was never reached: {killed.stderr}"
         assert "Traceback" not in killed.stderr

@@ -191,7 +191,9 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         if not progress["planned_fixed"]:
             # --minutes: after the first epoch the number of epochs that fit the budget is fixed for good
             fit_in_budget = max(1, int(budget / max(seconds, 1e-6)))
-            progress["planned_epochs"] = min(config.epochs, fit_in_budget) if config.epochs else fit_in_budget
+            planned = min(config.epochs, fit_in_budget) if config.epochs else fit_in_budget
+            # rank 0's clock decides for all: ranks that planned different epoch counts would wait on each other forever
+            progress["planned_epochs"] = ctx.broadcast(planned)
             progress["planned_fixed"] = True
         if ctx.is_main:
             # checkpoint first: a kill or a full disk in between leaves log.csv one epoch behind, never ahead
@@ -204,7 +206,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
         say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {shown}  lr {lr:.2e}  {seconds:.1f}s"
             f"{'  best' if improved else ''}  ~{format_seconds(eta)} left")
-        if budget is not None and progress["elapsed"] > 1.25 * budget:
+        if budget is not None and ctx.broadcast(progress["elapsed"] > 1.25 * budget):
             say(f"stopping: the --minutes budget ({config.minutes}) is spent")
             break
 
