@@ -82,7 +82,7 @@ def main() -> None:
                 run_dir = Path(args.runs) / tag
                 log = Path(args.runs) / f"{tag}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
-                cmd = ["medsight", "train", args.data, "--out", str(run_dir), "--seed", str(seed),
+                cmd = [sys.executable, "-m", "medsight", "train", args.data, "--out", str(run_dir), "--seed", str(seed),
                        "--balance", balance, *shlex.split(args.extra)]
                 if args.minutes:
                     cmd += ["--minutes", str(args.minutes)]
@@ -91,7 +91,7 @@ def main() -> None:
                 if model:
                     cmd += ["--model", model]
                 train_seconds, train_cpu = run(cmd, log) if not (run_dir / "model.safetensors").exists() else (None, None)
-                eval_seconds, _ = run(["medsight", "evaluate", str(run_dir), "--split", "test"], log)
+                eval_seconds, _ = run([sys.executable, "-m", "medsight", "evaluate", str(run_dir), "--split", "test"], log)
                 eval_dir = run_dir / "eval" / "test"
                 metrics = json.loads((eval_dir / "metrics.json").read_text())
                 state = json.loads((run_dir / "state.json").read_text())

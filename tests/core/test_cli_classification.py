@@ -16,10 +16,10 @@ from medsight.cli import main
 def test_help_answers_fast_and_imports_no_torch():
     code = ("import sys, time; t = time.perf_counter(); from medsight.cli import build_parser; "
             "build_parser().format_help(); print(time.perf_counter() - t, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True).stdout.split()
     assert float(out[0]) < 1.0 and out[1] == "False"
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "medsight", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "medsight", "--help"], capture_output=True, encoding="utf-8", errors="replace")
     assert result.returncode == 0 and "train" in result.stdout
     assert time.perf_counter() - started < 5.0  # interpreter start included
 

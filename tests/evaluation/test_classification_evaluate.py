@@ -60,7 +60,7 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     out = check_outputs(result, run)
     assert result["task"] == "classification" and result["split"] == "test" and result["num_cases"] == 60
     assert METRIC_KEYS <= set(result["metrics"]) and "kappa_quadratic" not in result["metrics"]
-    assert set(result["per_class"]) == {"0", "1"} and set(result["metrics_argmax"]) >= METRIC_KEYS
+    assert set(result["per_class"]) == {"lesion", "normal"} and set(result["metrics_argmax"]) >= METRIC_KEYS
     for name in ("accuracy", "balanced_accuracy", "f1", "auc", "kappa", "sensitivity", "specificity"):
         low, high = result["ci95"][name]
         assert low <= result["metrics"][name] <= high, name
@@ -71,7 +71,7 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     assert [r["case_id"] for r in rows] == [f"test_{i}" for i in range(60)]
     truth = np.array([int(r["true"]) for r in rows])
     called = np.array([int(r["predicted"]) for r in rows])
-    probs = np.array([[float(r["prob_0"]), float(r["prob_1"])] for r in rows])
+    probs = np.array([[float(r["prob_normal"]), float(r["prob_lesion"])] for r in rows])
     assert np.array_equal(truth, np.load(data)["test_labels"].ravel())
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     threshold = result["operating_point"]["threshold"]
@@ -86,7 +86,7 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     assert m["confusion_matrix"] == skm.confusion_matrix(truth, called, labels=[0, 1]).tolist()
     assert m["sensitivity"] == pytest.approx(skm.recall_score(truth, called))
     cm = m["confusion_matrix"]
-    assert f"The model found {cm[1][1]} of {sum(cm[1])} '1' cases" in (out / "report.html").read_text()
+    assert f"The model found {cm[1][1]} of {sum(cm[1])} 'lesion' cases" in (out / "report.html").read_text()
     plain = result["metrics_argmax"]
     assert plain["accuracy"] == pytest.approx(skm.accuracy_score(truth, probs.argmax(1)))
     assert plain["confusion_matrix"] == skm.confusion_matrix(truth, probs.argmax(1), labels=[0, 1]).tolist()
@@ -137,7 +137,10 @@ def test_multilabel_2d(tmp_path: Path):
     result = train_and_evaluate(data, run)
     check_outputs(result, run)
     assert result["multilabel"] and set(result["metrics"]) >= {"auc", "accuracy", "f1"}
-    assert set(result["per_class"]) == {"0", "1", "2"} and result["operating_point"]["thresholds"] == [0.5] * 3
+    assert set(result["per_class"]) == {"0", "1", "2"}
+    # one threshold per label, chosen on the validation split (the default rule is balanced accuracy)
+    thresholds = result["operating_point"]["thresholds"]
+    assert len(thresholds) == 3 and all(0.0 < t < 1.0 for t in thresholds)
     rows = read_predictions(run / "eval" / "test" / "predictions" / "predictions.csv")
     truth = np.array([[int(r[f"true_{k}"]) for k in range(3)] for r in rows])
     probs = np.array([[float(r[f"prob_{k}"]) for k in range(3)] for r in rows])
@@ -145,7 +148,7 @@ def test_multilabel_2d(tmp_path: Path):
     for k in range(3):
         assert result["per_class"][str(k)]["auc"] == pytest.approx(skm.roc_auc_score(truth[:, k], probs[:, k]))
         assert result["per_class"][str(k)]["accuracy"] == pytest.approx(
-            skm.accuracy_score(truth[:, k], probs[:, k] >= 0.5))
+            skm.accuracy_score(truth[:, k], probs[:, k] >= thresholds[k]))
 
 
 @pytest.mark.parametrize("hits,total", [(56, 94), (0, 10), (10, 10), (1, 3)])

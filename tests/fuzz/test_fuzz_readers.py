@@ -243,7 +243,7 @@ def test_npz_with_wrong_arrays_is_refused_or_read(tmp_path, capsys, fuzz_cases):
 
 
 def run_real(command: list) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medsight", *map(str, command)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "medsight", *map(str, command)], capture_output=True, encoding="utf-8", errors="replace",
                           timeout=120)
 
 

@@ -24,7 +24,7 @@ def runner_command(args: Sequence[Any], kill: str = "none") -> list[str]:
 
 def run_medsight(args: Sequence[Any], kill: str = "none", timeout: float = 300) -> subprocess.CompletedProcess:
     """`medsight ARGS` in a fresh process, SIGKILLed at the point `kill` names (see fault_runner.py)."""
-    return subprocess.run(runner_command(args, kill), capture_output=True, text=True, timeout=timeout, env=medsight_env())
+    return subprocess.run(runner_command(args, kill), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout, env=medsight_env())
 
 
 def start_medsight(args: Sequence[Any]) -> subprocess.Popen:

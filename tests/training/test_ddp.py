@@ -42,7 +42,7 @@ def train_args(data: Path, run: Path) -> list[str]:
 
 def torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+    return subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=400, env=env)
 
 
 def metric_columns(run: Path) -> dict[str, np.ndarray]:
@@ -88,7 +88,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
     single, double, killed = tmp_path / "single", tmp_path / "double", tmp_path / "killed"
     for run in (single, double, killed):
         planned_without_augmentation(ddp_npz, run)
-    one = subprocess.run(runner_command(train_args(ddp_npz, single)), capture_output=True, text=True,
+    one = subprocess.run(runner_command(train_args(ddp_npz, single)), capture_output=True, encoding="utf-8", errors="replace",
                          timeout=300, env=medsight_env())
     assert one.returncode == 0, one.stderr
 
@@ -120,7 +120,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
     with open(killed / "log.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 1
     resumed = subprocess.run([sys.executable, "-m", "medsight", "train", "--out", str(killed), "--resume", "--nproc", "2"],
-                             capture_output=True, text=True, timeout=300, env=medsight_env())
+                             capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=medsight_env())
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and "Traceback" not in resumed.stderr
     state_resumed = final_state(killed)
@@ -161,7 +161,7 @@ def test_other_tasks_train_in_two_processes(make_data, tmp_path):
         env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": str(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(run),
                "MEDSIGHT_AUDIT_LOG": str(audit_log)}
         done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(run), "--epochs", "2",
-                               "--nproc", str(nproc), *options], capture_output=True, text=True, timeout=500, env=env)
+                               "--nproc", str(nproc), *options], capture_output=True, encoding="utf-8", errors="replace", timeout=500, env=env)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
     assert not audit_log.exists(), audit_log.read_text()
@@ -188,7 +188,7 @@ def test_nproc_with_bad_data_prints_one_line(tmp_path):
     data = tmp_path / "broken.npz"
     data.write_bytes(b"not an archive")
     done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(tmp_path / "run"),
-                           "--nproc", "2"], capture_output=True, text=True, timeout=300, env=medsight_env())
+                           "--nproc", "2"], capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=medsight_env())
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"medsight: {data}: "), done.stderr
     assert not (tmp_path / "run").exists()
@@ -198,7 +198,7 @@ def test_minutes_budget_in_two_processes_ends_together(tiny_npz, tmp_path):
     """With --minutes, rank 0's clock fixes the epoch count for every rank (else one would wait forever)."""
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "medsight", "train", str(tiny_npz), "--out", str(run), "--minutes",
-                           "0.05", "--model", "lenet5", "--nproc", "2"], capture_output=True, text=True, timeout=300,
+                           "0.05", "--model", "lenet5", "--nproc", "2"], capture_output=True, encoding="utf-8", errors="replace", timeout=300,
                           env=medsight_env())
     assert done.returncode == 0, done.stderr
     rows = read_log(run)

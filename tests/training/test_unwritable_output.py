@@ -42,7 +42,7 @@ def read_only(folder: Path) -> Iterator[None]:
 
 
 def medsight(args: list) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medsight", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "medsight", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
                           timeout=300, env=medsight_env())
 
 

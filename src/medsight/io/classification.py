@@ -86,11 +86,8 @@ def read_medmnist(path: Path) -> ClassificationDataset:
     for split in split_names:
         if f"{split}_labels" not in keys:
             raise MedsightError(path, f"has {split}_images but no {split}_labels")
-        try:
-            split_images = archive[f"{split}_images"]
-            split_labels = archive[f"{split}_labels"]
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise MedsightError(path, f"array {split}_images/{split}_labels is truncated or corrupt ({exc})") from None
+        split_images = _read_array(archive, f"{split}_images", path)
+        split_labels = _read_array(archive, f"{split}_labels", path)
         if split_images.ndim not in (3, 4):
             raise MedsightError(path, f"{split}_images has shape {split_images.shape}; expected (N,H,W), (N,H,W,3) or (N,D,H,W)")
         if split_labels.ndim not in (1, 2):
@@ -129,7 +126,7 @@ def read_medmnist(path: Path) -> ClassificationDataset:
         num_classes = int(label_array.max()) + 1
     names = MEDMNIST_LABELS.get(stem)
     if "label_names" in keys:  # optional: class names stored beside the arrays (medsight's synthetic sets)
-        names = [str(v) for v in archive["label_names"]]
+        names = [str(v) for v in np.atleast_1d(_read_array(archive, "label_names", path))]
     classes = names if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
     if "val" not in splits:
         splits = carve_validation(splits, label_array if not multilabel else None, seed=0)
@@ -138,6 +135,14 @@ def read_medmnist(path: Path) -> ClassificationDataset:
         case_ids=case_ids, channels=channels, classes=classes, labels=label_array, images=stacked,
         multilabel=multilabel, ordinal=stem in MEDMNIST_ORDINAL,
     )
+
+
+def _read_array(archive, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz; a truncated or corrupt member is a one-line error naming the archive."""
+    try:
+        return archive[key]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise MedsightError(path, f"array {key} is truncated or corrupt ({exc})") from None
 
 
 def carve_validation(splits: dict[str, np.ndarray], labels: np.ndarray | None, seed: int,
