@@ -78,7 +78,11 @@ class RunFolder:
 
     # readers / writers -----------------------------------------------------
     def load_plan(self) -> dict[str, Any]:
-        return load_json(self.plan_path)
+        from medsight.data.steps import enabled_steps
+
+        plan = load_json(self.plan_path)
+        enabled_steps(plan, self.plan_path)  # a hand-edited step list fails here, naming the file
+        return plan
 
     def save_plan(self, plan: dict[str, Any]) -> None:
         save_json(self.plan_path, plan)

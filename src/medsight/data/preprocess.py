@@ -1,4 +1,4 @@
-"""Plan-driven image preparation for classification: resize to the plan's input size, clip, z-score."""
+"""Plan-driven image preparation for classification: the plan's steps, resize to its input size, clip, z-score."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
-    """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size)."""
-    norm = plan["normalization"]
+    """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size), through the plan's steps."""
+    from dataclasses import replace
+
+    from medsight.data.steps import Prepared, apply_steps, as_float_tensor
+
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]
     if x.shape[0] != channels:
@@ -40,7 +43,20 @@ def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
             x = (x[:3] * torch.tensor([0.299, 0.587, 0.114]).view(3, *[1] * (x.ndim - 1))).sum(0, keepdim=True)
         else:
             x = x[:channels]
-    x = resize(x, plan["input_size"])
+
+    def resize_step(state: Prepared) -> Prepared:
+        return replace(state, image=resize(as_float_tensor(state.image), plan["input_size"]))
+
+    def normalize_step(state: Prepared) -> Prepared:
+        return replace(state, image=normalize(as_float_tensor(state.image), plan["normalization"]))
+
+    # classification images carry no spacing: the steps work in pixel units
+    state = apply_steps(x, (1.0,) * (x.ndim - 1), plan, {"resize": resize_step, "normalize": normalize_step})
+    return as_float_tensor(state.image)
+
+
+def normalize(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
+    """Clip to the plan's range, then z-score per channel with the plan's statistics."""
     x = x.clamp(norm["clip"][0], norm["clip"][1])
     mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
     std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))

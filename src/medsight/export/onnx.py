@@ -176,6 +176,7 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     import onnxruntime as ort
 
     from medsight.api import load_run
+    from medsight.data.steps import step_settings
     from medsight.run import software_versions
 
     if fmt != "onnx":
@@ -203,6 +204,8 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
         "exporter": "torch.onnx.export (TorchScript)", "precision": "fp32", "input_name": INPUT_NAME,
         "output_names": output_names, "input_shape": list(inputs.shape[1:]), "dynamic_axes": dynamic_axes,
         "fully_convolutional": spatial_dynamic, "check_inputs": source, "checks": checks,
+        # run before the model by the same code as training (medsight.data.steps, from RUN/plan.json)
+        "preprocessing": step_settings(task.plan),
         "max_abs_diff": worst, "tolerance": TOLERANCE_FP32, "passed": worst <= TOLERANCE_FP32,
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "seconds": round(time.perf_counter() - started, 2),
         "versions": {**software_versions(), "onnx": onnx.__version__, "onnxruntime": ort.__version__},

@@ -58,6 +58,7 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What the server's GET /model reports: task, classes, input format, engine, metrics of the run."""
+        from medsight.data.steps import step_settings
         from medsight.jsonio import load_json
 
         plan, info = self.task.plan, self.task.info
@@ -72,6 +73,7 @@ class Predictor:
             "task": info.get("task"), "classes": info.get("classes", []), "multilabel": info.get("multilabel", False),
             "spatial_dims": plan.get("spatial_dims", info.get("spatial_dims")), "channels": info.get("channels"),
             "input": {k: plan[k] for k in ("in_channels", "input_size", "patch_size", "spacing") if k in plan},
+            "preprocessing": step_settings(plan),
             "models": [r.load_config().model for r in self.runs], "runs": [r.path.name for r in self.runs],
             "engine": self.engine, "device": self.device, "operating_point": state.get("operating_point"),
             "training": state.get("training", {}), "metrics": metrics,

@@ -32,6 +32,17 @@ def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
     return int(np.clip(2 ** int(np.log2(max(1, budget // voxels))), 4, 128))
 
 
+def preprocessing_steps(spatial_dims: int) -> list[dict[str, Any]]:
+    """The plan's steps; the extra ones are offered but off (classification data sets name no modality)."""
+    from medsight.data.steps import planned_steps
+
+    # crop off: the whole image is the input (fundus photographs with black borders may gain from it)
+    return planned_steps("classification", {
+        "crop_nonzero": (False, "off: the whole image is the input"),
+        "n4_bias_field": (False, "off: the data set names no modality; switch on for MR images")},
+        n4_bias_field={"shrink_factor": 4 if spatial_dims == 3 else 2})
+
+
 class EpochBatches:
     """One epoch of augmented training batches (a sized iterable, so the loop knows the step count)."""
 
@@ -91,6 +102,7 @@ class ClassificationTask(Task):
             "task": "classification",
             "spatial_dims": dataset.spatial_dims,
             "median_shape": [float(v) for v in median],
+            "preprocessing": {"steps": preprocessing_steps(dataset.spatial_dims)},
             **plan,
             "num_classes": len(dataset.classes),
             "multilabel": dataset.multilabel,

@@ -65,6 +65,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
                            explain: bool = False) -> list[dict[str, Any]]:
     """Predict each input, write predictions.csv and pictures to out_dir, return one record per input."""
     from medsight.data.preprocess import prepare_image
+    from medsight.data.steps import crop_box
     from medsight.io.images import read_image
 
     plan, classes = task.plan, list(task.info["classes"])
@@ -103,7 +104,8 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
                 record["images"] = {"overlay": write_overlay(images[row].array, record, out_dir / "overlays", names[i])}
                 if explain:
                     class_index = int(np.argmax(probs[row])) if multilabel else classes.index(labels[row])
-                    write_explanations(models, batch[row], class_index, images[row].array, record, out_dir / "explain")
+                    write_explanations(models, batch[row], class_index, images[row].array, record, out_dir / "explain",
+                                       crop_box(images[row].array, plan))
                 records.append(record)
         meter.advance(len(chunk))
     if not records:
@@ -149,8 +151,11 @@ def write_overlay(array: np.ndarray, record: dict[str, Any], folder: Path, name:
 
 
 def write_explanations(models: Sequence[Any], prepared: torch.Tensor, class_index: int, array: np.ndarray,
-                       record: dict[str, Any], folder: Path) -> None:
-    """Grad-CAM and Grad-CAM++ for the decided class: PNG overlays and .npy maps at the image's resolution."""
+                       record: dict[str, Any], folder: Path, box: tuple[slice, ...] | None = None) -> None:
+    """Grad-CAM and Grad-CAM++ for the decided class: PNG overlays and .npy maps at the image's resolution.
+
+    box: the region the plan's crop_nonzero kept, where the network's maps belong (zero outside it)."""
+    from medsight.data.steps import uncrop
     from medsight.explain.gradcam import explain
     from medsight.explain.overlay import blend_heat, display_rgb, key_slices, resize_map, save_picture
 
@@ -158,7 +163,10 @@ def write_explanations(models: Sequence[Any], prepared: torch.Tensor, class_inde
     maps = explain(models, prepared, class_index)
     record["arrays"] = {}
     for method, heat in maps.items():
-        heat = resize_map(heat, array.shape[1:])
+        if box is None:
+            heat = resize_map(heat, array.shape[1:])
+        else:
+            heat = uncrop(resize_map(heat, [b.stop - b.start for b in box])[None], box, array.shape[1:], [0.0])[0]
         npy = folder / f"{name}_{method}.npy"
         npy.parent.mkdir(parents=True, exist_ok=True)
         np.save(npy, heat.astype(np.float32))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -53,16 +53,31 @@ def normalize(image: torch.Tensor, schemes: Sequence[dict[str, Any]]) -> torch.T
     return out
 
 
+def prepare_case(image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any],
+                 label: np.ndarray | None = None):
+    """Raw (C, *spatial) image (and label) through the plan's steps -> steps.Prepared (torch image, uint8 label)."""
+    from medsight.data.steps import Prepared, apply_steps, as_float_tensor
+
+    def resample_step(state: Prepared) -> Prepared:
+        shape = resampled_shape(state.image.shape[1:], state.spacing, plan["target_spacing"])
+        x = resample(as_float_tensor(state.image), shape, False)
+        y = None if state.label is None else resample(
+            torch.as_tensor(np.asarray(state.label, dtype=np.uint8))[None], shape, True)[0]
+        return replace(state, image=x, label=y, spacing=tuple(float(t) for t in plan["target_spacing"]))
+
+    def normalize_step(state: Prepared) -> Prepared:
+        return replace(state, image=normalize(as_float_tensor(state.image), plan["normalization"]))
+
+    state = apply_steps(image, spacing, plan, {"resample": resample_step, "normalize": normalize_step}, label)
+    label = None if state.label is None else torch.as_tensor(np.ascontiguousarray(state.label)).to(torch.uint8)
+    return replace(state, image=as_float_tensor(state.image), label=label)
+
+
 def preprocess(image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any],
                label: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Raw (C, *spatial) image (and label) -> normalised image at the plan's spacing (and resampled label)."""
-    shape = resampled_shape(image.shape[1:], spacing, plan["target_spacing"])
-    x = normalize(resample(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), shape, False),
-                  plan["normalization"])
-    y = None
-    if label is not None:
-        y = resample(torch.from_numpy(label.astype(np.uint8))[None], shape, True)[0].to(torch.uint8)
-    return x, y
+    """Raw (C, *spatial) image (and label) -> the network's input on the plan's grid (and the label on it)."""
+    state = prepare_case(image, spacing, plan, label)
+    return state.image, state.label
 
 
 def foreground_locations(label: np.ndarray, classes: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
@@ -91,6 +106,10 @@ def cache_key(dataset, plan: dict[str, Any]) -> str:
              for p in [*case.images, case.label] if p is not None and p.exists()]
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
             "normalization": plan["normalization"], "labels": plan["labels"], "files": files}
+    if "preprocessing" in plan:  # plans from before the steps keep their caches
+        from medsight.data.steps import step_settings
+
+        keys["steps"] = step_settings(plan)
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation_data import preprocess, resample
+from medsight.tasks.segmentation_data import prepare_case, resample
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -73,10 +73,16 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
                   state: dict[str, Any], tta: bool | None = None,
                   device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
     """A raw (C, *spatial) image -> (label map in the image's own grid, probabilities in that grid)."""
-    x, _ = preprocess(image, spacing, plan)
+    from medsight.data.steps import uncrop
+
+    prepared = prepare_case(image, spacing, plan)
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
-    probs = sliding_probabilities(models, x, plan, use_tta, device)
-    probs = resample(probs, image.shape[1:], is_label=False)
+    probs = sliding_probabilities(models, prepared.image, plan, use_tta, device)
+    if prepared.box is None:
+        probs = resample(probs, image.shape[1:], is_label=False)
+    else:  # back onto the cropped region, then into the full grid, where outside the crop is background
+        probs = resample(probs, [b.stop - b.start for b in prepared.box], is_label=False)
+        probs = uncrop(probs, prepared.box, image.shape[1:], fill=[1.0])
     label = argmax_slabs(probs)
     keep = state.get("postprocessing", {}).get("largest_component", [])
     return (largest_component(label, keep) if keep else label), probs

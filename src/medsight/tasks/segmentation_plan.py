@@ -4,7 +4,9 @@ Fingerprint: spacings, shapes, foreground intensity statistics per channel and c
 spacing (median, with nnU-Net's anisotropy rule), normalisation (CT: clip to the foreground's 0.5-99.5
 percentiles and z-score with its statistics; other modalities: per-case z-score), patch size from the median
 shape under a voxel budget, network topology (pooling per axis while the feature map stays >= 4 voxels and
-the axis is not much coarser than the finest one), batch size from a batch voxel budget.
+the axis is not much coarser than the finest one), batch size from a batch voxel budget. Preprocessing steps
+(medsight.data.steps): crop to the non-zero region in 3D (nnU-Net) or where it saves pixels in 2D, N4 on the
+MR channels, denoising and CLAHE offered but off, then resampling and normalisation.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ BATCH_RANGE = (2, 8)
 ITERATIONS_PER_EPOCH = 25
 DEFAULT_EPOCHS = 100
 DEFAULT_MODEL = "dynunet_lite"
+# channel names (dataset.json) of MR images, whose coil bias N4 removes; not ADC/T1 maps, which are quantitative
+MRI_NAMES = {"mri", "mr", "t1", "t1w", "t1gd", "t1c", "t1ce", "t2", "t2w", "flair", "pd", "dwi", "swi"}
+N4_VOXELS = {2: 128 * 128, 3: 48 * 48 * 48}  # N4 fits its field on an image shrunk to about this size
+CROP_MIN_SAVING = 0.1  # 2D: crop to the non-zero region when it removes at least this share of the pixels
 
 
 def fingerprint(dataset, indices: Sequence[int]) -> dict[str, Any]:
@@ -32,12 +38,15 @@ def fingerprint(dataset, indices: Sequence[int]) -> dict[str, Any]:
     indices = list(indices)
     chosen = [indices[i] for i in np.linspace(0, len(indices) - 1, min(len(indices), FINGERPRINT_CASES)).astype(int)]
     rng = np.random.default_rng(0)
-    spacings, shapes, samples = [], [], [[] for _ in dataset.channels]
+    from medsight.data.steps import nonzero_box
+
+    spacings, shapes, boxes, samples = [], [], [], [[] for _ in dataset.channels]
     volumes = {c: [] for c in dataset.labels if c != 0}
     for index in chosen:
         case = dataset.load_case(int(index))
         spacings.append(case.spacing)
         shapes.append(case.image.shape[1:])
+        boxes.append([b.stop - b.start for b in nonzero_box(case.image)])
         label = case.label
         voxel = float(np.prod(case.spacing))
         for c in volumes:
@@ -52,7 +61,8 @@ def fingerprint(dataset, indices: Sequence[int]) -> dict[str, Any]:
         intensity.append({"mean": float(v.mean()), "std": float(v.std()), "percentile_00_5": float(np.percentile(v, 0.5)),
                           "percentile_99_5": float(np.percentile(v, 99.5)), "min": float(v.min()), "max": float(v.max())})
     return {"cases": len(chosen), "spacings": [list(map(float, s)) for s in spacings],
-            "shapes": [list(map(int, s)) for s in shapes], "foreground_intensity": intensity,
+            "shapes": [list(map(int, s)) for s in shapes], "nonzero_shapes": [list(map(int, s)) for s in boxes],
+            "foreground_intensity": intensity,
             "class_volume_mm3": {dataset.labels[c]: float(np.mean(v)) for c, v in volumes.items()}}
 
 
@@ -117,11 +127,32 @@ def normalization(modalities: Sequence[str], intensity: Sequence[dict[str, float
     return out
 
 
+def preprocessing_steps(modalities: Sequence[str], dims: int, shapes: np.ndarray,
+                        nonzero_shapes: np.ndarray) -> list[dict[str, Any]]:
+    """The plan's steps, switched on or off from the data (a user flips "enabled" in plan.json)."""
+    from medsight.data.steps import planned_steps
+
+    saving = 1.0 - float(np.median(np.prod(nonzero_shapes, axis=1) / np.prod(shapes, axis=1)))
+    crop = dims == 3 or saving >= CROP_MIN_SAVING
+    mri = [c for c, name in enumerate(modalities) if name.strip().lower() in MRI_NAMES]
+    median_voxels = float(np.prod(np.median(shapes, axis=0)))
+    shrink = int(max(1, np.ceil((median_voxels / N4_VOXELS[dims]) ** (1 / dims))))
+    return planned_steps("segmentation", {
+        "crop_nonzero": (crop, f"{'3D: nnU-Net crops' if dims == 3 else '2D'}; the non-zero box removes "
+                               f"{saving:.0%} of the voxels"),
+        "n4_bias_field": (bool(mri), "MR channels (dataset.json) carry a coil bias field" if mri
+                          else "no MR channel in dataset.json")},
+        n4_bias_field={"channels": mri or list(range(len(modalities))), "shrink_factor": shrink})
+
+
 def make_segmentation_plan(dataset) -> dict[str, Any]:
     """The plan.json of a segmentation data set (editable; every later step reads only this)."""
     dims = dataset.spatial_dims
     prints = fingerprint(dataset, dataset.splits["train"])
     spacings, shapes = np.array(prints["spacings"]), np.array(prints["shapes"])
+    steps = preprocessing_steps(dataset.channels, dims, shapes, np.array(prints["nonzero_shapes"]))
+    if steps[0]["enabled"]:  # patch and spacing follow the cropped images, as nnU-Net's planner
+        shapes = np.array(prints["nonzero_shapes"])
     spacing = target_spacing(spacings, shapes)
     median_shape = np.median(shapes * spacings / np.array(spacing), axis=0)
     patch = shrink_patch(median_shape, spacing, PATCH_VOXELS[dims])
@@ -134,9 +165,10 @@ def make_segmentation_plan(dataset) -> dict[str, Any]:
         "in_channels": len(dataset.channels),
         "num_classes": len(dataset.labels),
         "labels": {str(k): v for k, v in dataset.labels.items()},
-        "fingerprint": {k: v for k, v in prints.items() if k not in ("spacings", "shapes")} | {
+        "fingerprint": {k: v for k, v in prints.items() if k not in ("spacings", "shapes", "nonzero_shapes")} | {
             "median_spacing": [float(s) for s in np.median(spacings, axis=0)],
             "median_shape": [float(s) for s in np.median(shapes, axis=0)]},
+        "preprocessing": {"steps": steps},  # in order; resample and normalize use the two entries below
         "target_spacing": spacing,  # array axis order: (z, y, x) or (y, x)
         "median_shape_resampled": [float(s) for s in median_shape],
         "normalization": normalization(dataset.channels, prints["foreground_intensity"]),
