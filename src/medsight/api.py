@@ -47,8 +47,13 @@ def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dic
 def train(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
           minutes: float | None = None, fold: int = 0, seed: int = 0, resume: bool = False, balance: str = "none",
           learning_rate: float | None = None, batch_size: int | None = None,
-          operating_point: str = "balanced_accuracy") -> dict[str, Any]:
-    """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt."""
+          operating_point: str = "balanced_accuracy", init: str | Path | None = None, freeze: str = "none",
+          init_lr_scale: float = 0.1, pretext: bool = False) -> dict[str, Any]:
+    """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
+
+    init: a run folder or .safetensors file whose tensors of matching name and shape start the model.
+    pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretrain).
+    """
     from medsight.config import TrainConfig
     from medsight.run import RunFolder
     from medsight.tasks.base import get_task
@@ -64,11 +69,17 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
         config = run.load_config()
         task_cls, dataset = read_dataset(data or config.data, config.seed, config.fold)
         result_plan = run.load_plan()
+        pretext = bool(config.extra.get("pretrain"))
     else:
         if data is None:
             raise MedsightError(None, "train needs a DATA folder or file")
         if run.checkpoint_path.exists() or run.weights_path.exists():
             raise MedsightError(run.path, "already holds a trained run; use --resume to continue it or another --out")
+        if init is not None:
+            from medsight.training.transfer import init_weights_path
+
+            init_weights_path(init)  # a wrong --init fails before any work
+            init = str(Path(init).resolve())
         task_cls, dataset = read_dataset(data, seed, fold)
         is_main = DistContext.from_env().is_main
         if run.plan_path.is_file():
@@ -83,7 +94,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
         config = TrainConfig(
             task=task_cls.name, data=str(Path(data).resolve()), model=model or result_plan["model"], epochs=epochs,
             minutes=minutes, seed=seed, fold=fold, balance=balance, learning_rate=learning_rate,
-            batch_size=batch_size, operating_point=operating_point,
+            batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
+            init_lr_scale=init_lr_scale, extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
         from medsight.models import get_entry
 
@@ -91,8 +103,22 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
         if is_main:
             config.save(run.config_path)
             run.save_dataset_info(dataset.info())
-    task = task_cls(result_plan, run_info(dataset))
+    task = (pretext_task(task_cls) if pretext else task_cls)(result_plan, run_info(dataset))
     return fit(task, dataset, run, config, resume=resume, echo=echo)
+
+
+def pretext_task(task_cls):
+    from medsight.tasks.pretrain import pretext_task as find
+
+    return find(task_cls)
+
+
+def pretrain(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
+             minutes: float | None = None, seed: int = 0, resume: bool = False, batch_size: int | None = None,
+             learning_rate: float | None = None) -> dict[str, Any]:
+    """Self-supervised pre-training on DATA's images into a run folder that `train --init` accepts."""
+    return train(data, out, model=model, epochs=epochs, minutes=minutes, seed=seed, resume=resume,
+                 batch_size=batch_size, learning_rate=learning_rate, operating_point="argmax", pretext=True)
 
 
 def run_info(dataset) -> dict[str, Any]:
@@ -110,6 +136,8 @@ def load_run(run_path: str | Path, device: str = "cpu"):
 
     run = RunFolder(run_path).require_trained()
     config = run.load_config()
+    if config.extra.get("pretrain"):
+        raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")
     info = run.load_dataset_info()
     task = get_task(info["task"])(run.load_plan(), info, device)
     task.configure(config, None)
@@ -131,6 +159,14 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+
+
+def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
+                      out: str | Path | None = None) -> dict[str, Any]:
+    """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
+    from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
+
+    return run_ensemble(runs, data, split, out)
 
 
 def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:

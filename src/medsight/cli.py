@@ -34,28 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("train", help="train a model into a run folder")
-    p.add_argument("data", nargs="?", help="data set (optional with --resume)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--model", help="registry name (see `medsight models`); default from the plan")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--minutes", type=float, help="wall-clock training budget")
+    _add_run_options(p)
     p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
     p.add_argument("--balance", choices=BALANCE, default="none", help="handling of imbalanced classes")
-    p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--batch-size", type=int)
     p.add_argument("--operating-point", default="balanced_accuracy",
                    help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
     p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
+    p.add_argument("--init", metavar="RUN_OR_WEIGHTS",
+                   help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
+    p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
+    p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
 
-    p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, or for two folders")
-    p.add_argument("run", nargs="?")
+    p = sub.add_parser("pretrain", help="self-supervised pre-training on a data set's images, for train --init")
+    _add_run_options(p)
+
+    p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, an ensemble of runs, or two folders")
+    p.add_argument("run", nargs="*", help="one run, or several (folds, seeds) evaluated as an ensemble")
     p.add_argument("--data")
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
     p.add_argument("--ref", help="folder of reference masks")
-    p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval)")
+    p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval) or for an ensemble "
+                                 "(default RUN1/eval/SPLIT-ensemble)")
 
     p = sub.add_parser("predict", help="predict files or folders with one run or an ensemble of runs")
     p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders first)")
@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", choices=("classification", "segmentation", "detection"))
     return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What train and pretrain share: data, run folder, model, budget, seed, resume, learning rate, batch."""
+    p.add_argument("data", nargs="?", help="data set (optional with --resume)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="registry name (see `medsight models`); default from the plan")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--minutes", type=float, help="wall-clock training budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
+    p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--batch-size", type=int)
 
 
 def _version() -> str:
@@ -124,17 +137,26 @@ def run_command(args: argparse.Namespace) -> int:
         summary = api.train(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
-                            operating_point=args.operating_point)
+                            operating_point=args.operating_point, init=args.init, freeze=args.freeze,
+                            init_lr_scale=args.init_lr_scale)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
+    elif args.command == "pretrain":
+        summary = api.pretrain(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
+                               seed=args.seed, resume=args.resume, batch_size=args.batch_size,
+                               learning_rate=args.learning_rate)
+        print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
+              f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "evaluate":
         if args.pred or args.ref:
             if not (args.pred and args.ref):
                 raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
             result = api.evaluate_folders(args.pred, args.ref, args.out)
+        elif len(args.run) > 1:
+            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out)
         elif args.run:
-            result = api.evaluate(args.run, data=args.data, split=args.split)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})

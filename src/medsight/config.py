@@ -11,6 +11,7 @@ from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
 
 BALANCE_CHOICES = ("none", "weights", "sampler", "focal", "smote")
+FREEZE_CHOICES = ("none", "encoder")
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,18 @@ class TrainConfig:
     deterministic: bool = True
     operating_point: str = "balanced_accuracy"  # or "youden", "sensitivity:0.9", "argmax"
     num_workers: int = 0
+    init: str | None = None  # --init: a run folder or .safetensors file whose matching tensors start the model
+    freeze: str = "none"  # or "encoder": the pretrained encoder stays fixed
+    init_lr_scale: float = 0.1  # learning rate of pretrained tensors relative to new ones
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_CHOICES:
             raise MedsightError(None, f"--balance must be one of {', '.join(BALANCE_CHOICES)}, not {self.balance!r}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise MedsightError(None, f"--freeze must be one of {', '.join(FREEZE_CHOICES)}, not {self.freeze!r}")
+        if not self.init_lr_scale >= 0:
+            raise MedsightError(None, f"--init-lr-scale must be zero or more, not {self.init_lr_scale}")
         if self.epochs is not None and self.epochs < 1:
             raise MedsightError(None, f"--epochs must be at least 1, not {self.epochs}")
         if self.minutes is not None and self.minutes <= 0:

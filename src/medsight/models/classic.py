@@ -59,6 +59,9 @@ class AlexNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+# The fully connected classifier is the head; the convolutional features are the encoder.
+CLASSIFIER = (r"classifier\.",)
+
 VGG_LAYOUTS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -94,25 +97,25 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("lenet5", task="classification", default_lr=1e-3)
+@register_model("lenet5", task="classification", default_lr=1e-3, head=CLASSIFIER)
 def lenet5(spatial_dims: int, in_channels: int, num_classes: int, **_) -> nn.Module:
     """LeNet-5: the 1998 digit classifier, a tiny baseline."""
     return LeNet5(spatial_dims, in_channels, num_classes)
 
 
-@register_model("alexnet", task="classification", default_lr=1e-3)
+@register_model("alexnet", task="classification", default_lr=1e-3, head=CLASSIFIER)
 def alexnet(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
     """AlexNet with batch norm, small-input stem below 96 px."""
     return AlexNet(spatial_dims, in_channels, num_classes, input_size)
 
 
-@register_model("vgg11", task="classification", default_lr=1e-3)
+@register_model("vgg11", task="classification", default_lr=1e-3, head=CLASSIFIER)
 def vgg11(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
     """VGG-11 with batch norm."""
     return VGG(VGG_LAYOUTS["vgg11"], spatial_dims, in_channels, num_classes, input_size, width=1.0 if spatial_dims == 2 else 0.25)
 
 
-@register_model("vgg16", task="classification", default_lr=1e-3)
+@register_model("vgg16", task="classification", default_lr=1e-3, head=CLASSIFIER)
 def vgg16(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
     """VGG-16 with batch norm."""
     return VGG(VGG_LAYOUTS["vgg16"], spatial_dims, in_channels, num_classes, input_size, width=1.0 if spatial_dims == 2 else 0.25)

@@ -66,7 +66,7 @@ class ConvNeXt(nn.Module):
         return self.head(self.norm(x))
 
 
-@register_model("convnext_small_input", task="classification", default_lr=2e-3)
+@register_model("convnext_small_input", task="classification", default_lr=2e-3, head=(r"head\.",))
 def convnext_small_input(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
     """ConvNeXt with widths 32-256 (about 2.6M parameters in 2D), stem adapted to small images."""
     return ConvNeXt(spatial_dims, in_channels, num_classes, input_size)
@@ -84,7 +84,7 @@ EFFICIENTNET_B0_BLOCKS = [
 ]
 
 
-@register_model("efficientnet_b0", task="classification", default_lr=2e-3)
+@register_model("efficientnet_b0", task="classification", default_lr=2e-3, head=(r"_fc\.",))
 def efficientnet_b0(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 224, **_) -> nn.Module:
     """EfficientNet-B0 (MONAI), from scratch; below 64 px the second stage keeps full resolution."""
     blocks = list(EFFICIENTNET_B0_BLOCKS)

@@ -7,6 +7,7 @@ A builder takes keyword arguments that the task supplies from the plan, e.g. for
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,9 @@ class ModelEntry:
     spatial_dims: tuple[int, ...]
     description: str
     default_lr: float = 1e-3
+    # Patterns (re.match on parameter names) of the task-specific part: the head, and for segmentation the
+    # decoder. Everything else is the encoder that --freeze encoder keeps fixed and pre-training learns.
+    head: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -38,7 +42,8 @@ _MODEL_MODULES = (
 
 
 def register_model(
-    name: str, task: str, spatial_dims: tuple[int, ...] = (2, 3), description: str = "", default_lr: float = 1e-3
+    name: str, task: str, spatial_dims: tuple[int, ...] = (2, 3), description: str = "", default_lr: float = 1e-3,
+    head: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register builder under name for task."""
 
@@ -46,7 +51,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         doc = description or ((builder.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = ModelEntry(name, task, builder, tuple(spatial_dims), doc, default_lr)
+        _REGISTRY[name] = ModelEntry(name, task, builder, tuple(spatial_dims), doc, default_lr, tuple(head))
         return builder
 
     return wrap
@@ -74,6 +79,11 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
         names = ", ".join(e.name for e in list_models(task))
         raise MedsightError(None, f"unknown model {name!r}{' for ' + task if task else ''}; choose one of: {names}")
     return entry
+
+
+def is_head(entry: ModelEntry, parameter: str) -> bool:
+    """Whether a parameter or buffer name belongs to the model's head (or decoder), not its encoder."""
+    return any(re.match(pattern, parameter) for pattern in entry.head)
 
 
 def create_model(name: str, task: str | None = None, **kwargs) -> nn.Module:

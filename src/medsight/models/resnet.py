@@ -37,7 +37,7 @@ def _register(name: str, description: str, layout: str | None = None, widen_fact
         return build_resnet(layout or name, spatial_dims, in_channels, num_classes, input_size, widen_factor)
 
     builder.__doc__ = description
-    register_model(name, task="classification", description=description)(builder)
+    register_model(name, task="classification", description=description, head=(r"fc\.",))(builder)
 
 
 _register("resnet18", "ResNet-18 (MONAI); 3x3 stride-1 stem below 64 px as MedMNIST's ResNet-18 (28)")

@@ -16,6 +16,10 @@ from monai.networks.nets import DynUNet, UNet
 from medsight.models.registry import register_model
 
 # (base filters, cap): nnU-Net uses 32 doubling to 320 (3D) / 512 (2D); the lighter variants suit a CPU
+# The decoder and output heads are task-specific; input block, downsampling stages and bottleneck are the encoder.
+DYNUNET_DECODER = (r"upsamples\.", r"output_block\.", r"deep_supervision_heads\.")
+# MONAI UNet nests (down, SkipConnection(...), up) per level: index 2 at each level is the up path.
+UNET_DECODER = (r"model\.(1\.submodule\.)*2\.",)
 DYNUNET_WIDTHS = {"dynunet": (32, 320), "dynunet_lite": (16, 128), "dynunet_tiny": (8, 64)}
 DEEP_SUPERVISION_HEADS = 2
 
@@ -73,7 +77,7 @@ def _register_dynunet(name: str, description: str) -> None:
         return build_dynunet(spatial_dims, in_channels, num_classes, kernel_sizes, strides, base, cap, deep_supervision)
 
     builder.__doc__ = description
-    register_model(name, task="segmentation", description=description, default_lr=1e-3)(builder)
+    register_model(name, task="segmentation", description=description, default_lr=1e-3, head=DYNUNET_DECODER)(builder)
 
 
 _register_dynunet("dynunet", "nnU-Net's U-Net (MONAI DynUNet), 32-320 filters, deep supervision")
@@ -81,7 +85,8 @@ _register_dynunet("dynunet_lite", "DynUNet with 16-128 filters and deep supervis
 _register_dynunet("dynunet_tiny", "DynUNet with 8-64 filters and deep supervision: a quarter of nnU-Net's width")
 
 
-@register_model("unet", task="segmentation", description="MONAI residual UNet, 16-256 channels, stride-2 pooling")
+@register_model("unet", task="segmentation", description="MONAI residual UNet, 16-256 channels, stride-2 pooling",
+                head=UNET_DECODER)
 def build_unet(spatial_dims: int, in_channels: int, num_classes: int, strides=None, **_) -> nn.Module:
     """MONAI residual UNet; as many stride-2 levels as the plan's topology pools on every axis."""
     levels = len(strides) if strides is not None else 4

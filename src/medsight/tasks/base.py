@@ -104,8 +104,11 @@ class Task(ABC):
         """After training, with the best weights: state a predictor needs (e.g. operating point)."""
         return {}
 
-    def optimizer(self, model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    def optimizer(self, model: nn.Module, learning_rate: float, weight_decay: float,
+                  groups: list[dict[str, Any]] | None = None) -> torch.optim.Optimizer:
+        """AdamW over the model, or over parameter groups (transfer learning: an "lr_scale" per group)."""
+        return torch.optim.AdamW(model.parameters() if groups is None else groups, lr=learning_rate,
+                                 weight_decay=weight_decay)
 
     # evaluation and inference ----------------------------------------------
     @abstractmethod

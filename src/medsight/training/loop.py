@@ -114,9 +114,12 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     model = task.build_model(config.model).to(task.device)
 
     from medsight.models import get_entry
+    from medsight.training.transfer import prepare_transfer
 
+    # --init happens once, at the start; a resume from a checkpoint only rebuilds the frozen set and groups
+    groups = prepare_transfer(model, config, run, resume and run.checkpoint_path.is_file(), ctx.is_main, say)
     base_lr = config.learning_rate or get_entry(config.model).default_lr
-    optimizer = task.optimizer(model, base_lr, config.weight_decay)
+    optimizer = task.optimizer(model, base_lr, config.weight_decay, groups)
     progress: dict[str, Any] = {
         "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)), "planned_fixed": config.minutes is None,
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],

@@ -13,6 +13,10 @@ import torch.nn as nn
 
 from medsight.models.registry import register_model
 
+# The ResNet+FPN feature extractor is the encoder; the box and class heads are task-specific.
+RETINANET_HEADS = (r"network\.classification_head\.", r"network\.regression_head\.")
+FASTER_RCNN_HEADS = (r"rpn\.", r"box_head\.")
+
 # Backbone variants are data: depth, widths and FPN channels.
 BACKBONES: dict[str, dict[str, Any]] = {
     "resnet10": {"layers": (1, 1, 1, 1), "widths": (16, 32, 64, 128), "fpn_channels": 32},
@@ -58,25 +62,25 @@ def build_faster_rcnn(variant: str, spatial_dims: int, in_channels: int, num_cla
     return FasterRCNN(spatial_dims, in_channels, num_classes, anchor_shapes, feature_map_scales, backbone, hidden=hidden)
 
 
-@register_model("retinanet", task="detection", default_lr=1e-3)
+@register_model("retinanet", task="detection", default_lr=1e-3, head=RETINANET_HEADS)
 def retinanet(**kwargs: Any) -> nn.Module:
     """RetinaNet (MONAI) on a small ResNet-10 + FPN, 2D or 3D."""
     return build_retinanet("resnet10", **kwargs)
 
 
-@register_model("retinanet_resnet18", task="detection", default_lr=1e-3)
+@register_model("retinanet_resnet18", task="detection", default_lr=1e-3, head=RETINANET_HEADS)
 def retinanet_resnet18(**kwargs: Any) -> nn.Module:
     """RetinaNet (MONAI) on ResNet-18 + FPN, 2D or 3D."""
     return build_retinanet("resnet18", **kwargs)
 
 
-@register_model("faster_rcnn", task="detection", default_lr=1e-3)
+@register_model("faster_rcnn", task="detection", default_lr=1e-3, head=FASTER_RCNN_HEADS)
 def faster_rcnn(**kwargs: Any) -> nn.Module:
     """Faster R-CNN (RPN, RoI align, box head) on a small ResNet-10 + FPN, 2D or 3D."""
     return build_faster_rcnn("resnet10", **kwargs)
 
 
-@register_model("faster_rcnn_resnet18", task="detection", default_lr=1e-3)
+@register_model("faster_rcnn_resnet18", task="detection", default_lr=1e-3, head=FASTER_RCNN_HEADS)
 def faster_rcnn_resnet18(**kwargs: Any) -> nn.Module:
     """Faster R-CNN (RPN, RoI align, box head) on ResNet-18 + FPN, 2D or 3D."""
     return build_faster_rcnn("resnet18", **kwargs)

@@ -1,0 +1,77 @@
+"""`medsight evaluate RUN RUN ...`: several runs (folds, seeds) of one task evaluated as an ensemble.
+
+Each member is evaluated on its own first (RUN/eval/<split>/), then the members' probabilities are averaged
+and the task's own evaluation writes metrics.json, predictions and report.html for the ensemble, with
+every member's metrics beside its own in metrics.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from medsight.errors import MedsightError
+from medsight.jsonio import load_json, save_json
+
+SUPPORTED = ("classification", "segmentation")
+
+
+class MeanProbabilities(nn.Module):
+    """Several networks as one: the log of their mean softmax (multi-label: the logit of their mean sigmoid).
+
+    Tasks turn outputs into probabilities with softmax or sigmoid, which undo these, so the task code sees
+    exactly the averaged probabilities and needs no ensemble branch.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], multilabel: bool = False):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.multilabel = multilabel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squash = torch.sigmoid if self.multilabel else (lambda logits: torch.softmax(logits, dim=1))
+        # float64: the round trip through log (logit) and softmax (sigmoid) then loses nothing visible in float32
+        mean = torch.stack([squash(m(x).double()) for m in self.members]).mean(0)
+        tiny = torch.finfo(torch.float64).tiny
+        if self.multilabel:
+            mean = mean.clamp(tiny, 1 - 1e-16)
+            return torch.log(mean) - torch.log1p(-mean)
+        return torch.log(mean.clamp_min(tiny))
+
+
+def default_out(first_run: str | Path, split: str) -> Path:
+    return Path(first_run) / "eval" / f"{split}-ensemble"
+
+
+def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
+                      out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
+    from medsight.api import evaluate, load_run, read_dataset
+    from medsight.inference.ensemble import EnsembleRun, check_members
+
+    loaded = [load_run(r) for r in runs]
+    task = loaded[0][1]
+    if task.info.get("task") not in SUPPORTED:
+        raise MedsightError(loaded[0][0].path, f"ensemble evaluation supports {', '.join(SUPPORTED)} runs, "
+                                               f"not {task.info.get('task')}")
+    adapters = check_members([(run, member_task) for run, member_task, _ in loaded])
+    networks = [model if adapter is None else nn.Sequential(adapter, model) for (_, _, model), adapter in zip(loaded, adapters)]
+    model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
+    run = EnsembleRun([r for r, _, _ in loaded])
+    config = run.load_config()
+    source = data or config.data
+    _, dataset = read_dataset(source, config.seed, config.fold)
+    if split not in dataset.splits:
+        raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
+    members = [{"run": str(Path(r).resolve()), "metrics": evaluate(r, data=data, split=split)["metrics"]} for r in runs]
+    out_dir = Path(out) if out else default_out(runs[0], split)
+    result = task.evaluate(run, model, dataset, split, out_dir)
+    metrics_path = out_dir / "metrics.json"
+    written = load_json(metrics_path)
+    written["ensemble"] = {"runs": [m["run"] for m in members], "combine": "mean of the members' probabilities"}
+    written["members"] = members
+    save_json(metrics_path, written)
+    return {**result, "ensemble": written["ensemble"], "members": members}
