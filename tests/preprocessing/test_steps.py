@@ -146,7 +146,8 @@ def test_segmentation_plan_chooses_steps_from_the_data():
     by_name = {s["name"]: s for s in padded}
     assert [s["name"] for s in padded] == ["crop_nonzero", "n4_bias_field", "denoise", "clahe", "resample", "normalize"]
     assert by_name["crop_nonzero"]["enabled"]  # 36% of the pixels are padding
-    assert by_name["n4_bias_field"]["enabled"] and by_name["n4_bias_field"]["channels"] == [0]  # not ADC
+    # offered on the MR channel (not ADC), but off until a benchmark shows that it helps
+    assert not by_name["n4_bias_field"]["enabled"] and by_name["n4_bias_field"]["channels"] == [0]
     assert not by_name["denoise"]["enabled"] and not by_name["clahe"]["enabled"]
     full = {s["name"]: s for s in preprocessing_steps(["CT"], 2, shapes, shapes)}
     assert not full["crop_nonzero"]["enabled"] and not full["n4_bias_field"]["enabled"]
@@ -237,10 +238,10 @@ def test_hand_edited_steps_are_honoured_by_the_cache_and_by_predict(tmp_path, ca
     run = tmp_path / "run"
     planned = api.plan(data, run)
     chosen = {s["name"]: s["enabled"] for s in planned["preprocessing"]["steps"]}
-    assert chosen["crop_nonzero"] and chosen["n4_bias_field"] and not chosen["denoise"]
+    assert chosen["crop_nonzero"] and not chosen["n4_bias_field"] and not chosen["denoise"]
     _, dataset = api.read_dataset(data)
     key_as_planned = cache_key(dataset, planned)
-    plan = edit_steps(run, n4_bias_field=False, denoise=True)
+    plan = edit_steps(run, n4_bias_field=True, denoise=True)
     assert cache_key(dataset, plan) != key_as_planned  # other steps, other cache
 
     api.train(data, run, epochs=1, model="dynunet_tiny")

@@ -5,8 +5,8 @@ spacing (median, with nnU-Net's anisotropy rule), normalisation (CT: clip to the
 percentiles and z-score with its statistics; other modalities: per-case z-score), patch size from the median
 shape under a voxel budget, network topology (pooling per axis while the feature map stays >= 4 voxels and
 the axis is not much coarser than the finest one), batch size from a batch voxel budget. Preprocessing steps
-(medsight.data.steps): crop to the non-zero region in 3D (nnU-Net) or where it saves pixels in 2D, N4 on the
-MR channels, denoising and CLAHE offered but off, then resampling and normalisation.
+(medsight.data.steps): crop to the non-zero region in 3D (nnU-Net) or where it saves pixels in 2D, N4 (on the
+MR channels), denoising and CLAHE offered but off, then resampling and normalisation.
 """
 
 from __future__ import annotations
@@ -140,8 +140,10 @@ def preprocessing_steps(modalities: Sequence[str], dims: int, shapes: np.ndarray
     return planned_steps("segmentation", {
         "crop_nonzero": (crop, f"{'3D: nnU-Net crops' if dims == 3 else '2D'}; the non-zero box removes "
                                f"{saving:.0%} of the voxels"),
-        "n4_bias_field": (bool(mri), "MR channels (dataset.json) carry a coil bias field" if mri
-                          else "no MR channel in dataset.json")},
+        # offered on the MR channels but off: nnU-Net reaches its results without it, and no benchmark here has
+        # shown it to help yet (benchmarks/preprocessing); a scan with a visible coil bias is the case to switch it on
+        "n4_bias_field": (False, "off until measured to help; set enabled for MR scans with a visible coil bias"
+                          if mri else "no MR channel in dataset.json")},
         n4_bias_field={"channels": mri or list(range(len(modalities))), "shrink_factor": shrink})
 
 

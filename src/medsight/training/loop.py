@@ -30,7 +30,7 @@ WARMUP_FRACTION = 1.0  # the first epoch warms the learning rate up linearly
 def learning_rate(base: float, epoch: int, step: int, steps_per_epoch: int, planned_epochs: int) -> float:
     """Linear warm-up over the first epoch, then cosine decay to 1% of base by the last planned epoch.
 
-    The first epoch does not depend on planned_epochs, so a --minutes budget can fix the plan after it.
+    The first epoch does not depend on planned_epochs, so a --minutes budget can plan the rest after it.
     """
     progress_in_epoch = step / max(1, steps_per_epoch)
     if epoch == 0:
@@ -121,7 +121,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     base_lr = config.learning_rate or get_entry(config.model).default_lr
     optimizer = task.optimizer(model, base_lr, config.weight_decay, groups)
     progress: dict[str, Any] = {
-        "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)), "planned_fixed": config.minutes is None,
+        "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)),
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
     }
     if ctx.is_main:
@@ -191,13 +191,15 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         row["seconds"], row["lr"] = seconds, lr
         progress["log"].append(row)
         progress["epoch"] = epoch + 1
-        if not progress["planned_fixed"]:
-            # --minutes: after the first epoch the number of epochs that fit the budget is fixed for good
-            fit_in_budget = max(1, int(budget / max(seconds, 1e-6)))
+        if budget is not None:
+            # --minutes: the epochs that fit the budget are re-estimated after every epoch from the mean epoch time,
+            # so a machine that slows down (shared cores) shortens the schedule, and the learning rate still
+            # decays to its floor, instead of the budget cutting the run off half-way down the cosine
+            mean_seconds = progress["elapsed"] / progress["epoch"]
+            fit_in_budget = max(progress["epoch"], int(budget / max(mean_seconds, 1e-6)))
             planned = min(config.epochs, fit_in_budget) if config.epochs else fit_in_budget
             # rank 0's clock decides for all: ranks that planned different epoch counts would wait on each other forever
             progress["planned_epochs"] = ctx.broadcast(planned)
-            progress["planned_fixed"] = True
         if ctx.is_main:
             # checkpoint first: a kill or a full disk in between leaves log.csv one epoch behind, never ahead
             save_checkpoint(run.checkpoint_path, {
