@@ -142,6 +142,13 @@ def run_command(args: argparse.Namespace) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # a DDP worker leaves without interpreter teardown: the run folder is complete and written atomically,
+            # and tearing down gloo's threads at exit aborts a worker now and then (SIGABRT, "terminate called
+            # without an active exception"), which torchrun would report as a failed run
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     elif args.command == "pretrain":
         summary = api.pretrain(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
                                seed=args.seed, resume=args.resume, batch_size=args.batch_size,

@@ -26,6 +26,10 @@ def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
     return "resnet18_half"
 
 
+MIN_STEPS_PER_EPOCH = 16
+EMA_EPOCHS = 2
+
+
 def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
     voxels = int(np.prod(input_size))
     budget = 128 * 28 * 28 if spatial_dims == 2 else 32 * 28**3
@@ -97,6 +101,8 @@ class ClassificationTask(Task):
         plan["normalization"]["std"] = [float(max(v.std(), 1e-6)) for v in per_channel]
         counts = dataset.class_counts(train)
         batch = default_batch_size(dataset.spatial_dims, input_size)
+        while batch > 8 and len(train) // batch < MIN_STEPS_PER_EPOCH:
+            batch //= 2  # a small data set still gets enough optimiser steps (and EMA updates) per epoch
         steps_per_epoch = max(1, len(train) // batch)
         return {
             "task": "classification",
@@ -111,6 +117,8 @@ class ClassificationTask(Task):
             "batch_size": batch,
             # about 3000 optimiser steps in all, at least 10 and at most 200 epochs
             "epochs": int(np.clip(3000 // steps_per_epoch, 10, 200)),
+            # the weights validated and kept are an average over about the last EMA_EPOCHS epochs of steps
+            "ema_decay": float(np.clip(1.0 - 1.0 / (EMA_EPOCHS * steps_per_epoch), 0.9, 0.999)),
             "model": default_model(dataset.spatial_dims, input_size),
             "augment": {"flip_axes": [1] if dataset.spatial_dims == 2 else [0, 1, 2], "rotate_degrees": 15.0,
                         "scale": [0.9, 1.1], "translate": 0.1, "brightness": 0.1, "contrast": [0.9, 1.1],

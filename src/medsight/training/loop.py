@@ -92,6 +92,19 @@ def remove_stale_temporaries(run: RunFolder) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def averaged_weights(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights (and BatchNorm statistics), or None when decay is 0.
+
+    The average is what is validated, chosen and saved: on small data sets it is much less noisy from epoch to
+    epoch than the last step's weights, so the epoch picked on a small validation split is less of a lottery.
+    """
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -120,6 +133,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     groups = prepare_transfer(model, config, run, resume and run.checkpoint_path.is_file(), ctx.is_main, say)
     base_lr = config.learning_rate or get_entry(config.model).default_lr
     optimizer = task.optimizer(model, base_lr, config.weight_decay, groups)
+    ema = averaged_weights(model, float(task.plan.get("ema_decay") or 0.0))
     progress: dict[str, Any] = {
         "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)),
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
@@ -130,6 +144,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         checkpoint = load_checkpoint(run.checkpoint_path)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if ema is not None and "ema" in checkpoint:
+            ema.load_state_dict(checkpoint["ema"])
         progress.update(checkpoint["progress"])
         if progress["epoch"] < progress["planned_epochs"]:
             say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
@@ -165,6 +181,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(_unwrap(model))
             losses.append(loss.item())
         train_loss = ctx.mean(float(np.mean(losses)) if losses else float("nan"))
 
@@ -173,9 +191,11 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
             metrics = None
             if ctx.is_main:
+                validated = _unwrap(model) if ema is None else ema.module
                 model.eval()
+                validated.eval()
                 with torch.no_grad():
-                    metrics = task.validate(_unwrap(model), dataset, val_idx)
+                    metrics = task.validate(validated, dataset, val_idx)
             metrics = ctx.broadcast(metrics)
             row.update({k: v for k, v in metrics.items() if k != "score"})
             score = float(metrics["score"])
@@ -185,7 +205,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         if improved:
             progress["best_score"], progress["best_epoch"] = score, epoch + 1
             if ctx.is_main:
-                run.save_weights(_unwrap(model).state_dict())
+                run.save_weights((_unwrap(model) if ema is None else ema.module).state_dict())
         seconds = time.perf_counter() - started
         progress["elapsed"] += seconds
         row["seconds"], row["lr"] = seconds, lr
@@ -202,9 +222,10 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             progress["planned_epochs"] = ctx.broadcast(planned)
         if ctx.is_main:
             # checkpoint first: a kill or a full disk in between leaves log.csv one epoch behind, never ahead
-            save_checkpoint(run.checkpoint_path, {
-                "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
-            })
+            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
@@ -225,5 +246,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         with torch.no_grad():
             state = task.finish_training(best, dataset, val_idx)
         run.save_state({**state, "training": summary})
+    # the other ranks wait for rank 0 to finish: a gloo group torn down on one side while the other still holds
+    # it can abort the process that leaves first ("terminate called without an active exception")
+    ctx.barrier()
     ctx.close()
     return summary
