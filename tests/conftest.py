@@ -12,6 +12,15 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for a test: on the shared, oversubscribed CPUs two threads were ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """shared_data(relative) -> a real data set beside the project; the test skips where it is absent."""

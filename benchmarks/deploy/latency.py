@@ -9,6 +9,11 @@ with an in-process monotonic clock; outputs are compared on every image.
 
 With --plan the network the plan names is built (seeded weights) and timed on standard-normal inputs of the
 planned input or patch shape, one patch per call (a sliding-window prediction makes many such calls).
+
+    python benchmarks/deploy/latency.py --detection-run RUN --threads 1 --images 16 --repeats 40 --warmup 5
+
+With --detection-run a trained detector is timed on real prepared images of its validation split: its dense
+part (what ONNX runs), and the dense part followed by the detector's own postprocess (shared by both engines).
 """
 
 from __future__ import annotations
@@ -56,25 +61,23 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def time_engines(model, session, inputs: torch.Tensor, repeats: int, warmup: int) -> dict:
-    name = session.get_inputs()[0].name
-    arrays = [x[None].numpy() for x in inputs]
-    tensors = [x[None] for x in inputs]
+def time_engines(run_torch, run_onnx, count: int, repeats: int, warmup: int) -> dict:
+    """Median and p10-p90 per engine of ``run_<engine>(k)`` (input k), the engines alternating call by call."""
     with torch.inference_mode():
         for i in range(warmup):
-            model(tensors[i % len(tensors)])
-            session.run(None, {name: arrays[i % len(arrays)]})
+            run_torch(i % count)
+            run_onnx(i % count)
         torch_ms, onnx_ms = [], []
         for i in range(repeats):
-            k = i % len(tensors)
+            k = i % count
             order = ("torch", "onnx") if i % 2 == 0 else ("onnx", "torch")  # no engine always runs first
             for engine in order:
                 start = time.perf_counter()
                 if engine == "torch":
-                    model(tensors[k])
+                    run_torch(k)
                     torch_ms.append((time.perf_counter() - start) * 1e3)
                 else:
-                    session.run(None, {name: arrays[k]})
+                    run_onnx(k)
                     onnx_ms.append((time.perf_counter() - start) * 1e3)
     pair_ratio = [t / o for t, o in zip(torch_ms, onnx_ms)]
     return {
@@ -85,6 +88,15 @@ def time_engines(model, session, inputs: torch.Tensor, repeats: int, warmup: int
     }
 
 
+def time_network(model, session, inputs: torch.Tensor, repeats: int, warmup: int) -> dict:
+    """One network on one image per call, PyTorch against onnxruntime."""
+    name = session.get_inputs()[0].name
+    arrays = [x[None].numpy() for x in inputs]
+    tensors = [x[None] for x in inputs]
+    return time_engines(lambda k: model(tensors[k]), lambda k: session.run(None, {name: arrays[k]}), len(tensors),
+                        repeats, warmup)
+
+
 def agreement(model, session, inputs: torch.Tensor) -> dict:
     name = session.get_inputs()[0].name
     with torch.inference_mode():
@@ -92,6 +104,59 @@ def agreement(model, session, inputs: torch.Tensor) -> dict:
     got = np.concatenate([session.run(None, {name: x[None].numpy()})[0] for x in inputs])
     return {"max_abs_diff": float(np.abs(expected - got).max()),
             "argmax_agreement": float((expected.argmax(1) == got.argmax(1)).mean()), "inputs": len(inputs)}
+
+
+def onnx_heads(session, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The exported dense part on onnxruntime, as the tensors the detector's postprocess takes."""
+    outputs = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x.numpy())})
+    return tuple(torch.from_numpy(o) for o in outputs)
+
+
+def time_detection(run_path: Path, threads: list[int], images: int, repeats: int, warmup: int) -> list[dict]:
+    """A trained detection run on real prepared validation images, one per call: the dense part alone, and
+    dense part + the detector's shared postprocess (what predict runs per window), PyTorch against onnxruntime."""
+    import onnxruntime as ort
+
+    from medsight.api import load_run
+    from medsight.export.onnx import check_inputs, export_model
+
+    run, task, detector = load_run(run_path)
+    inputs, source = check_inputs(run, task, images)
+    dense = task.export_module(detector)
+    tensors = [x[None] for x in inputs]
+    sizes = [list(inputs.shape[2:])]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_model(dense, inputs[:1], path, spatial_dynamic=True)
+        for count in threads:
+            torch.set_num_threads(count)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = count
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            stages = {
+                "dense": (lambda k: dense(tensors[k]), lambda k: onnx_heads(session, tensors[k])),
+                "end_to_end": (lambda k: detector.postprocess(dense(tensors[k]), sizes),
+                               lambda k: detector.postprocess(onnx_heads(session, tensors[k]), sizes)),
+            }
+            with torch.inference_mode():
+                head_diff = max(float((a - b).abs().max()) for x in tensors
+                                for a, b in zip(dense(x), onnx_heads(session, x)))
+                boxes = task.export_agreement(detector, lambda x: onnx_heads(session, x), inputs)
+            row = {"model": f"{run.load_config().model} ({run.path.name})", "input": [1, *inputs.shape[1:]],
+                   "inputs": source, "threads": count,
+                   **{stage: time_engines(*calls, len(tensors), repeats, warmup) for stage, calls in stages.items()},
+                   "agreement": {"max_abs_diff_head_outputs": head_diff, **boxes}}
+            rows.append(row)
+            for stage in stages:
+                r = row[stage]
+                print(f"{row['model']} {stage} threads={count}: torch {r['torch_ms']['median']:.1f} ms, onnxruntime "
+                      f"{r['onnx_ms']['median']:.1f} ms, speedup {r['speedup_median']:.2f}x "
+                      f"(paired {r['speedup_paired_median']:.2f}x)", flush=True)
+            print(f"max |diff| of head outputs {head_diff:.1e}; boxes agree on {boxes['cases_agreeing']}/{boxes['cases']} "
+                  f"images ({boxes['boxes_torch']} boxes)", flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -109,11 +174,16 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--plan", type=Path, help="time the network of this plan.json instead (any task)")
+    parser.add_argument("--detection-run", type=Path, help="time this trained detection run instead (dense part "
+                                                             "and dense part + postprocess, real validation images)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("latency.json"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
     results = []
-    for size in args.sizes if args.plan is None else [None]:
+    if args.detection_run is not None:
+        results = time_detection(args.detection_run, args.threads, args.images, args.repeats, args.warmup)
+    for size in [] if args.detection_run is not None else args.sizes if args.plan is None else [None]:
         torch.manual_seed(0)
         if args.plan is None:
             name = args.model
@@ -132,7 +202,7 @@ def main(argv=None) -> int:
                 options.inter_op_num_threads = 1
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 row = {"model": name, "input": [1, *inputs.shape[1:]], "threads": threads,
-                       **time_engines(model, session, inputs, args.repeats, args.warmup),
+                       **time_network(model, session, inputs, args.repeats, args.warmup),
                        "agreement": agreement(model, session, inputs)}
                 results.append(row)
                 print(f"{name} {list(inputs.shape[1:])} threads={threads}: torch {row['torch_ms']['median']:.2f} ms, "
@@ -141,7 +211,7 @@ def main(argv=None) -> int:
                       flush=True)
     report = {"command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
               "cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),
-              "load_average_at_end": os.getloadavg(), "torch": torch.__version__, "onnxruntime": ort.__version__,
+              "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "torch": torch.__version__, "onnxruntime": ort.__version__,
               "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

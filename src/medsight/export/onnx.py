@@ -1,10 +1,12 @@
 """Export a run's network to ONNX and prove it computes what PyTorch computes.
 
 RUN/export/model.onnx has a dynamic batch axis (and dynamic spatial axes when the network is fully
-convolutional: its output keeps the input's spatial shape). It is checked with onnxruntime against PyTorch
+convolutional: its outputs follow the input's spatial shape, each at a fixed stride). It is checked with onnxruntime against PyTorch
 on real cases of the run's validation split (read from dataset.json "source"), or on synthetic inputs of the
 planned shape when the data set is not there; RUN/export/export.json records the opset, the inputs used,
-the largest absolute difference and whether it stays within the fp32 tolerance.
+the largest absolute difference and whether it stays within the fp32 tolerance. A task whose network ends in
+Python post-processing exports its tensor part (``export_module``) and compares what that post-processing
+makes of either engine's outputs (``export_agreement``: detection's boxes).
 """
 
 from __future__ import annotations
@@ -106,19 +108,34 @@ class _Flat(nn.Module):
 GROWTH = (16, 32, 64)
 
 
-def other_spatial_shape(model: nn.Module, example: torch.Tensor) -> tuple[int, ...] | None:
-    """For fully convolutional networks, a larger input shape that runs and keeps its size; else None."""
-    with torch.no_grad():
-        first = flat_outputs(model(example[:1]))[0]
-        if first.ndim != example.ndim or tuple(first.shape[2:]) != tuple(example.shape[2:]):
+def output_strides(outputs: list[torch.Tensor], example: torch.Tensor) -> list[tuple[int, ...]] | None:
+    """Per output, the whole stride at which its spatial axes follow the input's; None when one does not."""
+    strides = []
+    for output in outputs:
+        if output.ndim != example.ndim:
             return None
-        for growth in GROWTH:
+        pairs = list(zip(example.shape[2:], output.shape[2:]))
+        if any(out == 0 or size % out for size, out in pairs):
+            return None
+        strides.append(tuple(size // out for size, out in pairs))
+    return strides
+
+
+def other_spatial_shape(model: nn.Module, example: torch.Tensor, divisor: int | None = None) -> tuple[int, ...] | None:
+    """For fully convolutional networks, a larger input shape that runs with outputs at the same strides
+    (a segmentation map at stride 1, a detector's per-level maps at theirs); else None."""
+    with torch.no_grad():
+        strides = output_strides(flat_outputs(model(example[:1])), example)
+        if strides is None:
+            return None
+        # a detector pads its inputs to multiples of its size divisor: grow by that first
+        for growth in ((int(divisor),) if divisor else ()) + GROWTH:
             bigger = torch.zeros((1, example.shape[1], *[s + growth for s in example.shape[2:]]))
             try:
-                second = flat_outputs(model(bigger))[0]
+                grown = flat_outputs(model(bigger))
             except RuntimeError:
                 continue
-            if tuple(second.shape[2:]) == tuple(bigger.shape[2:]):
+            if output_strides(grown, bigger) == strides:
                 return tuple(bigger.shape[1:])
     return None
 
@@ -150,9 +167,15 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
     with torch.no_grad():
         output_count = len(flat_outputs(model(example)))
     output_names = ["output"] if output_count == 1 else [f"output{i}" for i in range(output_count)]
-    # a fully convolutional network's outputs follow the input's spatial size
-    dynamic_output = dynamic_input if spatial_dynamic and output_count == 1 else {0: "batch"}
-    dynamic_axes = {INPUT_NAME: dynamic_input, **{name: dict(dynamic_output) for name in output_names}}
+    # a fully convolutional network's outputs follow the input's spatial size (several outputs: each its own)
+    if spatial_dynamic and output_count == 1:
+        dynamic_outputs = {output_names[0]: dict(dynamic_input)}
+    elif spatial_dynamic:
+        dynamic_outputs = {name: {0: "batch", **{axis: f"{name}_dim{axis - 2}" for axis in range(2, example.ndim)}}
+                           for name in output_names}
+    else:
+        dynamic_outputs = {name: {0: "batch"} for name in output_names}
+    dynamic_axes = {INPUT_NAME: dynamic_input, **dynamic_outputs}
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -184,9 +207,9 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     started = time.perf_counter()
     run, task, model = load_run(run_path, "cpu")
     hook = getattr(task, "export_module", None)  # tasks whose networks end in Python post-processing
-    model = _Flat(hook(model) if callable(hook) else model).eval()
+    full_model, model = model, _Flat(hook(model) if callable(hook) else model).eval()
     inputs, source = check_inputs(run, task, cases)
-    other_shape = other_spatial_shape(model, inputs[:1])
+    other_shape = other_spatial_shape(model, inputs[:1], task.plan.get("size_divisor"))
     spatial_dynamic = other_shape is not None
     target = run.export_dir / "model.onnx"
     output_names, dynamic_axes = export_model(model, inputs[:1], target, spatial_dynamic, opset)
@@ -199,6 +222,12 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
         other = torch.randn((2, *other_shape), generator=torch.Generator().manual_seed(1))
         checks["other_spatial_size"] = {"shape": list(other.shape), "max_abs_diff": max_abs_diff(model, session, other)[0]}
     worst = max(c["max_abs_diff"] for c in checks.values())
+    agreement = getattr(task, "export_agreement", None)  # what the task makes of the outputs (detection: boxes)
+    if callable(agreement):
+        from medsight.inference.engines import OnnxEngine
+
+        checks["final_outputs"] = agreement(full_model, OnnxEngine(target), inputs)
+    agrees = all(c.get("agree", True) for c in checks.values())
     result = {
         "format": "onnx", "path": str(target), "opset": int(onnx.load(str(target)).opset_import[0].version),
         "exporter": "torch.onnx.export (TorchScript)", "precision": "fp32", "input_name": INPUT_NAME,
@@ -206,13 +235,14 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
         "fully_convolutional": spatial_dynamic, "check_inputs": source, "checks": checks,
         # run before the model by the same code as training (medsight.data.steps, from RUN/plan.json)
         "preprocessing": step_settings(task.plan),
-        "max_abs_diff": worst, "tolerance": TOLERANCE_FP32, "passed": worst <= TOLERANCE_FP32,
+        "max_abs_diff": worst, "tolerance": TOLERANCE_FP32, "passed": worst <= TOLERANCE_FP32 and agrees,
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "seconds": round(time.perf_counter() - started, 2),
         "versions": {**software_versions(), "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
     save_json(run.export_dir / "export.json", result)
     if not result["passed"]:
         target.unlink()
-        raise MedsightError(run.export_dir / "export.json", f"the ONNX model differs from PyTorch by {worst:.2e} "
-                                                             f"(more than {TOLERANCE_FP32:.0e}); model.onnx removed")
+        why = (f"the ONNX model differs from PyTorch by {worst:.2e} (more than {TOLERANCE_FP32:.0e})" if worst > TOLERANCE_FP32
+               else f"the {task.name} results on ONNX outputs differ from those on PyTorch outputs")
+        raise MedsightError(run.export_dir / "export.json", f"{why}; model.onnx removed")
     return result

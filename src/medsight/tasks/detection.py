@@ -105,6 +105,22 @@ class DetectionTask(Task):
 
         return evaluate_detection(self, run, model, dataset, split, Path(out_dir))
 
+    # export (ONNX): the dense part, checked on prepared cases and by the boxes decoded from it ----------
+    def export_module(self, model: nn.Module) -> nn.Module:
+        from medsight.tasks.detection_export import export_module
+
+        return export_module(model)
+
+    def export_inputs(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
+        from medsight.tasks.detection_export import export_inputs
+
+        return export_inputs(self, dataset, indices)
+
+    def export_agreement(self, model: nn.Module, engine: Any, inputs: torch.Tensor) -> dict[str, Any]:
+        from medsight.tasks.detection_export import export_agreement
+
+        return export_agreement(model, engine, inputs)
+
     def predict_files(self, run, models, inputs, out_dir, explain=False):
         from medsight.tasks.detection_report import predict_detection
 

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from medsight.errors import MedsightError
 from medsight.models.detection.boxes import nms
+from medsight.models.detection.dense import detector_of
 from medsight.tasks.detection_data import pad_to, prepare_image
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
@@ -25,12 +26,21 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     return starts + [size - patch]
 
 
+def detections(model: Any, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """A detector's detections per image: a torch module's eval forward, or an ONNX engine's dense outputs
+    decoded by the PyTorch twin's ``postprocess`` (the same function that forward ends in)."""
+    if isinstance(model, nn.Module):
+        return model(x)
+    detector = detector_of(getattr(model, "torch_module", None))
+    if not callable(getattr(detector, "postprocess", None)):
+        raise MedsightError(None, f"{model!r} gives dense outputs but no PyTorch detector to decode them")
+    return detector.postprocess(model(x), [list(x.shape[2:])] * len(x))
+
+
 def run_network(model: Any, x: torch.Tensor) -> list[dict[str, np.ndarray]]:
     """A detector's eval output as numpy boxes / scores / labels per image."""
-    if not isinstance(model, nn.Module):
-        raise MedsightError(None, "detection predicts with the torch engine only (its post-processing is not in ONNX)")
     with torch.no_grad():
-        outputs = model(x)
+        outputs = detections(model, x)
     out = []
     for o in outputs:
         scores = o.get("scores", o.get("labels_scores"))

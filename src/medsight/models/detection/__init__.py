@@ -2,7 +2,8 @@
 
 Every builder takes the plan's ``spatial_dims, in_channels, num_classes, anchor_shapes, feature_map_scales,
 stem_stride, max_pool``; the model's ``forward(images, targets)`` returns a dict of losses in training and a
-list of ``{"boxes", "labels", "scores"}`` per image in eval. Boxes are corner boxes in array-axis order.
+list of ``{"boxes", "labels", "scores"}`` per image in eval, as ``postprocess(head(images), image_sizes)``
+(``dense.py``: the head is what ONNX runs). Boxes are corner boxes in array-axis order.
 """
 
 from __future__ import annotations

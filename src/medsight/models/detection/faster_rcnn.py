@@ -20,6 +20,7 @@ from monai.data.box_utils import box_iou, clip_boxes_to_image
 from monai.networks.layers.factories import Conv
 
 from medsight.models.detection.boxes import nms
+from medsight.models.detection.dense import anchor_images, input_shape_of
 from medsight.models.detection.monai_compat import IoUMatcher, ResNetFPN
 from medsight.models.detection.roi_align import roi_align
 
@@ -104,29 +105,49 @@ class FasterRCNN(nn.Module):
         self.level_sizes = [base * s for s in feature_map_scales]
 
     # ------------------------------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
-        image_shape = images.shape[2:]
-        maps = list(self.feature_extractor(images).values())[: self.num_levels]
-        anchors = self.anchor_generator(images, maps)
-        objectness, deltas = self.rpn(maps)
-        objectness = flatten_maps(objectness, 1).squeeze(-1)
-        deltas = flatten_maps(deltas, 2 * self.spatial_dims)
-        proposals = self.propose(anchors, objectness.detach(), deltas.detach(), image_shape, maps)
-        if self.training:
-            if targets is None:
-                raise ValueError("training needs targets")
-            rpn_losses = self.rpn_loss(anchors, objectness, deltas, targets)
-            return {**rpn_losses, **self.roi_loss(maps, proposals, targets, image_shape)}
-        return self.detect(maps, proposals, image_shape)
+    exported_part = "backbone + FPN + RPN heads (proposals, RoI align and the box head run after, in PyTorch)"
 
-    def propose(self, anchors, objectness, deltas, image_shape, maps) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
+        image_sizes = [list(images.shape[2:])] * len(images)
+        if not self.training:
+            return self.postprocess(self.head(images), image_sizes)
+        if targets is None:
+            raise ValueError("training needs targets")
+        maps, anchors, objectness, deltas = self.rpn_outputs(self.head(images))
+        proposals = self.propose(anchors, objectness.detach(), deltas.detach(), image_sizes, maps)
+        rpn_losses = self.rpn_loss(anchors, objectness, deltas, targets)
+        return {**rpn_losses, **self.roi_loss(maps, proposals, targets, images.shape[2:])}
+
+    def head(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The FPN maps, then per-level objectness (B, A, *S), then per-level RPN deltas (B, A*2D, *S)."""
+        maps = list(self.feature_extractor(images).values())[: self.num_levels]
+        objectness, deltas = self.rpn(maps)
+        return (*maps, *objectness, *deltas)
+
+    def rpn_outputs(self, head_outputs: Sequence[torch.Tensor]):
+        """The head's tuple -> FPN maps, anchors per image, flat objectness (B, N) and deltas (B, N, 2D)."""
+        levels = self.num_levels
+        maps = list(head_outputs[:levels])
+        input_shape = input_shape_of(maps[0], self.feature_extractor.strides[0])
+        anchors = self.anchor_generator(anchor_images(maps[0], input_shape), maps)
+        objectness = flatten_maps(head_outputs[levels:2 * levels], 1).squeeze(-1)
+        deltas = flatten_maps(head_outputs[2 * levels:], 2 * self.spatial_dims)
+        return maps, anchors, objectness, deltas
+
+    def postprocess(self, head_outputs: Sequence[torch.Tensor], image_sizes: Sequence[Sequence[int]]) -> list[dict]:
+        """Proposals (decoding, top-k, NMS), RoI align, the box head and final decoding and NMS."""
+        maps, anchors, objectness, deltas = self.rpn_outputs(head_outputs)
+        proposals = self.propose(anchors, objectness, deltas, image_sizes, maps)
+        return self.detect(maps, proposals, image_sizes)
+
+    def propose(self, anchors, objectness, deltas, image_sizes, maps) -> list[torch.Tensor]:
         """Decoded, clipped, per-level top-k, NMS'd proposals per image."""
         pre, post = self.pre_nms[0 if self.training else 1], self.post_nms[0 if self.training else 1]
         counts = [m.shape[2:].numel() * self.num_anchors for m in maps]
         proposals = []
         for b in range(objectness.shape[0]):
             boxes = self.rpn_coder.decode_single(deltas[b], anchors[b])
-            boxes, keep = clip_boxes_to_image(boxes, image_shape, remove_empty=True)
+            boxes, keep = clip_boxes_to_image(boxes, image_sizes[b], remove_empty=True)
             scores, levels = objectness[b][keep], torch.repeat_interleave(
                 torch.arange(len(counts), device=boxes.device), torch.tensor(counts, device=boxes.device))[keep]
             chosen = []
@@ -210,21 +231,22 @@ class FasterRCNN(nn.Module):
             box_loss = deltas.sum() * 0
         return {"roi_classification": cls_loss, "roi_box": box_loss}
 
-    def detect(self, maps, proposals, image_shape) -> list[dict[str, torch.Tensor]]:
+    def detect(self, maps, proposals, image_sizes) -> list[dict[str, torch.Tensor]]:
         d2 = 2 * self.spatial_dims
         if sum(len(p) for p in proposals) == 0:
             return [self._empty(maps[0]) for _ in proposals]
-        logits, deltas = self.box_head(self.pool(maps, proposals, image_shape))
+        input_shape = input_shape_of(maps[0], self.feature_extractor.strides[0])
+        logits, deltas = self.box_head(self.pool(maps, proposals, input_shape))
         probs = F.softmax(logits, -1)[:, 1:]
         deltas = deltas.view(len(deltas), self.num_classes, d2)
         results, start = [], 0
-        for props in proposals:
+        for props, image_size in zip(proposals, image_sizes):
             n = len(props)
             p, dl = probs[start:start + n], deltas[start:start + n]
             start += n
             boxes = self.roi_coder.decode_single(dl.reshape(-1, d2), props.repeat_interleave(self.num_classes, 0))
             scores, labels = p.reshape(-1), torch.arange(self.num_classes, device=p.device).repeat(n)
-            boxes, keep = clip_boxes_to_image(boxes, image_shape, remove_empty=True)
+            boxes, keep = clip_boxes_to_image(boxes, image_size, remove_empty=True)
             scores, labels = scores[keep], labels[keep]
             keep = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

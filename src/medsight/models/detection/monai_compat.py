@@ -5,7 +5,8 @@ MONAI's ``BackboneWithFPN`` wraps the ResNet in torchvision's ``IntermediateLaye
 ``RetinaNetDetector`` checks ``isinstance(matcher, torchvision Matcher)``. (Its box selector is also swapped for one with a faster NMS.) torchvision does not import beside
 the CPU build of torch, so: ``ResNetFPN`` runs the ResNet stages itself and feeds MONAI's
 ``FeaturePyramidNetwork`` (every layer is trained: there are no pretrained weights to freeze), ``IoUMatcher``
-is a self-contained threshold matcher, and ``MedsightRetinaNetDetector`` dispatches on it.
+is a self-contained threshold matcher, and ``MedsightRetinaNetDetector`` dispatches on it. The detector's
+eval forward is also split into ``head`` and ``postprocess`` (see ``dense.py``) so that ONNX can run the head.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import torch
 import torch.nn as nn
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 from monai.apps.detection.utils.ATSS_matcher import ATSSMatcher
+from monai.apps.detection.utils.detector_utils import preprocess_images
 from monai.data.box_utils import box_iou
 from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from monai.networks.nets import resnet
+
+from medsight.models.detection.dense import anchor_images, input_shape_of
 
 BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS = -1, -2
 
@@ -104,6 +108,35 @@ class MedsightRetinaNetDetector(RetinaNetDetector):
         self.box_selector = FastBoxSelector(box_overlap_metric=self.box_overlap_metric, score_thresh=score_thresh,
                                             topk_candidates_per_level=topk_candidates_per_level, nms_thresh=nms_thresh,
                                             detections_per_img=detections_per_img, apply_sigmoid=apply_sigmoid)
+
+    exported_part = "backbone + FPN + per-level classification and box regression heads"
+
+    def forward(self, input_images, targets=None, use_inferer: bool = False):
+        """Losses in training; in eval ``postprocess(head(images))``, the same decoding the ONNX engine runs."""
+        if self.training or use_inferer:
+            return super().forward(input_images, targets, use_inferer)
+        images, image_sizes = preprocess_images(input_images, self.spatial_dims, self.size_divisible)
+        return self.postprocess(self.head(images), image_sizes)
+
+    def head(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-level class logits (B, A*K, *S), then per-level box regressions (B, A*2D, *S)."""
+        outputs = self.network(images)
+        if isinstance(outputs, dict):
+            return (*outputs[self.cls_key], *outputs[self.box_reg_key])
+        return tuple(outputs)
+
+    def postprocess(self, head_outputs: Sequence[torch.Tensor], image_sizes: Sequence[Sequence[int]]) -> list[dict]:
+        """Anchors, box decoding, score threshold, top-k and NMS (MONAI's) on the head's outputs."""
+        levels = len(head_outputs) // 2
+        logits, regression = list(head_outputs[:levels]), list(head_outputs[levels:])
+        input_shape = input_shape_of(logits[0], self.network.feature_extractor.strides[0])
+        self.generate_anchors(anchor_images(logits[0], input_shape), {self.cls_key: logits})
+        reshaped = {self.cls_key: self._reshape_maps(logits), self.box_reg_key: self._reshape_maps(regression)}
+        locations = [m.shape[2:].numel() for m in logits]
+        found = self.postprocess_detections(reshaped, self.anchors, [list(s) for s in image_sizes], locations)
+        # both families answer {"boxes", "labels", "scores"} (MONAI names the scores "labels_scores")
+        return [{"boxes": f[self.target_box_key], "labels": f[self.target_label_key], "scores": f[self.pred_score_key]}
+                for f in found]
 
     def set_balanced_sampler(self, batch_size_per_image: int, positive_fraction: float) -> None:
         raise NotImplementedError("use set_hard_negative_sampler: the balanced sampler lives in torchvision")
