@@ -111,6 +111,9 @@ class ContrastivePretraining(ClassificationTask):
         from monai.losses import ContrastiveLoss
 
         super().configure(config.replace(balance="none"), dataset)
+        # no weight average: it serves to pick a supervised epoch on a small validation split, and PretrainNet's
+        # own state_dict naming (the downstream model's names) does not nest inside torch's AveragedModel
+        self.plan = {**self.plan, "ema_decay": 0.0}
         self.contrastive = ContrastiveLoss(temperature=TEMPERATURE)
         self.views = view_augment(self.plan)
 
