@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Sequence
 
 from medsight.errors import MedsightError
 
 BALANCE = ("none", "weights", "sampler", "focal", "smote")
+WORKER_FAILURE_DELAY_S = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     except MedsightError as exc:
         print(f"medsight: {exc}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) > 0:
+            # bad input fails every DDP rank at once; a worker that leaves last lets torchrun see rank 0's failure
+            # first, so the user reads rank 0's one line instead of the same line twice
+            time.sleep(WORKER_FAILURE_DELAY_S)
         return 2
     except OSError as exc:  # an output that cannot be written (read-only folder, full disk) outside atomic_write
         print(f"medsight: {exc.filename}: {exc.strerror}" if exc.filename else f"medsight: {exc}", file=sys.stderr)

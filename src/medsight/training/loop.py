@@ -134,6 +134,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     base_lr = config.learning_rate or get_entry(config.model).default_lr
     optimizer = task.optimizer(model, base_lr, config.weight_decay, groups)
     ema = averaged_weights(model, float(task.plan.get("ema_decay") or 0.0))
+    kept = model if ema is None else ema.module  # what is validated and saved (the bare module, never the DDP wrapper)
     progress: dict[str, Any] = {
         "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)),
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
@@ -191,11 +192,10 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
             metrics = None
             if ctx.is_main:
-                validated = _unwrap(model) if ema is None else ema.module
                 model.eval()
-                validated.eval()
+                kept.eval()
                 with torch.no_grad():
-                    metrics = task.validate(validated, dataset, val_idx)
+                    metrics = task.validate(kept, dataset, val_idx)
             metrics = ctx.broadcast(metrics)
             row.update({k: v for k, v in metrics.items() if k != "score"})
             score = float(metrics["score"])
@@ -205,7 +205,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         if improved:
             progress["best_score"], progress["best_epoch"] = score, epoch + 1
             if ctx.is_main:
-                run.save_weights((_unwrap(model) if ema is None else ema.module).state_dict())
+                run.save_weights(kept.state_dict())
         seconds = time.perf_counter() - started
         progress["elapsed"] += seconds
         row["seconds"], row["lr"] = seconds, lr
@@ -246,8 +246,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         with torch.no_grad():
             state = task.finish_training(best, dataset, val_idx)
         run.save_state({**state, "training": summary})
-    # the other ranks wait for rank 0 to finish: a gloo group torn down on one side while the other still holds
-    # it can abort the process that leaves first ("terminate called without an active exception")
+    # no rank tears the process group down while rank 0 still writes the run folder
     ctx.barrier()
     ctx.close()
     return summary
