@@ -14,6 +14,7 @@ hippocampus.sh does), so each arm's log.csv is a Dice-against-minutes curve. Arm
 
 Writes WORK/<arm>.json with the figures and the command. Usage:
 python benchmarks/segmentation/hippocampus_arms.py WORK MINUTES --arms scratch,pretrain [--pretrain-share 0.25]
+python benchmarks/segmentation/hippocampus_arms.py WORK 0 --report
 """
 
 from __future__ import annotations
@@ -94,6 +95,20 @@ def run_arm(work: Path, arm: str, minutes: float, share: float, iterations: int 
     return out
 
 
+def report(work: Path) -> str:
+    """A markdown table of the arms found in WORK (--report)."""
+    lines = ["| arm | model | epochs | best epoch | val Dice (mean) | anterior | posterior | training CPU min | wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for arm in MODELS:
+        path = work / f"{arm}.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            wall = r["train_wall_seconds"] + r.get("pretrain", {}).get("wall_seconds", 0)
+            lines.append(f"| {arm} | {r['model']} | {r['epochs']} | {r['best_epoch']} | {r['val_dice']:.3f} | "
+                         f"{r['val_anterior']:.3f} | {r['val_posterior']:.3f} | {r['total_cpu_minutes']:.1f} | {wall} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -101,7 +116,11 @@ def main() -> None:
     parser.add_argument("--arms", default="scratch")
     parser.add_argument("--pretrain-share", type=float, default=0.25)
     parser.add_argument("--iterations", type=int, default=50, help="iterations between validations")
+    parser.add_argument("--report", action="store_true", help="print the table of the arms already in WORK")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.work))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     command = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
     for arm in args.arms.split(","):
