@@ -14,7 +14,10 @@ def echo(line: str) -> None:
 
 
 def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
-    """Detect the format of data and read it with its task's reader: (task class, dataset)."""
+    """Detect the format of data and read it with its task's reader: (task class, dataset).
+
+    The splits depend on the data alone (medsight.data.splits); seed is the run's and does not move them.
+    """
     from medsight.io.detect import detect_format
     from medsight.tasks.base import get_task
 
@@ -25,19 +28,28 @@ def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
 
 def check(data: str | Path) -> dict[str, Any]:
     """Validate a data set and describe it (format, task, cases, classes, shapes, spacing)."""
+    from medsight.evaluation.leaks import split_leaks
+
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)
     if callable(validate):
         validate()  # reads every file, so a corrupt one is found now rather than mid-training
-    return dataset.summary()
+    summary = dataset.summary()
+    warnings = split_leaks(dataset)
+    for line in warnings:
+        echo(f"medsight: warning: {line}")
+    return {**summary, "warnings": warnings} if warnings else summary
 
 
 def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
     """Fingerprint the data set and write RUN/plan.json."""
     from medsight.run import RunFolder
 
+    from medsight.data.splits import planning_view, save_generated
+
     task_cls, dataset = read_dataset(data, seed, fold)
-    result = task_cls.make_plan(dataset)
+    save_generated(dataset, echo)
+    result = task_cls.make_plan(planning_view(dataset))
     run = RunFolder(out)
     run.path.mkdir(parents=True, exist_ok=True)
     run.save_plan(result)
@@ -80,14 +92,18 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
 
             init_weights_path(init)  # a wrong --init fails before any work
             init = str(Path(init).resolve())
+        from medsight.data.splits import planning_view, save_generated
+
         task_cls, dataset = read_dataset(data, seed, fold)
         is_main = DistContext.from_env().is_main
+        if is_main:
+            save_generated(dataset, echo)
         if run.plan_path.is_file():
             result_plan = run.load_plan()
             if result_plan.get("task") != task_cls.name:
                 raise MedsightError(run.plan_path, f"is a {result_plan.get('task')} plan but {data} is a {task_cls.name} data set")
         else:
-            result_plan = task_cls.make_plan(dataset)
+            result_plan = task_cls.make_plan(planning_view(dataset))  # every fold's cases: folds share one plan
             if is_main:
                 run.path.mkdir(parents=True, exist_ok=True)
                 run.save_plan(result_plan)
@@ -154,11 +170,22 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
     run, task, model = load_run(run_path)
     config = run.load_config()
+    dataset = evaluation_data(config, data)
     source = data or config.data
-    _, dataset = read_dataset(source, config.seed, config.fold)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+
+
+def evaluation_data(config, data: str | Path | None = None):
+    """The data set a run is evaluated on: its own (with its splits), or a folder given as a test set."""
+    from medsight.data.splits import as_test_set
+
+    if data is None or Path(data).resolve() == Path(config.data).resolve():
+        return read_dataset(config.data, config.seed, config.fold)[1]
+    _, dataset = read_dataset(data, config.seed, 0)
+    as_test_set(dataset)  # every case is scored, unless the folder names its own test split
+    return dataset
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",

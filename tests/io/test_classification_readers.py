@@ -62,7 +62,7 @@ def test_medmnist_without_val_gets_a_seeded_stratified_split(tmp_path):
     first = read_medmnist(write_npz(tmp_path / "a.npz", **arrays))
     second = read_medmnist(write_npz(tmp_path / "b.npz", **arrays))
     assert np.array_equal(first.splits["val"], second.splits["val"])
-    assert len(first.splits["val"]) == 15 and not set(first.splits["val"]) & set(first.splits["train"])
+    assert len(first.splits["val"]) == 20 and not set(first.splits["val"]) & set(first.splits["train"])
     labels = first.labels
     assert abs(labels[first.splits["val"]].mean() - labels[first.splits["train"]].mean()) < 0.15
 
@@ -126,7 +126,8 @@ def test_image_folder_without_splits_is_split_for_the_user(tmp_path):
             save_png(root / name / f"{i}.png", rng.integers(0, 255, (16, 16), dtype=np.uint8))
     data = read_classification(root, "imagefolder")
     sizes = {k: len(v) for k, v in data.splits.items()}
-    assert sizes == {"train": 28, "test": 8, "val": 4}  # 20% then 15% of each class, rounded
+    assert sizes == {"train": 25, "test": 8, "val": 7}  # a fifth for test, then one of five folds of the rest
+    assert np.bincount(data.labels[data.splits["test"]]).tolist() == [4, 4]  # stratified by class
     everything = np.concatenate(list(data.splits.values()))
     assert len(np.unique(everything)) == 40
 

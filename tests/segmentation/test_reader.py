@@ -31,15 +31,17 @@ def test_reads_nnunet_folder_with_geometry(tiny3d: Path):
     case = dataset.load_case(0)
     assert case.image.shape == (1, 16, 16, 16) and case.label.shape == (16, 16, 16)
     assert set(np.unique(case.label)) == {0, 1, 2}
-    assert dataset.info()["fold"] == 0 and set(dataset.info()["splits"]) == {"train", "val"}
+    assert dataset.info()["fold"] == 0 and set(dataset.info()["splits"]) <= {"train", "val", "test"}
 
 
-def test_fold_split_is_seeded_and_disjoint(tmp_path: Path, make_folder):
-    root = make_folder(tmp_path / "d", cases=10)
-    folds = [read_segmentation(root, seed=3, fold=k) for k in range(NUM_FOLDS)]
+def test_folds_are_fixed_and_disjoint(tmp_path: Path, make_folder):
+    root = make_folder(tmp_path / "d", cases=12)
+    folds = [read_segmentation(root, fold=k) for k in range(NUM_FOLDS)]
     vals = [set(f.info()["splits"]["val"]) for f in folds]
-    assert set().union(*vals) == {f"case_{k}" for k in range(10)} and sum(len(v) for v in vals) == 10
-    again = read_segmentation(root, seed=3, fold=2)
+    test = set(folds[0].info()["splits"]["test"])
+    assert all(set(f.info()["splits"]["test"]) == test for f in folds) and len(test) in (2, 3)
+    assert set().union(*vals) | test == {f"case_{k}" for k in range(12)} and sum(len(v) for v in vals) == 12 - len(test)
+    again = read_segmentation(root, fold=2)
     assert again.info()["splits"] == folds[2].info()["splits"]
     with pytest.raises(MedsightError, match="--fold"):
         read_segmentation(root, fold=5)

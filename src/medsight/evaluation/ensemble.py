@@ -49,7 +49,7 @@ def default_out(first_run: str | Path, split: str) -> Path:
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
                       out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
-    from medsight.api import evaluate, load_run, read_dataset
+    from medsight.api import evaluate, evaluation_data, load_run
     from medsight.inference.ensemble import EnsembleRun, check_members
 
     loaded = [load_run(r) for r in runs]
@@ -63,7 +63,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
     source = data or config.data
-    _, dataset = read_dataset(source, config.seed, config.fold)
+    dataset = evaluation_data(config, data)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     members = [{"run": str(Path(r).resolve()), "metrics": evaluate(r, data=data, split=split)["metrics"]} for r in runs]

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from medsight.data.splits import assign_splits
 from medsight.errors import MedsightError
 from medsight.tasks.base import TaskDataset
 
@@ -64,7 +65,7 @@ class ClassificationDataset(TaskDataset):
         return {**super().info(), "multilabel": self.multilabel, "ordinal": self.ordinal}
 
 
-def read_medmnist(path: Path) -> ClassificationDataset:
+def read_medmnist(path: Path, fold: int = 0) -> ClassificationDataset:
     """Read a MedMNIST .npz (train/val/test images and labels; 2D grey or RGB, or 3D)."""
     path = Path(path)
     if path.is_dir():
@@ -128,13 +129,20 @@ def read_medmnist(path: Path) -> ClassificationDataset:
     if "label_names" in keys:  # optional: class names stored beside the arrays (medsight's synthetic sets)
         names = [str(v) for v in np.atleast_1d(_read_array(archive, "label_names", path))]
     classes = names if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
-    if "val" not in splits:
-        splits = carve_validation(splits, label_array if not multilabel else None, seed=0)
-    return ClassificationDataset(
+    dataset = ClassificationDataset(
         path=path, format="medmnist", task="classification", spatial_dims=spatial_dims, splits=splits,
         case_ids=case_ids, channels=channels, classes=classes, labels=label_array, images=stacked,
         multilabel=multilabel, ordinal=stem in MEDMNIST_ORDINAL,
     )
+    assign_splits(dataset, class_strata(dataset), fold)
+    return dataset
+
+
+def class_strata(dataset: ClassificationDataset) -> list[str]:
+    """The stratum of each case: its class (multi-label: its combination of labels)."""
+    if dataset.multilabel:
+        return ["".join(str(int(v)) for v in row) for row in dataset.labels]
+    return [str(int(v)) for v in dataset.labels]
 
 
 def _read_array(archive, key: str, path: Path) -> np.ndarray:
@@ -143,18 +151,3 @@ def _read_array(archive, key: str, path: Path) -> np.ndarray:
         return archive[key]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise MedsightError(path, f"array {key} is truncated or corrupt ({exc})") from None
-
-
-def carve_validation(splits: dict[str, np.ndarray], labels: np.ndarray | None, seed: int,
-                     fraction: float = 0.15, name: str = "val") -> dict[str, np.ndarray]:
-    """Take a seeded, stratified split (validation by default) out of train when the data set has none."""
-    rng = np.random.default_rng(seed)
-    train = splits["train"]
-    val_parts, train_parts = [], []
-    groups = [train] if labels is None else [train[labels[train] == c] for c in np.unique(labels[train])]
-    for group in groups:
-        group = rng.permutation(group)
-        n_val = int(round(len(group) * fraction)) if len(group) > 1 else 0
-        val_parts.append(group[:n_val])
-        train_parts.append(group[n_val:])
-    return {**splits, "train": np.sort(np.concatenate(train_parts)), name: np.sort(np.concatenate(val_parts))}

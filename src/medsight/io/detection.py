@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medsight.data.splits import assign_splits, rarest_present
 from medsight.errors import MedsightError
 from medsight.jsonio import load_json
 from medsight.tasks.base import TaskDataset
@@ -75,23 +76,23 @@ def fmt_box(box: np.ndarray) -> str:
     return ", ".join(f"{v:g}" for v in box)
 
 
-def seeded_splits(n: int, seed: int, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Fill in missing val/test splits with a fixed, seeded carve (70/15/15 of what is left)."""
-    splits = {k: np.asarray(v, dtype=int) for k, v in (given or {}).items() if len(v)}
+def finish_splits(dataset: DetectionDataset, fold: int) -> DetectionDataset:
+    """The data set's splits by the shared protocol, stratified by the rarest class in each image."""
+    assign_splits(dataset, lambda: rarest_present(dataset.labels, len(dataset.classes)), fold)
+    return dataset
+
+
+def given_splits(n: int, given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The splits a data set names, with "train" holding every case it leaves out."""
+    splits = {k: np.asarray(v, dtype=int) for k, v in given.items() if len(v)}
     if "train" not in splits:
         assigned = np.concatenate(list(splits.values())) if splits else np.zeros(0, int)
         splits["train"] = np.setdiff1d(np.arange(n), assigned)
-    rng = np.random.default_rng(seed)
-    for name, fraction in (("test", 0.15), ("val", 0.15 / 0.85)):
-        if name not in splits:
-            train = rng.permutation(splits["train"])
-            take = max(1, int(round(len(train) * fraction))) if len(train) > 2 else 0
-            splits[name], splits["train"] = np.sort(train[:take]), np.sort(train[take:])
     return splits
 
 
 # COCO ------------------------------------------------------------------------------------------------
-def read_coco(path: Path, seed: int = 0) -> DetectionDataset:
+def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
     """annotations.json (images, annotations, categories) beside the images or an images/ folder."""
     json_path = path if path.is_file() else path / "annotations.json"
     root = json_path.parent
@@ -137,13 +138,13 @@ def read_coco(path: Path, seed: int = 0) -> DetectionDataset:
     for row, image in enumerate(images):
         if image["split"]:
             given.setdefault(str(image["split"]), []).append(row)
-    return DetectionDataset(
+    return finish_splits(DetectionDataset(
         path=path, format="coco", task="detection", spatial_dims=2,
-        splits=seeded_splits(len(images), seed, {k: np.array(v) for k, v in given.items()}),
+        splits=given_splits(len(images), {k: np.array(v) for k, v in given.items()}),
         case_ids=[str(Path(i["file"]).stem) for i in images], channels=["image"], classes=classes,
         sources=[[i["file"]] for i in images], boxes=box_arrays,
         labels=[np.asarray(v, dtype=np.int64) for v in labels], shapes=[i["shape"] for i in images],
-    )
+    ), fold)
 
 
 # Pascal VOC --------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
             "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
 
 
-def read_voc(path: Path, seed: int = 0) -> DetectionDataset:
+def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
     """Annotations/*.xml + JPEGImages/ (+ ImageSets/Main/{train,val,test}.txt)."""
     xml_files = sorted((path / "Annotations").glob("*.xml"))
     if not xml_files:
@@ -215,13 +216,13 @@ def read_voc(path: Path, seed: int = 0) -> DetectionDataset:
             if unknown:
                 raise MedsightError(listing, f"lists {unknown[0]}, which has no annotation in Annotations/")
             given[split] = np.array(sorted(row_of[n] for n in names), dtype=int)
-    return DetectionDataset(
-        path=path, format="voc", task="detection", spatial_dims=2, splits=seeded_splits(len(records), seed, given),
+    return finish_splits(DetectionDataset(
+        path=path, format="voc", task="detection", spatial_dims=2, splits=given_splits(len(records), given),
         case_ids=ids, channels=["image"], classes=classes, sources=[[r["file"]] for r in records],
         boxes=[r["boxes"] for r in records],
         labels=[np.asarray([class_index[n] for n in r["names"]], dtype=np.int64) for r in records],
         shapes=[r["shape"] for r in records],
-    )
+    ), fold)
 
 
 # nnDetection raw ---------------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def _case_files(images_dir: Path, channels: int) -> dict[str, list[Path]]:
     return cases
 
 
-def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
+def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
     """dataset.json + imagesTr/<case>_0000.nii.gz + labelsTr/<case>.nii.gz instance masks + labelsTr/<case>.json."""
     from medsight.io.images import read_image
 
@@ -311,17 +312,17 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
     if not case_ids:
         raise MedsightError(path, "holds no cases (expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz + .json)")
     dims = len(shapes[0])
-    return DetectionDataset(
+    return finish_splits(DetectionDataset(
         path=path, format="nndetection", task="detection", spatial_dims=dims,
-        splits=seeded_splits(len(case_ids), seed, {k: np.array(v) for k, v in given.items()}),
+        splits=given_splits(len(case_ids), {k: np.array(v) for k, v in given.items()}),
         case_ids=case_ids, channels=channels, classes=classes, sources=sources, boxes=boxes, labels=labels,
         shapes=shapes,
-    )
+    ), fold)
 
 
-def read_detection(path: Path, fmt: str, seed: int = 0) -> DetectionDataset:
+def read_detection(path: Path, fmt: str, fold: int = 0) -> DetectionDataset:
     """Read a detection data set of a detected format."""
     readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection}
     if fmt not in readers:
         raise MedsightError(path, f"is a {fmt} data set, not a detection one")
-    return readers[fmt](Path(path), seed)
+    return readers[fmt](Path(path), fold)

@@ -1,9 +1,9 @@
 """Classification data sets made of files: class folders and labels.csv.
 
 ``DATA/<split>/<class>/<image>`` with splits train, val and test, or ``DATA/<class>/<image>`` with no
-splits; ``DATA/labels.csv`` with the columns ``path,label[,split]`` (paths relative to the CSV). An image
-is any file medsight.io.images reads, or a folder holding one DICOM series. A missing validation split is
-carved from train, and a missing test split too, both seeded and stratified, and recorded in the run.
+splits; ``DATA/labels.csv`` with the columns ``path,label[,split][,patient]`` (paths relative to the CSV;
+``group`` may stand for ``patient``). An image is any file medsight.io.images reads, or a folder holding one
+DICOM series, whose PatientID names its patient. Missing splits are carved by medsight.data.splits.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from medsight.data.splits import assign_splits, dicom_patient
 from medsight.errors import MedsightError
-from medsight.io.classification import ClassificationDataset, carve_validation
+from medsight.io.classification import ClassificationDataset, class_strata
 from medsight.io.images import is_dicom_file, is_dicom_series, is_image_file, read_image
 
 SPLITS = ("train", "val", "test")
-CARVE_SEED = 0
+OPTIONAL_COLUMNS = ("split", "patient", "group")
+Row = tuple[Path, str, "str | None", "str | None"]  # case, label, split, patient
 
 
 def read_case(path: Path) -> np.ndarray:
@@ -38,7 +40,7 @@ def _class_cases(folder: Path) -> list[Path]:
     return cases
 
 
-def read_classification(path: Path, fmt: str) -> ClassificationDataset:
+def read_classification(path: Path, fmt: str, fold: int = 0) -> ClassificationDataset:
     """Read an image-folder or labels.csv data set."""
     path = Path(path)
     if fmt == "csv":
@@ -46,13 +48,13 @@ def read_classification(path: Path, fmt: str) -> ClassificationDataset:
         rows = _read_csv(csv_path)
     else:
         rows = _read_folders(path)
-    return _build(path, fmt, rows)
+    return _build(path, fmt, rows, fold)
 
 
-def _read_folders(root: Path) -> list[tuple[Path, str, str | None]]:
+def _read_folders(root: Path) -> list[Row]:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     split_dirs = [p for p in subdirs if p.name in SPLITS]
-    rows: list[tuple[Path, str, str | None]] = []
+    rows: list[Row] = []
     if split_dirs:
         if "train" not in {p.name for p in split_dirs}:
             raise MedsightError(root, "has split folders but no train/ folder")
@@ -61,16 +63,16 @@ def _read_folders(root: Path) -> list[tuple[Path, str, str | None]]:
             if not classes:
                 raise MedsightError(split_dir, "has no class folders (expected <split>/<class>/<images>)")
             for class_dir in classes:
-                rows += [(case, class_dir.name, split_dir.name) for case in _class_cases(class_dir)]
+                rows += [(case, class_dir.name, split_dir.name, None) for case in _class_cases(class_dir)]
     else:
         for class_dir in subdirs:
-            rows += [(case, class_dir.name, None) for case in _class_cases(class_dir)]
+            rows += [(case, class_dir.name, None, None) for case in _class_cases(class_dir)]
     if not rows:
         raise MedsightError(root, "holds no images")
     return rows
 
 
-def _read_csv(csv_path: Path) -> list[tuple[Path, str, str | None]]:
+def _read_csv(csv_path: Path) -> list[Row]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             table = list(csv.reader(handle))
@@ -80,14 +82,20 @@ def _read_csv(csv_path: Path) -> list[tuple[Path, str, str | None]]:
     if not table:
         raise MedsightError(csv_path, "is empty (expected a header path,label[,split])")
     header = [cell.strip().lower() for cell in table[0]]
-    if header[:2] != ["path", "label"] or header[2:] not in ([], ["split"]):
-        raise MedsightError(csv_path, f"has header {','.join(table[0])!r}; expected path,label or path,label,split")
-    rows: list[tuple[Path, str, str | None]] = []
+    extra = header[2:]
+    if (header[:2] != ["path", "label"] or not set(extra) <= set(OPTIONAL_COLUMNS) or len(set(extra)) != len(extra)
+            or {"patient", "group"} <= set(extra)):
+        raise MedsightError(csv_path, f"has header {','.join(table[0])!r}; expected path,label and optionally "
+                                      "split and patient (or group)")
+    column = {name: 2 + extra.index(name) for name in extra}
+    patient_column = column.get("patient", column.get("group"))
+    rows: list[Row] = []
     for line, row in enumerate(table[1:], start=2):
         if len(row) != len(header):
             raise MedsightError(csv_path, f"line {line} has {len(row)} fields, expected {len(header)}")
         name, label = row[0].strip(), row[1].strip()
-        split = row[2].strip() if len(row) > 2 else None
+        split = row[column["split"]].strip() if "split" in column else None
+        patient = row[patient_column].strip() or None if patient_column is not None else None
         if not label:
             raise MedsightError(csv_path, f"line {line} has an empty label")
         if split is not None and split not in SPLITS:
@@ -97,31 +105,28 @@ def _read_csv(csv_path: Path) -> list[tuple[Path, str, str | None]]:
         case = (csv_path.parent / name).resolve()
         if not case.exists():
             raise MedsightError(csv_path, f"line {line}: the file {name} does not exist")
-        rows.append((case, label, split))
+        rows.append((case, label, split, patient))
     if not rows:
         raise MedsightError(csv_path, "has a header but no rows")
     return rows
 
 
-def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> ClassificationDataset:
-    has_splits = any(split is not None for _, _, split in rows)
-    if has_splits and any(split is None for _, _, split in rows):
+def _build(path: Path, fmt: str, rows: list[Row], fold: int = 0) -> ClassificationDataset:
+    has_splits = any(split is not None for _, _, split, _ in rows)
+    if has_splits and any(split is None for _, _, split, _ in rows):
         raise MedsightError(path, "gives a split for some cases but not for others")
-    train_labels = sorted({label for _, label, split in rows if split in (None, "train")})
+    train_labels = sorted({label for _, label, split, _ in rows if split in (None, "train")})
     if not train_labels:
         raise MedsightError(path, "has no training cases")
-    for case, label, split in rows:
+    for case, label, split, _ in rows:
         if label not in train_labels:
             raise MedsightError(case, f"has label {label!r}, which no training case has (known: {', '.join(train_labels)})")
     index = {name: i for i, name in enumerate(train_labels)}
-    labels = np.array([index[label] for _, label, _ in rows], dtype=np.int64)
-    split_of = np.array([split or "train" for _, _, split in rows])
+    labels = np.array([index[label] for _, label, _, _ in rows], dtype=np.int64)
+    split_of = np.array([split or "train" for _, _, split, _ in rows])
     splits = {name: np.flatnonzero(split_of == name) for name in SPLITS if (split_of == name).any()}
-    if "test" not in splits:
-        splits = carve_validation(splits, labels, seed=CARVE_SEED, fraction=0.2, name="test")
-    if "val" not in splits:
-        splits = carve_validation(splits, labels, seed=CARVE_SEED)
-    sources = [case for case, _, _ in rows]
+    sources = [case for case, _, _, _ in rows]
+    groups = [patient or dicom_patient(case) for case, _, _, patient in rows]
     first = read_image(sources[0])
     root = path.parent if path.is_file() else path
     case_ids = [_case_id(case, root) for case in sources]
@@ -129,8 +134,9 @@ def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> Cl
     dataset = FileClassificationDataset(
         path=path, format=fmt, task="classification", spatial_dims=first.spatial_dims, splits=splits,
         case_ids=case_ids, channels=channels, classes=train_labels, labels=labels, sources=sources,
-        reader=read_case,
+        reader=read_case, groups=groups,
     )
+    assign_splits(dataset, class_strata(dataset), fold)
     return dataset
 
 

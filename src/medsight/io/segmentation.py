@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from medsight.data.splits import NUM_FOLDS, assign_splits, dicom_patient, rarest_present
 from medsight.errors import MedsightError
 from medsight.tasks.base import TaskDataset
 
 SEGMENTATION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
-NUM_FOLDS = 5
 GEOMETRY_TOLERANCE = 1e-3  # relative: spacing/origin written with float32 precision differ in the last digits
 
 
@@ -72,7 +72,8 @@ class SegmentationDataset(TaskDataset):
     def info(self) -> dict[str, Any]:
         out = super().info()
         out.update({"labels": {str(k): v for k, v in self.labels.items()}, "modalities": self.modalities,
-                    "file_ending": self.file_ending, "fold": self.fold, "num_folds": NUM_FOLDS})
+                    "file_ending": self.file_ending, "fold": self.fold,
+                    "num_folds": self.split_info.get("num_folds", NUM_FOLDS)})
         return out
 
     def load_case(self, index: int, with_label: bool = True) -> LoadedCase:
@@ -248,30 +249,17 @@ def _detect_dims(meta: dict[str, Any], first: Path) -> int:
     return 2 if image.array.ndim == 3 else 3
 
 
-def fold_splits(case_ids: list[str], train_positions: list[int], fold: int, seed: int, root: Path) -> dict[str, list[int]]:
-    """Train/val positions for a fold: nnU-Net's splits_final.json when the folder has one, else a seeded 5-fold split."""
-    if not 0 <= fold < NUM_FOLDS:
-        raise MedsightError(None, f"--fold must be between 0 and {NUM_FOLDS - 1}, not {fold}")
-    splits_file = root / "splits_final.json"
-    if splits_file.is_file():
-        raw = json.loads(splits_file.read_text())
-        if isinstance(raw, list) and len(raw) > fold and {"train", "val"} <= set(raw[fold]):
-            position = {case_ids[i]: i for i in train_positions}
-            missing = [c for c in raw[fold]["train"] + raw[fold]["val"] if c not in position]
-            if missing:
-                raise MedsightError(splits_file, f"names case(s) not in imagesTr: {missing[:3]}")
-            return {"train": [position[c] for c in raw[fold]["train"]], "val": [position[c] for c in raw[fold]["val"]]}
-    from sklearn.model_selection import KFold
-
-    positions = np.asarray(train_positions)
-    if len(positions) < NUM_FOLDS:  # too few cases to hold any out: validate on the training cases
-        return {"train": positions.tolist(), "val": positions.tolist()}
-    folds = list(KFold(NUM_FOLDS, shuffle=True, random_state=seed).split(positions))
-    train, val = folds[fold]
-    return {"train": positions[train].tolist(), "val": positions[val].tolist()}
+def label_strata(cases: list[SegmentationCase], labels: dict[int, str]) -> list[str]:
+    """The stratum of each case for the folds: the rarest foreground class its label map contains."""
+    values = sorted(labels)
+    present = []
+    for case in cases:
+        found = np.unique(read_image_file(case.label).array) if case.label is not None and case.label.exists() else []
+        present.append([values.index(int(v)) for v in found if int(v) in labels and int(v) != 0])
+    return rarest_present(present, len(values))
 
 
-def read_segmentation(root: Path, seed: int = 0, fold: int = 0) -> SegmentationDataset:
+def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
     """Read an nnU-Net v2 or MSD raw folder; cheap checks now, per-file checks when a case is loaded."""
     root = Path(root)
     json_path = root / "dataset.json"
@@ -301,16 +289,18 @@ def read_segmentation(root: Path, seed: int = 0, fold: int = 0) -> SegmentationD
     if len(set(case_ids)) != len(case_ids):
         raise MedsightError(root, "has duplicate case ids")
     dims = _detect_dims(meta, cases[train_positions[0]].images[0])
-    parts = fold_splits(case_ids, train_positions, fold, seed, root)
-    splits = {name: np.asarray(idx, dtype=int) for name, idx in parts.items()}
+    splits = {"train": np.asarray(train_positions, dtype=int)}
     labelled_test = [i for i, c in enumerate(cases) if c.split == "test" and c.label is not None]
     if labelled_test:
         splits["test"] = np.asarray(labelled_test, dtype=int)
     unlabelled = [i for i, c in enumerate(cases) if c.split == "test" and c.label is None]
     if unlabelled:
         splits["unlabelled"] = np.asarray(unlabelled, dtype=int)
-    return SegmentationDataset(
+    dataset = SegmentationDataset(
         path=root, format="nnunet", task="segmentation", spatial_dims=dims, splits=splits, case_ids=case_ids,
         channels=channels, classes=[labels[k] for k in labels], cases=cases, labels=labels, file_ending=ending,
-        modalities=channels, fold=fold,
+        modalities=channels, fold=fold, groups=[dicom_patient(c.images[0]) if c.images[0].is_dir() else None
+                                                for c in cases],
     )
+    assign_splits(dataset, lambda: label_strata(cases, labels), fold)
+    return dataset

@@ -33,6 +33,8 @@ class TaskDataset:
     case_ids: list[str]
     channels: list[str] = field(default_factory=lambda: ["image"])
     classes: list[str] = field(default_factory=list)  # class / label names (segmentation: including background)
+    groups: list[str | None] | None = None  # the patient of each case, where the data names one
+    split_info: dict[str, Any] = field(default_factory=dict)  # where the splits come from (medsight.data.splits)
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -42,7 +44,7 @@ class TaskDataset:
         return {
             "path": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
             "cases": len(self), "splits": {k: int(len(v)) for k, v in self.splits.items()},
-            "channels": self.channels, "classes": self.classes,
+            "channels": self.channels, "classes": self.classes, "split": describe_split(self),
         }
 
     def info(self) -> dict[str, Any]:
@@ -51,7 +53,14 @@ class TaskDataset:
             "source": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
             "channels": self.channels, "classes": self.classes,
             "splits": {k: [self.case_ids[i] for i in v] for k, v in self.splits.items()},
+            "split": {k: v for k, v in describe_split(self).items() if k != "cases"},
         }
+
+
+def describe_split(dataset: TaskDataset) -> dict[str, Any]:
+    from medsight.data.splits import describe
+
+    return describe(dataset)
 
 
 class Task(ABC):

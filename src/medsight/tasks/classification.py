@@ -77,10 +77,10 @@ class ClassificationTask(Task):
         if fmt == "medmnist":
             from medsight.io.classification import read_medmnist
 
-            return read_medmnist(path)
+            return read_medmnist(path, fold)
         from medsight.io.imagefolder import read_classification
 
-        return read_classification(path, fmt)
+        return read_classification(path, fmt, fold)
 
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:

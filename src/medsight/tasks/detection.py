@@ -23,7 +23,7 @@ class DetectionTask(Task):
     def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
         from medsight.io.detection import read_detection
 
-        return read_detection(path, fmt, seed)
+        return read_detection(path, fmt, fold)
 
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class SegmentationTask(Task):
     def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
         from medsight.io.segmentation import read_segmentation
 
-        return read_segmentation(Path(path), seed=seed, fold=fold)
+        return read_segmentation(Path(path), fold=fold)
 
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
