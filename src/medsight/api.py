@@ -196,6 +196,15 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     return run_ensemble(runs, data, split, out)
 
 
+def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float | None = None,
+             epochs: int | None = None, model: str | None = None, parallel: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Train the folds from one plan, their out-of-fold metrics and their ensemble on test (evaluation.crossval)."""
+    from medsight.evaluation.crossval import crossval as run_crossval
+
+    return run_crossval(data, out, folds=folds, minutes=minutes, epochs=epochs, model=model, parallel=parallel,
+                        seed=seed, echo=echo)
+
+
 def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
     from medsight.metrics.segmentation import evaluate_folders as run_folders

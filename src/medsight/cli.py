@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="self-supervised pre-training on a data set's images, for train --init")
     _add_run_options(p)
 
+    p = sub.add_parser("crossval", help="train K folds from one plan, out-of-fold metrics, the fold ensemble on test")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--minutes", type=float, help="training budget per fold")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=1, help="folds trained at once")
+
     p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, an ensemble of runs, or two folders")
     p.add_argument("run", nargs="*", help="one run, or several (folds, seeds) evaluated as an ensemble")
     p.add_argument("--data")
@@ -157,6 +167,10 @@ def run_command(args: argparse.Namespace) -> int:
                                learning_rate=args.learning_rate)
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
+    elif args.command == "crossval":
+        summary = api.crossval(args.data, args.out, folds=args.folds, minutes=args.minutes, epochs=args.epochs,
+                               model=args.model, parallel=args.parallel, seed=args.seed)
+        _print_json({k: summary.get(k) for k in ("per_fold", "fold_mean_sd", "out_of_fold", "test_ensemble", "report")})
     elif args.command == "evaluate":
         if args.pred or args.ref:
             if not (args.pred and args.ref):
