@@ -174,7 +174,20 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
     source = data or config.data
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    result = task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    return {**result, "scored": record_scored(run.eval_dir(split), dataset, split)}
+
+
+def record_scored(out_dir: Path, dataset, split: str) -> dict[str, Any]:
+    """Say in metrics.json which cases were scored: the split, how many, and where the split came from."""
+    from medsight.jsonio import load_json, save_json
+
+    scored = {"split": split, "cases": int(len(dataset.splits[split])),
+              "origin": dataset.split_info.get("origin", "data"), "data": str(dataset.path)}
+    metrics_path = Path(out_dir) / "metrics.json"
+    if metrics_path.is_file():
+        save_json(metrics_path, {**load_json(metrics_path), "scored": scored})
+    return scored
 
 
 def evaluation_data(config, data: str | Path | None = None):

@@ -49,7 +49,7 @@ def default_out(first_run: str | Path, split: str) -> Path:
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
                       out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
-    from medsight.api import evaluate, evaluation_data, load_run
+    from medsight.api import evaluate, evaluation_data, load_run, record_scored
     from medsight.inference.ensemble import EnsembleRun, check_members
 
     loaded = [load_run(r) for r in runs]
@@ -74,4 +74,5 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     written["ensemble"] = {"runs": [m["run"] for m in members], "combine": "mean of the members' probabilities"}
     written["members"] = members
     save_json(metrics_path, written)
+    record_scored(out_dir, dataset, split)
     return {**result, "ensemble": written["ensemble"], "members": members}
