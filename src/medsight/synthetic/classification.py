@@ -11,8 +11,10 @@ CLASSES = ("normal", "lesion")
 
 
 def make_images(count: int, spatial_dims: int, size: int, rng: np.random.Generator,
-                lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (count, *[size]*dims) and labels (count,); lesion contrast varies so some are hard."""
+                lesion_fraction: float, contrast: tuple[float, float] = (0.05, 0.3),
+                radius: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (count, *[size]*dims) and labels (count,); lesion contrast varies so some are hard
+    (a contrast range well above the noise, e.g. (0.5, 0.7), makes the classes trivially separable)."""
     labels = (rng.random(count) < lesion_fraction).astype(np.int64)
     grid = np.stack(np.meshgrid(*[np.arange(size)] * spatial_dims, indexing="ij"), -1).astype(np.float32)
     images = np.empty((count,) + (size,) * spatial_dims, dtype=np.uint8)
@@ -26,9 +28,8 @@ def make_images(count: int, spatial_dims: int, size: int, rng: np.random.Generat
         image = np.where(inside, image + 0.12, image * 0.6)
         if labels[i]:
             spot = centre + rng.uniform(-0.5, 0.5, spatial_dims) * radii
-            radius = rng.uniform(1.5, size / 8)
-            contrast = rng.uniform(0.05, 0.3)
-            image = image + contrast * np.exp(-(((grid - spot) ** 2).sum(-1)) / (2 * radius**2))
+            sigma = rng.uniform(*(radius or (1.5, size / 8)))
+            image = image + rng.uniform(*contrast) * np.exp(-(((grid - spot) ** 2).sum(-1)) / (2 * sigma**2))
         image = image + rng.normal(0, 0.06, image.shape)
         images[i] = np.clip(image * 255, 0, 255).astype(np.uint8)
     return images, labels
@@ -36,14 +37,15 @@ def make_images(count: int, spatial_dims: int, size: int, rng: np.random.Generat
 
 def make_classification_npz(path: str | Path, spatial_dims: int = 2, size: int = 28, n_train: int = 600,
                             n_val: int = 150, n_test: int = 200, lesion_fraction: float = 0.3,
-                            seed: int = 0) -> Path:
+                            seed: int = 0, contrast: tuple[float, float] = (0.05, 0.3),
+                            radius: tuple[float, float] | None = None) -> Path:
     """Write a MedMNIST-style .npz (train/val/test images and (N,1) labels) and return its path."""
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
-        images, labels = make_images(count, spatial_dims, size, rng, lesion_fraction)
+        images, labels = make_images(count, spatial_dims, size, rng, lesion_fraction, contrast, radius)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
     np.savez_compressed(path, label_names=np.array(CLASSES), **arrays)
     return path
