@@ -35,13 +35,15 @@ def test_plan_is_computed_from_the_data(tiny_npz, tmp_path):
     assert main(["plan", str(tiny_npz), "--out", str(tmp_path / "run")]) == 0
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
     data = np.load(tiny_npz)
-    labels = data["train_labels"].ravel()
+    # fingerprinted on every training case of every fold (train + val), so all folds share the plan
+    labels = np.concatenate([data["train_labels"].ravel(), data["val_labels"].ravel()])
+    images = np.concatenate([data["train_images"], data["val_images"]])
     assert plan["in_channels"] == 1 and plan["input_size"] == [28, 28] and plan["spatial_dims"] == 2
     assert plan["class_counts"] == np.bincount(labels).tolist()
     weights = np.asarray(plan["class_weights"])
     assert weights[np.argmin(plan["class_counts"])] > weights[np.argmax(plan["class_counts"])]
     low, high = plan["normalization"]["clip"]
-    clipped = np.clip(data["train_images"].astype(np.float32), low, high)
+    clipped = np.clip(images.astype(np.float32), low, high)
     assert abs(plan["normalization"]["mean"][0] - clipped.mean()) < 0.05 * clipped.std()
     assert plan["batch_size"] >= 4 and plan["epochs"] >= 10
 
