@@ -40,3 +40,24 @@ def test_classification_learns_a_bright_lesion(tmp_path, dims):
     run = tmp_path / "run"
     api.train(data, run, epochs=6, model="lenet5", seed=0)
     assert scored_auc(run, data) >= 0.9
+
+
+def small_schedule(run: Path, iterations: int) -> None:
+    """A fixed, small number of steps (the planner's defaults suit real training), validated on 4 cases."""
+    plan = json.loads((run / "plan.json").read_text())
+    plan.update({"iterations_per_epoch": iterations, "validation_cases": 4})
+    plan["inference"]["mirror_axes"] = []
+    (run / "plan.json").write_text(json.dumps(plan))
+
+
+@pytest.mark.parametrize("dims, size, cases, epochs", [(2, 32, 16, 10)], ids=["2d"])
+def test_segmentation_learns_bright_shapes(tmp_path, dims, size, cases, epochs):
+    from medsight.synthetic.segmentation import make_segmentation_dataset
+
+    data = make_segmentation_dataset(tmp_path / "shapes", spatial_dims=dims, num_cases=cases, seed=0, size=size)
+    run = tmp_path / "run"
+    api.plan(data, run)
+    small_schedule(run, iterations=15)
+    api.train(data, run, epochs=epochs, model="dynunet_tiny", learning_rate=0.01, seed=0)
+    result = api.evaluate(run, split="test")
+    assert result["num_cases"] >= 3 and result["metrics"]["dice"] >= 0.9
