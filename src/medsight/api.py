@@ -1,4 +1,7 @@
-"""The functions behind the command line, callable from Python and tests (the CLI only parses arguments)."""
+"""The functions behind the command line, callable from Python and tests (the CLI only parses arguments).
+
+Nothing inside medsight imports this module: it is the facade over the library below it.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +9,44 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from medsight.config import TrainConfig
+from medsight.data.splits import planning_view, save_generated
 from medsight.errors import MedsightError
+from medsight.evaluation.crossval import crossval as run_crossval
+from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
+from medsight.evaluation.folders import evaluate_folders as run_folders
+from medsight.evaluation.leaks import split_leaks
+from medsight.evaluation.runs import evaluate_run
+from medsight.inference.predictor import Predictor
+from medsight.io import formats
+from medsight.models import get_entry, list_models
+from medsight.run import RunFolder, load_run
+from medsight.tasks.base import Task
+from medsight.tasks.pretraining.task import pretext_task
+from medsight.tasks.registry import get_task
+from medsight.training.distributed import DistContext
+from medsight.training.loop import fit
+from medsight.training.transfer import init_weights_path
+
+__all__ = ["check", "crossval", "echo", "evaluate", "evaluate_ensemble", "evaluate_folders", "load_run", "models", "plan",
+           "predict", "pretrain", "read_dataset", "run_info", "train"]
 
 
 def echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
-    """Detect the format of data and read it with its task's reader: (task class, dataset).
+def read_dataset(data: str | Path, seed: int = 0, fold: int = 0) -> tuple[type[Task], Any]:
+    """Recognise the format of data and read it: (task class, dataset).
 
     The splits depend on the data alone (medsight.data.splits); seed is the run's and does not move them.
     """
-    from medsight.io.detect import detect_format
-    from medsight.tasks.base import get_task
-
-    fmt, task_name = detect_format(data)
-    task_cls = get_task(task_name)
-    return task_cls, task_cls.read_dataset(Path(data), fmt, seed=seed, fold=fold)
+    dataset = formats.read_dataset(data, seed=seed, fold=fold)
+    return get_task(dataset.task), dataset
 
 
 def check(data: str | Path) -> dict[str, Any]:
     """Validate a data set and describe it (format, task, cases, classes, shapes, spacing)."""
-    from medsight.evaluation.leaks import split_leaks
-
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)
     if callable(validate):
@@ -43,13 +60,9 @@ def check(data: str | Path) -> dict[str, Any]:
 
 def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
     """Fingerprint the data set and write RUN/plan.json."""
-    from medsight.run import RunFolder
-
-    from medsight.data.splits import planning_view, save_generated
-
     task_cls, dataset = read_dataset(data, seed, fold)
     save_generated(dataset, echo)
-    result = task_cls.make_plan(planning_view(dataset))
+    result = task_cls.make_plan(planning_view(dataset))  # every fold's training cases: folds share one plan
     run = RunFolder(out)
     run.path.mkdir(parents=True, exist_ok=True)
     run.save_plan(result)
@@ -64,14 +77,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
 
     init: a run folder or .safetensors file whose tensors of matching name and shape start the model.
-    pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretrain).
+    pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretraining).
     """
-    from medsight.config import TrainConfig
-    from medsight.run import RunFolder
-    from medsight.tasks.base import get_task
-    from medsight.training.distributed import DistContext
-    from medsight.training.loop import fit
-
     run = RunFolder(out)
     if resume and data is not None and not run.config_path.is_file():
         resume = False  # killed before the run folder was set up: there is nothing to continue, so start it
@@ -88,12 +95,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
         if run.checkpoint_path.exists() or run.weights_path.exists():
             raise MedsightError(run.path, "already holds a trained run; use --resume to continue it or another --out")
         if init is not None:
-            from medsight.training.transfer import init_weights_path
-
             init_weights_path(init)  # a wrong --init fails before any work
             init = str(Path(init).resolve())
-        from medsight.data.splits import planning_view, save_generated
-
         task_cls, dataset = read_dataset(data, seed, fold)
         is_main = DistContext.from_env().is_main
         if is_main:
@@ -113,20 +116,12 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
             init_lr_scale=init_lr_scale, extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
-        from medsight.models import get_entry
-
         get_entry(config.model, task_cls.name)  # unknown model names fail before any work
         if is_main:
             config.save(run.config_path)
             run.save_dataset_info(dataset.info())
     task = (pretext_task(task_cls) if pretext else task_cls)(result_plan, run_info(dataset))
     return fit(task, dataset, run, config, resume=resume, echo=echo)
-
-
-def pretext_task(task_cls):
-    from medsight.tasks.pretrain import pretext_task as find
-
-    return find(task_cls)
 
 
 def pretrain(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
@@ -138,104 +133,42 @@ def pretrain(data: str | Path | None, out: str | Path, model: str | None = None,
 
 
 def run_info(dataset) -> dict[str, Any]:
+    """What a task object is told about its data set: dataset.json without the split lists."""
     info = dataset.info()
     info.pop("splits", None)
     return info
 
 
-def load_run(run_path: str | Path, device: str = "cpu"):
-    """(run, task, model) from a trained run folder: nothing else is needed."""
-    import torch
-
-    from medsight.run import RunFolder
-    from medsight.tasks.base import get_task
-
-    run = RunFolder(run_path).require_trained()
-    config = run.load_config()
-    if config.extra.get("pretrain"):
-        raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")
-    info = run.load_dataset_info()
-    task = get_task(info["task"])(run.load_plan(), info, device)
-    task.configure(config, None)
-    model = task.build_model(config.model)
-    try:
-        model.load_state_dict(run.load_weights())
-    except RuntimeError as exc:
-        raise MedsightError(run.weights_path, f"does not match the model {config.model!r} of this run ({str(exc).splitlines()[0]})") from None
-    model.to(torch.device(device)).eval()
-    return run, task, model
-
-
 def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
-    run, task, model = load_run(run_path)
-    config = run.load_config()
-    dataset = evaluation_data(config, data)
-    source = data or config.data
-    if split not in dataset.splits:
-        raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    result = task.evaluate(run, model, dataset, split, run.eval_dir(split))
-    return {**result, "scored": record_scored(run.eval_dir(split), dataset, split)}
-
-
-def record_scored(out_dir: Path, dataset, split: str) -> dict[str, Any]:
-    """Say in metrics.json which cases were scored: the split, how many, and where the split came from."""
-    from medsight.jsonio import load_json, save_json
-
-    scored = {"split": split, "cases": int(len(dataset.splits[split])),
-              "origin": dataset.split_info.get("origin", "data"), "data": str(dataset.path)}
-    metrics_path = Path(out_dir) / "metrics.json"
-    if metrics_path.is_file():
-        save_json(metrics_path, {**load_json(metrics_path), "scored": scored})
-    return scored
-
-
-def evaluation_data(config, data: str | Path | None = None):
-    """The data set a run is evaluated on: its own (with its splits), or a folder given as a test set."""
-    from medsight.data.splits import as_test_set
-
-    if data is None or Path(data).resolve() == Path(config.data).resolve():
-        return read_dataset(config.data, config.seed, config.fold)[1]
-    _, dataset = read_dataset(data, config.seed, 0)
-    as_test_set(dataset)  # every case is scored, unless the folder names its own test split
-    return dataset
+    return evaluate_run(run_path, data, split)
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
                       out: str | Path | None = None) -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
-    from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
-
     return run_ensemble(runs, data, split, out)
 
 
 def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float | None = None,
              epochs: int | None = None, model: str | None = None, parallel: int = 1, seed: int = 0) -> dict[str, Any]:
     """Train the folds from one plan, their out-of-fold metrics and their ensemble on test (evaluation.crossval)."""
-    from medsight.evaluation.crossval import crossval as run_crossval
-
     return run_crossval(data, out, folds=folds, minutes=minutes, epochs=epochs, model=model, parallel=parallel,
                         seed=seed, echo=echo)
 
 
 def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
-    from medsight.metrics.segmentation import evaluate_folders as run_folders
-
     return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval")
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
             engine: str = "torch") -> list[dict[str, Any]]:
     """Predict files or folders with one run, or an ensemble of several runs of the same task."""
-    from medsight.inference.predictor import Predictor
-
     predictor = Predictor([Path(r) for r in runs], engine=engine)
     return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:
-    from medsight.models import list_models
-
     return [{"name": e.name, "task": e.task, "dims": list(e.spatial_dims), "description": e.description}
             for e in list_models(task)]

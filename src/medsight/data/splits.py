@@ -58,24 +58,6 @@ def cache_location(path: Path) -> Path:
 
 
 # patients -------------------------------------------------------------------------------------------------
-def dicom_patient(path: Path) -> str | None:
-    """PatientID of a DICOM file, or of the first file of a DICOM series folder; None for other files."""
-    from medsight.io.images import is_dicom_file
-
-    path = Path(path)
-    if path.is_dir():
-        path = next((p for p in sorted(path.iterdir()) if p.is_file() and is_dicom_file(p)), path)
-    if not path.is_file() or not is_dicom_file(path):
-        return None
-    import pydicom
-
-    try:
-        value = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID")
-    except Exception:  # an unreadable header is reported by the image reader; here it only means "no patient"
-        return None
-    return str(value).strip() or None
-
-
 def read_patients_file(path: Path, case_ids: Sequence[str]) -> dict[str, str]:
     """patients.csv (case,patient) -> {case: patient}; a case the data set does not have is an error."""
     try:

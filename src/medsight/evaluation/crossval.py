@@ -122,7 +122,7 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def pooled_classification(eval_dirs: list[Path]) -> dict[str, Any]:
     """Out-of-fold classification metrics from the folds' validation predictions, with bootstrap intervals."""
-    from medsight.evaluation.bootstrap import bootstrap_ci
+    from medsight.metrics.bootstrap import bootstrap_ci
     from medsight.metrics.classification import classification_metrics
 
     parts = [read_predictions(d / "predictions" / "predictions.csv") for d in eval_dirs]
@@ -147,11 +147,16 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
              epochs: int | None = None, model: str | None = None, parallel: int = 1, seed: int = 0,
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train `folds` folds from one plan, pool their out-of-fold metrics, evaluate their ensemble on test."""
-    from medsight import api
-    from medsight.data.splits import save_generated
+    from medsight.data.splits import planning_view, save_generated
+    from medsight.evaluation.ensemble import evaluate_ensemble
+    from medsight.evaluation.runs import evaluate_run
+    from medsight.io.formats import read_dataset
+    from medsight.run import RunFolder
+    from medsight.tasks.registry import get_task
 
     data, out = Path(data).resolve(), Path(out)
-    task_cls, dataset = api.read_dataset(data)
+    dataset = read_dataset(data)
+    task_cls = get_task(dataset.task)
     save_generated(dataset, echo)
     available = dataset.split_info.get("num_folds", 1)
     if folds < 2 or folds > available:
@@ -159,7 +164,7 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
                             f"needs 2 to {available} (remove a data-given validation split to get five folds)")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "plan.json").is_file():
-        api.plan(data, out)
+        RunFolder(out).save_plan(task_cls.make_plan(planning_view(dataset)))
         echo(f"plan: {out / 'plan.json'} (every fold's training cases; shared by all folds)")
     options = {"minutes": minutes, "epochs": epochs, "model": model, "seed": seed}
     fold_ids = list(range(folds))
@@ -168,7 +173,7 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
     task = task_cls.name
     per_fold, fold_results = [], []
     for k in fold_ids:
-        result = api.evaluate(fold_dir(out, k), split="val")
+        result = evaluate_run(fold_dir(out, k), split="val")
         metrics = load_json(fold_dir(out, k) / "eval" / "val" / "metrics.json")
         fold_results.append(metrics)
         per_fold.append({"fold": k, "val_cases": len(dataset_fold_val(dataset, k)), **headline(task, metrics),
@@ -187,12 +192,12 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
     if "test" in dataset.splits and len(dataset.splits["test"]):
         runs = [fold_dir(out, k) for k in fold_ids]
         if task in ("classification", "segmentation"):
-            ensemble = api.evaluate_ensemble(runs, split="test", out=out / "ensemble_test")
+            ensemble = evaluate_ensemble(runs, split="test", out=out / "ensemble_test")
             written = load_json(out / "ensemble_test" / "metrics.json")
             summary["test_ensemble"] = {"cases": int(len(dataset.splits["test"])), **headline(task, written),
                                         "report": str(ensemble.get("report", ""))}
         else:
-            tests = [headline(task, api.evaluate(r, split="test")["metrics"]) for r in runs]
+            tests = [headline(task, evaluate_run(r, split="test")["metrics"]) for r in runs]
             summary["test_folds"] = tests
     else:
         summary["test_ensemble"] = None
@@ -208,7 +213,7 @@ def dataset_fold_val(dataset, fold: int) -> list[str]:
 
 def write_crossval_report(out: Path, summary: dict[str, Any]) -> Path:
     """DIR/report.html: the folds side by side, the pooled out-of-fold figures and the test ensemble."""
-    from medsight.evaluation.report import Section, escape, write_report
+    from medsight.report.html import Section, escape, write_report
 
     cards: dict[str, Any] = {}
     oof = summary.get("out_of_fold") or {}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.data.splits import assign_splits, dicom_patient
+from medsight.data.splits import assign_splits
 from medsight.errors import MedsightError
 from medsight.io.classification import ClassificationDataset, class_strata
 from medsight.io.images import is_dicom_file, is_dicom_series, is_image_file, read_image
+from medsight.io.patients import dicom_patient
 
 SPLITS = ("train", "val", "test")
 OPTIONAL_COLUMNS = ("split", "patient", "group")

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.splits import NUM_FOLDS, assign_splits, dicom_patient, rarest_present
+from medsight.data.dataset import TaskDataset
+from medsight.data.splits import NUM_FOLDS, assign_splits, rarest_present
 from medsight.errors import MedsightError
-from medsight.tasks.base import TaskDataset
+from medsight.io.images import read_image
+from medsight.io.patients import dicom_patient
 
 SEGMENTATION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
 GEOMETRY_TOLERANCE = 1e-3  # relative: spacing/origin written with float32 precision differ in the last digits
@@ -88,8 +90,6 @@ class SegmentationDataset(TaskDataset):
 
 def read_image_file(path: Path):
     """io.images.read_image, the shared reader (NIfTI, NRRD, MHA, PNG/TIFF, DICOM series folders)."""
-    from medsight.io.images import read_image
-
     return read_image(path)
 
 

@@ -1,0 +1,43 @@
+"""`medsight evaluate RUN`: one trained run scored on a split of its data set (or of another folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medsight.data.splits import as_test_set
+from medsight.errors import MedsightError
+from medsight.io.formats import read_dataset
+from medsight.jsonio import load_json, save_json
+from medsight.run import load_run
+
+
+def evaluation_data(config, data: str | Path | None = None):
+    """The data set a run is evaluated on: its own (with its splits), or a folder given as a test set."""
+    if data is None or Path(data).resolve() == Path(config.data).resolve():
+        return read_dataset(config.data, config.seed, config.fold)
+    dataset = read_dataset(data, config.seed, 0)
+    as_test_set(dataset)  # every case is scored, unless the folder names its own test split
+    return dataset
+
+
+def record_scored(out_dir: Path, dataset, split: str) -> dict[str, Any]:
+    """Say in metrics.json which cases were scored: the split, how many, and where the split came from."""
+    scored = {"split": split, "cases": int(len(dataset.splits[split])),
+              "origin": dataset.split_info.get("origin", "data"), "data": str(dataset.path)}
+    metrics_path = Path(out_dir) / "metrics.json"
+    if metrics_path.is_file():
+        save_json(metrics_path, {**load_json(metrics_path), "scored": scored})
+    return scored
+
+
+def evaluate_run(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
+    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
+    run, task, model = load_run(run_path)
+    config = run.load_config()
+    source = data or config.data
+    dataset = evaluation_data(config, data)
+    if split not in dataset.splits:
+        raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
+    result = task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    return {**result, "scored": record_scored(run.eval_dir(split), dataset, split)}
