@@ -4,7 +4,9 @@
 # The shared folder holds nnU-Net's splits_final.json, whose five folds use all 260 cases and leave no test
 # split, so the run reads a view of the folder (links to dataset.json, imagesTr, labelsTr) without it:
 # medsight then holds back a fifth of the cases as test (fixed split seed 12345) and makes five folds of the
-# rest, and writes them to VIEW/splits_final.json.
+# rest, and writes them to VIEW/splits_final.json. A rerun continues: finished folds are skipped (the results in
+# crossval_hippocampus.md were evaluated with "tta": false set in cv/plan.json and cv/fold_K/plan.json before
+# the rerun; see there).
 set -euo pipefail
 WORK=${1:?work folder}
 MINUTES=${2:-5}
