@@ -23,8 +23,13 @@ def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
     return task_cls, task_cls.read_dataset(Path(data), fmt, seed=seed, fold=fold)
 
 
-def check(data: str | Path) -> dict[str, Any]:
-    """Validate a data set and describe it (format, task, cases, classes, shapes, spacing)."""
+def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
+    """Validate a data set and describe it (format, task, cases, classes, shapes, spacing); a DICOM tree: its
+    series and the one that would be used."""
+    from medsight.dicom.series import SeriesRule, describe_study, is_dicom_tree
+
+    if is_dicom_tree(Path(data)):
+        return describe_study(data, SeriesRule(uid=series))
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)
     if callable(validate):
@@ -177,12 +182,22 @@ def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None =
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
-            engine: str = "torch") -> list[dict[str, Any]]:
-    """Predict files or folders with one run, or an ensemble of several runs of the same task."""
+            engine: str = "torch", fmt: str = "nifti", series: str | None = None,
+            codes: str | Path | None = None) -> list[dict[str, Any]]:
+    """Predict files or folders with one run, or an ensemble of several runs of the same task.
+
+    fmt "dicom-seg" / "dicom-sr" also writes DICOM results (OUT/dicom/) for DICOM inputs; series picks a
+    study's series by UID; codes is a JSON file mapping class names to coded concepts.
+    """
     from medsight.inference.predictor import Predictor
 
     predictor = Predictor([Path(r) for r in runs], engine=engine)
-    return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
+    records = predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain, series=series)
+    if fmt != "nifti":
+        from medsight.dicom.outputs import write_dicom_results
+
+        write_dicom_results(predictor, records, Path(out), fmt, series=series, codes_file=codes)
+    return records
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
     p.add_argument("--minutes", type=float, default=None, help="training budget per task")
 
-    p = sub.add_parser("check", help="validate a data set and describe it")
+    p = sub.add_parser("check", help="validate a data set and describe it (a DICOM tree: its series)")
     p.add_argument("data")
+    p.add_argument("--series", help="DICOM: the SeriesInstanceUID to use")
 
     p = sub.add_parser("plan", help="fingerprint a data set and write RUN/plan.json")
     p.add_argument("data")
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--format", choices=("nifti", "dicom-seg", "dicom-sr"), default="nifti",
+                   help="DICOM inputs: also write a DICOM SEG (+ volumes SR) or a measurement report SR")
+    p.add_argument("--series", help="DICOM study: the SeriesInstanceUID to predict (default: the plan's rule)")
+    p.add_argument("--codes", help="JSON mapping class names to coded concepts, for DICOM results")
+    p.add_argument("--dicomweb", metavar="URL", help="fetch the study from a DICOMweb server (QIDO/WADO-RS)")
+    p.add_argument("--study", help="with --dicomweb: the StudyInstanceUID")
+    p.add_argument("--store", action="store_true", help="with --dicomweb: send the DICOM results back (STOW-RS)")
 
     p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
     p.add_argument("run")
@@ -127,7 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
         report = run_demo(args.task, args.out, args.minutes)
         print(f"report: {report}")
     elif args.command == "check":
-        _print_json(api.check(args.data))
+        _print_json(api.check(args.data, series=args.series))
     elif args.command == "plan":
         api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
@@ -170,8 +178,16 @@ def run_command(args: argparse.Namespace) -> int:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
     elif args.command == "predict":
+        if args.dicomweb:
+            from medsight.dicom.web import predict_dicomweb
+
+            result = predict_dicomweb(args.paths, args.dicomweb, args.study, args.out, series=args.series,
+                                      fmt=args.format, store=args.store, codes=args.codes, engine=args.engine)
+            print(result)
+            return 0
         runs, inputs = _split_runs(args.paths)
-        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine)
+        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine, fmt=args.format,
+                              series=args.series, codes=args.codes)
         print(f"predicted {len(records)} input(s) into {args.out}")
     elif args.command == "export":
         from medsight.export.onnx import export_run
