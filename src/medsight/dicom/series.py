@@ -25,6 +25,7 @@ from medsight.errors import MedsightError
 NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "PR", "KO", "RTPLAN", "RTDOSE", "DOC", "REG"}
 SPACING_TOLERANCE = 0.01  # relative: slice gaps may differ by 1% (rounding in ImagePositionPatient)
 ORIENTATION_TOLERANCE = 1e-3
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def scan_study(root: str | Path) -> list[Series]:
         series.headers.append(header)
         series.files.append(path)
     if not groups:
-        raise MedsightError(root, "holds no DICOM files")
+        raise MedsightError(root, "is a folder without a DICOM series (no DICOM files in it)")
     return sorted(groups.values(), key=lambda s: (-s.frames, s.number if s.number is not None else 1 << 30, s.uid))
 
 
@@ -205,6 +206,10 @@ def _frame_planes(series: Series) -> tuple[list[np.ndarray], list[np.ndarray], l
         spacings = [tuple(map(float, item(g, "PixelMeasuresSequence", "PixelSpacing"))) for g in per_frame]
         return orientations, positions, spacings, True
     orientations, positions, spacings = [], [], []
+    if len(headers) == 1 and "ImagePositionPatient" not in headers[0]:
+        # a projection image (radiograph, NM): no place in the patient, a plane of pixels
+        spacing = headers[0].get("PixelSpacing") or headers[0].get("ImagerPixelSpacing") or (1.0, 1.0)
+        return [np.asarray(AXIAL)], [np.zeros(3)], [tuple(map(float, spacing))], False
     for header, path in zip(headers, series.files):
         for attribute in ("ImageOrientationPatient", "ImagePositionPatient"):
             if attribute not in header:
@@ -244,14 +249,15 @@ def slice_geometry(series: Series, where: Path) -> SliceGeometry:
         if np.any(gaps < 1e-4):
             raise MedsightError(where, f"series {series.uid} has {int(np.sum(gaps < 1e-4)) + 1} slices at the same "
                                        "position (duplicates or several acquisitions in one series)")
-        step = float(np.min(gaps))
+        step = float(np.median(gaps))
         uneven = np.abs(gaps - step) > SPACING_TOLERANCE * step + 1e-3
         if uneven.any():
-            first = int(np.argmax(uneven))
-            multiple = gaps[first] / step
-            if abs(multiple - round(multiple)) < 0.05:
-                raise MedsightError(where, f"series {series.uid} is missing {int(round(multiple)) - 1} slice(s) "
-                                           f"between positions {sorted_heights[first]:.2f} and {sorted_heights[first + 1]:.2f} mm "
+            multiples = gaps[uneven] / step
+            if np.all((np.abs(multiples - np.round(multiples)) < 0.05) & (multiples > 1.5)):
+                first = int(np.argmax(uneven))
+                missing = int(np.round(multiples).sum() - len(multiples))
+                raise MedsightError(where, f"series {series.uid} is missing {missing} slice(s), the first between "
+                                           f"positions {sorted_heights[first]:.2f} and {sorted_heights[first + 1]:.2f} mm "
                                            f"(slices are {step:.2f} mm apart elsewhere)")
             raise MedsightError(where, f"series {series.uid} has uneven slice spacing ({gaps.min():.2f} to "
                                        f"{gaps.max():.2f} mm); resample it into one regular volume first")
@@ -273,7 +279,7 @@ def read_series(series: Series, where: Path):
     if geometry.multiframe:
         frames = _pixels(series.files[0], series.uid)
         volume = frames[geometry.order] if frames.ndim == 3 else frames[None]
-        volume = _rescale(volume, series.headers[0])
+        volume = _rescale(volume, _frame_rescale(series.headers[0]))
     else:
         volume = np.stack([_rescale(_pixels(series.files[i], series.uid), series.headers[i]) for i in geometry.order])
     if volume.ndim != 3:
@@ -299,6 +305,15 @@ def _pixels(path: Path, uid: str) -> np.ndarray:
         syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", str(syntax))
         raise MedsightError(path, f"(series {uid}) cannot be decoded ({name}: {str(exc).splitlines()[0][:120]})") from None
+
+
+def _frame_rescale(header: Any) -> dict[str, float]:
+    """A multi-frame file's rescale, from its functional groups (shared, else the first frame's)."""
+    for groups in (header.get("SharedFunctionalGroupsSequence"), header.get("PerFrameFunctionalGroupsSequence")):
+        if groups and "PixelValueTransformationSequence" in groups[0]:
+            item = groups[0].PixelValueTransformationSequence[0]
+            return {"RescaleSlope": item.get("RescaleSlope", 1), "RescaleIntercept": item.get("RescaleIntercept", 0)}
+    return {"RescaleSlope": header.get("RescaleSlope", 1), "RescaleIntercept": header.get("RescaleIntercept", 0)}
 
 
 def _rescale(pixels: np.ndarray, header: Any) -> np.ndarray:
