@@ -70,3 +70,55 @@ def series_writer():
 @pytest.fixture
 def ramp():
     return ramp_volume
+
+
+@pytest.fixture(scope="session")
+def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A dynunet_tiny run on six synthetic 16^3 volumes (classes blob, box), one short epoch: (run, data)."""
+    import json
+
+    import medsight.tasks.segmentation_data as segmentation_data
+    from medsight import api
+    from medsight.synthetic.segmentation import make_segmentation_dataset
+
+    root = tmp_path_factory.mktemp("dicom-segmentation")
+    original_cache = segmentation_data.default_cache_root
+    segmentation_data.default_cache_root = lambda: root / "cache"
+    try:
+        data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
+        run = root / "run"
+        api.plan(data, run)
+        plan = json.loads((run / "plan.json").read_text())
+        plan.update({"iterations_per_epoch": 1, "batch_size": 2, "validation_cases": 2})
+        plan["inference"]["tta"] = False
+        (run / "plan.json").write_text(json.dumps(plan))
+        api.train(data, run, epochs=1, model="dynunet_tiny")
+        yield run, data
+    finally:
+        segmentation_data.default_cache_root = original_cache
+
+
+@pytest.fixture(scope="session")
+def shape_codes(tmp_path_factory) -> Path:
+    """A mapping file for the synthetic classes, which no SNOMED table knows."""
+    import json
+
+    path = tmp_path_factory.mktemp("codes") / "codes.json"
+    path.write_text(json.dumps({
+        "blob": {"category": ["SCT", "49755003", "Morphologically Abnormal Structure"], "type": ["SCT", "52988006", "Lesion"]},
+        "box": {"category": ["SCT", "91723000", "Anatomical Structure"], "type": ["SCT", "272673000", "Bone"]}}))
+    return path
+
+
+@pytest.fixture
+def ct_series_of(series_writer):
+    """A synthetic data set's volume written as a DICOM CT series (stored = value * 100 + 1024)."""
+    def write(volume_path: Path, folder: Path) -> Path:
+        import SimpleITK as sitk
+
+        volume = sitk.GetArrayFromImage(sitk.ReadImage(str(volume_path))).astype(np.float32)
+        stored = np.clip(volume * 100 + 1024, 0, 65535).astype(np.uint16)
+        series_writer(folder, stored, series_uid="1.2.826.0.1.3680043.8.498.77", spacing=0.9,
+                      heights=[1.2 * k for k in range(len(stored))])
+        return folder
+    return write
