@@ -122,3 +122,71 @@ def ct_series_of(series_writer):
                       heights=[1.2 * k for k in range(len(stored))])
         return folder
     return write
+
+
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_orthanc(root: Path, lua: str | None = None):
+    """A private Orthanc (storage in root, loopback only, DICOMweb plugin) -> (process, DICOMweb URL)."""
+    import json
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("Orthanc")
+    plugin = next((Path(d) / "libOrthancDicomWeb.so" for d in ORTHANC_PLUGIN_DIRS
+                   if (Path(d) / "libOrthancDicomWeb.so").is_file()), None)
+    if binary is None or plugin is None:
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+    port = _free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    config = {"Name": "medsight-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+              "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": False, "HttpTimeout": 60, "Plugins": [str(plugin)],
+              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    if lua:
+        (root / "filter.lua").write_text(lua)
+        config["LuaScripts"] = [str(root / "filter.lua")]
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")
+    process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/dicom-web/studies", timeout=1).read()
+            break
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text()[-800:]}")
+            time.sleep(0.2)
+    return process, f"http://127.0.0.1:{port}/dicom-web"
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    process, url = start_orthanc(tmp_path / "orthanc")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def refusing_orthanc(tmp_path):
+    """An Orthanc whose DICOMweb refuses every store (STOW-RS answers 403); its REST API still takes uploads."""
+    lua = ("function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
+           "  return not (method == 'POST' and string.sub(uri, 1, 11) == '/dicom-web/')\nend\n")
+    process, url = start_orthanc(tmp_path / "orthanc-refusing", lua)
+    yield url
+    process.terminate()
+    process.wait(10)

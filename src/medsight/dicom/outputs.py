@@ -8,6 +8,7 @@ difference fails the prediction, as the ONNX export is checked against PyTorch.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -78,6 +79,7 @@ def write_segmentation(mask: np.ndarray, sources: Sequence[Any], labels: dict[in
             segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm.identification()))
     frames = np.ascontiguousarray(mask.astype(np.uint8).reshape(len(sources), *mask.shape[-2:]))
+    warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")  # the source's names
     seg = hd.seg.Segmentation(
         source_images=list(sources), pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
