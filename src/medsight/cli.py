@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--token", help="bearer token required on every route but /health (default: $MEDSIGHT_TOKEN); "
+                                   "needed to listen on anything but 127.0.0.1")
+    p.add_argument("--max-upload-mb", type=int, default=64, help="largest upload in MiB (default 64)")
+    p.add_argument("--max-voxels", type=int, default=1 << 28,
+                   help="largest image in voxels, read from its header before the pixels (default 268435456)")
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", choices=("classification", "segmentation", "detection"))
@@ -197,7 +202,9 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "serve":
         from medsight.serving.app import serve
 
-        serve(args.run, host=args.host, port=args.port, engine=args.engine)
+        serve(args.run, host=args.host, port=args.port, engine=args.engine,
+              token=args.token or os.environ.get("MEDSIGHT_TOKEN"), max_upload_mb=args.max_upload_mb,
+              max_voxels=args.max_voxels)
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")
