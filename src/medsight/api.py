@@ -26,9 +26,9 @@ def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
 def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
     """Validate a data set and describe it (format, task, cases, classes, shapes, spacing); a DICOM tree: its
     series and the one that would be used."""
-    from medsight.dicom.series import SeriesRule, describe_study, is_dicom_tree
+    from medsight.dicom.series import SeriesRule, describe_study, is_study
 
-    if is_dicom_tree(Path(data)):
+    if is_study(Path(data)):
         return describe_study(data, SeriesRule(uid=series))
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)

@@ -292,6 +292,8 @@ def read_series(series: Series, where: Path):
     result = _from_sitk(image, where, "dicom")
     result.stored.update({"dicom_series": series.uid, "dicom_files": [str(series.files[i]) for i in geometry.order]
                           if not geometry.multiframe else [str(series.files[0])]})
+    if not geometry.multiframe:  # what a SEG drawn on this series references, slice by slice
+        result.stored["dicom_sop_uids"] = [str(series.headers[i].SOPInstanceUID) for i in geometry.order]
     return result
 
 
@@ -352,3 +354,22 @@ def is_dicom_tree(path: Path) -> bool:
             elif is_image_file(candidate):
                 return False
     return seen_dicom
+
+
+def is_study(path: Path) -> bool:
+    """A DICOM tree of one study and no data set file: what `check` describes by its series (a folder of
+    DICOM images of several patients, or one with dataset.json, is a data set)."""
+    import pydicom
+
+    if not is_dicom_tree(path) or any((path / name).is_file() for name in ("dataset.json", "labels.csv")):
+        return False
+    studies = set()
+    for file in dicom_files(path):
+        try:
+            studies.add(str(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+                            .get("StudyInstanceUID", "")))
+        except Exception:  # an unreadable file: describe_study names it
+            return True
+        if len(studies) > 1:
+            return False
+    return True
