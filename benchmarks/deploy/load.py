@@ -8,7 +8,8 @@ lost requests (sent, never answered), and answers that differ for the same image
     python benchmarks/deploy/load.py --run RUN --engine torch --clients 16 --seconds 60
 
 With --token the server requires a bearer token, which the clients send; --abusers N adds N clients that,
-in turn, post a decompression bomb (a 4096 x 4096 PNG of 16 kB: 413 expected) and requests with a wrong
+in turn, post a decompression bomb (a 20000 x 20000 PNG of 0.4 MB, 400 million voxels, over serve's default
+cap of 268 million: 413 expected) and requests with a wrong
 token (401 expected, with --token), counted apart from the real clients.
 """
 
@@ -64,8 +65,8 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 180) -> N
     raise SystemExit("the server did not become healthy in time")
 
 
-def png_bomb(side: int = 4096) -> bytes:
-    """A real PNG of side x side zero pixels, about 16 kB compressed."""
+def png_bomb(side: int = 20000) -> bytes:
+    """A real PNG of side x side zero pixels, about 0.4 MB compressed."""
     import struct
     import zlib
 
@@ -139,13 +140,15 @@ async def load(url: str, images: list[bytes], clients: int, seconds: float, expl
     stats = {"sent": 0, "lost": 0, "failed": 0, "inconsistent": 0, "latency_ms": [], "errors": [], "answers": {},
              "abuse_sent": {}, "abuse_unexpected": 0}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    limits = httpx.Limits(max_connections=clients + abusers, max_keepalive_connections=clients + abusers)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # the abusers have connections of their own: what the server does with theirs never touches the clients'
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client, \
+            httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as abuser:
         began = time.perf_counter()
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(client_loop(client, url, images, c * 11, deadline, explain, stats, headers)
                                for c in range(clients)),
-                             *(abuser_loop(client, url, images[0], deadline, headers, stats) for _ in range(abusers)))
+                             *(abuser_loop(abuser, url, images[0], deadline, headers, stats) for _ in range(abusers)))
         stats["elapsed"] = time.perf_counter() - began
     return stats
 

@@ -168,3 +168,20 @@ def test_uploads_leave_nothing_behind(client, test_pngs, monkeypatch, tmp_path):
     client.post("/predict", files={"file": ("case.png", sorted(test_pngs[0].glob("*.png"))[0].read_bytes())})
     client.post("/predict", files={"file": ("bomb.png", png_bomb())})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bomb_past_pillows_own_guard_is_counted_too(tmp_path):
+    from medsight.serving.voxels import declared_voxels
+
+    side = 20000  # 400 million pixels: Pillow refuses to open it at all (DecompressionBombError)
+    rows = zlib.compressobj(9)
+    row = b"\0" * (side + 1)
+    data = b"".join(rows.compress(row) for _ in range(side)) + rows.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) +
+                     chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    assert declared_voxels(path) == side * side

@@ -356,20 +356,23 @@ def is_dicom_tree(path: Path) -> bool:
     return seen_dicom
 
 
-def is_study(path: Path) -> bool:
+def is_study(path: Path, with_volume: bool = False) -> bool:
     """A DICOM tree of one study and no data set file: what `check` describes by its series (a folder of
-    DICOM images of several patients, or one with dataset.json, is a data set)."""
+    DICOM images of several patients, or one with dataset.json, is a data set). with_volume: and one of its
+    series has several slices (a folder of single radiographs stays a folder of inputs)."""
     import pydicom
 
     if not is_dicom_tree(path) or any((path / name).is_file() for name in ("dataset.json", "labels.csv")):
         return False
-    studies = set()
+    studies, series = set(), {}
     for file in dicom_files(path):
         try:
-            studies.add(str(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
-                            .get("StudyInstanceUID", "")))
-        except Exception:  # an unreadable file: describe_study names it
+            header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+        except Exception:  # an unreadable file: the reader names it
             return True
+        studies.add(str(header.get("StudyInstanceUID", "")))
+        uid = str(header.get("SeriesInstanceUID", ""))
+        series[uid] = series.get(uid, 0) + 1
         if len(studies) > 1:
             return False
-    return True
+    return not with_volume or max(series.values(), default=0) > 1

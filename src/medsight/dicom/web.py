@@ -78,6 +78,13 @@ def store_results(client: Any, url: str, paths: Sequence[Path]) -> list[str]:
     except Exception as exc:
         _withdraw(client, datasets)
         raise _failure(url, "storing the results", exc) from None
+    # a server that answers 200 may still have stored fewer than it was sent: count the accepted instances
+    accepted = {str(item.ReferencedSOPInstanceUID) for item in (response.get("ReferencedSOPSequence") or [])} \
+        if response is not None else set()
+    if response is not None and not response.get("FailedSOPSequence") and \
+            accepted != {str(d.SOPInstanceUID) for d in datasets}:
+        _withdraw(client, datasets)
+        raise MedsightError(url, f"stored {len(accepted)} of {len(datasets)} result(s); the stored ones were withdrawn")
     failed = response.get("FailedSOPSequence") if response is not None else None
     if failed:
         _withdraw(client, datasets)

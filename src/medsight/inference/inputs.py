@@ -12,10 +12,10 @@ from medsight.errors import MedsightError
 def discover_inputs(paths: Sequence[Path]) -> list[Path]:
     """Expand files and folders into the list of inputs: image files and DICOM series folders, sorted per folder.
 
-    A folder whose files are DICOM slices, or a tree holding only DICOM files (a study), is one input; any
-    other folder is searched recursively.
+    A folder whose files are DICOM slices, or a tree holding only DICOM files of one study with a volume in it,
+    is one input (the reader chooses the series); any other folder is searched recursively.
     """
-    from medsight.dicom.series import is_dicom_tree
+    from medsight.dicom.series import is_study
     from medsight.io.images import is_dicom_series, is_image_file
 
     found: list[Path] = []
@@ -24,7 +24,7 @@ def discover_inputs(paths: Sequence[Path]) -> list[Path]:
             raise MedsightError(path, "no such file or directory")
         if path.is_file():
             found.append(path)  # named explicitly: the reader says what is wrong if it is no image
-        elif is_dicom_series(path) or is_dicom_tree(path):
+        elif is_dicom_series(path) or is_study(path, with_volume=True):
             found.append(path)  # a series or a study: the reader chooses the series
         else:
             before = len(found)

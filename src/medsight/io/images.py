@@ -102,11 +102,13 @@ def _read_raster(path: Path) -> Image:
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as picture:
+        with PILImage.open(path) as picture:  # Pillow refuses decompression bombs (DecompressionBombError)
             picture.load()
             if picture.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "HSV", "1"):
                 picture = picture.convert("RGB" if picture.mode not in ("1", "LA") else "L")
             array = np.asarray(picture)
+    except PILImage.DecompressionBombError as exc:
+        raise MedsightError(path, f"is too large to decode safely ({_first_line(exc)})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MedsightError(path, f"is not a readable {_FORMATS[suffix_of(path)].upper()} image ({_first_line(exc)})") from None
     return _picture(array, path, _FORMATS[suffix_of(path)])

@@ -66,6 +66,9 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+DRAIN_BYTES = 1 << 20
+
+
 class BearerToken:
     """401 unless the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
 
@@ -82,8 +85,19 @@ class BearerToken:
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
+        # read (and drop) a small body so that the client, still sending, hears the answer; a large one is cut off
+        drained, complete = 0, False
+        while drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete = True
+                break
         body = json.dumps({"detail": "a bearer token is required (Authorization: Bearer <token>)"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"www-authenticate", b"Bearer")]
         await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer"), (b"connection", b"close")]})
+                    "headers": headers if complete else headers + [(b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ image reader, which names the problem.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 MAX_VOXELS = 1 << 28  # 268 million voxels: 1 GiB as float32, several times any CT or whole-slide tile served here
@@ -42,8 +43,12 @@ def declared_voxels(path: Path) -> int | None:
         if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
             from PIL import Image
 
-            with Image.open(path) as picture:  # reads the header; pixels are decoded on load()
-                return picture.width * picture.height * len(picture.getbands())
+            try:
+                with Image.open(path) as picture:  # reads the header; pixels are decoded on load()
+                    return picture.width * picture.height * len(picture.getbands())
+            except Image.DecompressionBombError as exc:  # Pillow's own guard, over twice its MAX_IMAGE_PIXELS:
+                found = re.search(r"\((\d+) pixels\)", str(exc))  # its message gives the declared size
+                return int(found.group(1)) if found else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
         if suffix == ".dcm" or is_dicom_file(path):
             import pydicom
 
