@@ -28,7 +28,7 @@ def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
     series and the one that would be used."""
     from medsight.dicom.series import SeriesRule, describe_study, is_study
 
-    if is_study(Path(data)):
+    if is_study(Path(data), with_volume=True):
         return describe_study(data, SeriesRule(uid=series))
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)

@@ -20,9 +20,12 @@ def is_dicom_seg(path: Path) -> bool:
 
     if not (path.is_file() and is_dicom_file(path)):
         return False
-    import pydicom
+    from medsight.dicom.series import read_header
 
-    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", "")) == "SEG"
+    try:
+        return str(read_header(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", "")) == "SEG"
+    except Exception:  # not readable by pydicom: the image reader names the problem
+        return False
 
 
 def read_seg_label(path: Path, reference: Any, labels: dict[int, str]):

@@ -55,7 +55,7 @@ class Series:
 
     @property
     def frames(self) -> int:
-        return sum(int(getattr(h, "NumberOfFrames", 1) or 1) for h in self.headers)
+        return sum(_as_int(h.get("NumberOfFrames"), 1) for h in self.headers)
 
     @property
     def is_image(self) -> bool:
@@ -65,9 +65,17 @@ class Series:
         first = self.headers[0]
         return {"uid": self.uid, "modality": self.modality, "description": self.description, "number": self.number,
                 "files": len(self.files), "frames": self.frames,
-                "size": [int(first.get("Rows", 0)), int(first.get("Columns", 0))] if self.is_image else None,
+                "size": [_as_int(first.get("Rows"), 0), _as_int(first.get("Columns"), 0)] if self.is_image else None,
                 "transfer_syntax": str(first.file_meta.TransferSyntaxUID) if "file_meta" in dir(first) and
                 first.file_meta.get("TransferSyntaxUID") else None}
+
+
+def _as_int(value: Any, default: int) -> int:
+    """A header's integer, or default where it is missing or broken (the geometry check names the problem)."""
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
 
 
 _rule: contextvars.ContextVar[SeriesRule] = contextvars.ContextVar("series_rule", default=SeriesRule())
@@ -87,6 +95,25 @@ def current_rule() -> SeriesRule:
     return _rule.get()
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No pydicom warnings: a non-conformant value is the geometry check's business, and pydicom's warnings
+    (given when a value is first read, not when the file is) would break the one-line answer."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def read_header(path: Path, **options: Any) -> Any:
+    """pydicom's dataset of path, read quietly (see quiet)."""
+    import pydicom
+
+    with quiet():
+        return pydicom.dcmread(path, **options)
+
+
 def dicom_files(root: Path) -> list[Path]:
     """Every DICOM file (by its preamble) under root, hidden files and folders left out, in a stable order."""
     from medsight.io.images import is_dicom_file
@@ -101,23 +128,26 @@ def dicom_files(root: Path) -> list[Path]:
 
 def scan_study(root: str | Path) -> list[Series]:
     """The series of a DICOM tree (or one file), grouped by SeriesInstanceUID, largest first."""
-    import pydicom
+    with quiet():
+        return _scan_study(Path(root))
 
+
+def _scan_study(root: Path) -> list[Series]:
     root = Path(root)
     files = [root] if root.is_file() else dicom_files(root)
     groups: dict[str, Series] = {}
     for path in files:
         try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises many types for broken files
+            header = read_header(path, stop_before_pixels=True)
+            uid = str(header.get("SeriesInstanceUID", "") or f"(no SeriesInstanceUID: {path.name})")
+            number = header.get("SeriesNumber")
+            number = int(number) if number not in (None, "") else None
+            modality, description = str(header.get("Modality", "") or "?"), str(header.get("SeriesDescription", "") or "")
+        except Exception as exc:  # pydicom raises many types for broken files, some only when a value is read
             raise MedsightError(path, f"is not a readable DICOM file ({str(exc).splitlines()[0][:160]})") from None
-        uid = str(header.get("SeriesInstanceUID", "") or f"(no SeriesInstanceUID: {path.name})")
         series = groups.get(uid)
         if series is None:
-            number = header.get("SeriesNumber")
-            series = groups[uid] = Series(uid, str(header.get("Modality", "") or "?"),
-                                          str(header.get("SeriesDescription", "") or ""),
-                                          int(number) if number not in (None, "") else None)
+            series = groups[uid] = Series(uid, modality, description, number)
         series.headers.append(header)
         series.files.append(path)
     if not groups:
@@ -154,6 +184,11 @@ def describe_study(root: str | Path, rule: SeriesRule = SeriesRule()) -> dict[st
     """What `medsight check` prints for a DICOM tree: every series, the one the rule would use and its problems."""
     root = Path(root)
     found = scan_study(root)
+    with quiet():
+        return _describe(root, found, rule)
+
+
+def _describe(root: Path, found: list[Series], rule: SeriesRule) -> dict[str, Any]:
     result: dict[str, Any] = {"path": str(root), "format": "dicom", "series": [s.summary() for s in found]}
     try:
         chosen = choose_series(found, rule, root)
@@ -223,6 +258,16 @@ def _frame_planes(series: Series) -> tuple[list[np.ndarray], list[np.ndarray], l
 
 def slice_geometry(series: Series, where: Path) -> SliceGeometry:
     """Sort the slices along their normal and check they make one regular volume; one line if they do not."""
+    try:
+        return _slice_geometry(series, where)
+    except MedsightError:
+        raise
+    except Exception as exc:  # a header value of the wrong kind or length (a broken or hand-made file)
+        raise MedsightError(where, f"series {series.uid} has unreadable geometry headers "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+
+
+def _slice_geometry(series: Series, where: Path) -> SliceGeometry:
     if not series.is_image:
         raise MedsightError(where, f"series {series.uid} is a {series.modality}, not an image series")
     try:
@@ -279,9 +324,10 @@ def read_series(series: Series, where: Path):
     if geometry.multiframe:
         frames = _pixels(series.files[0], series.uid)
         volume = frames[geometry.order] if frames.ndim == 3 else frames[None]
-        volume = _rescale(volume, _frame_rescale(series.headers[0]))
+        volume = _rescale(volume, _frame_rescale(series.headers[0]), series.files[0])
     else:
-        volume = np.stack([_rescale(_pixels(series.files[i], series.uid), series.headers[i]) for i in geometry.order])
+        volume = np.stack([_rescale(_pixels(series.files[i], series.uid), series.headers[i], series.files[i])
+                           for i in geometry.order])
     if volume.ndim != 3:
         raise MedsightError(where, f"series {series.uid} holds colour or vector pixels {volume.shape[1:]}; "
                                    "only greyscale series are read as volumes")
@@ -298,9 +344,10 @@ def read_series(series: Series, where: Path):
 
 
 def _pixels(path: Path, uid: str) -> np.ndarray:
-    import pydicom
-
-    dataset = pydicom.dcmread(path)
+    try:
+        dataset = read_header(path)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise MedsightError(path, f"(series {uid}) is not a readable DICOM file ({str(exc).splitlines()[0][:120]})") from None
     try:
         return np.asarray(dataset.pixel_array)
     except Exception as exc:  # a transfer syntax without a decoder, or broken compressed data
@@ -318,10 +365,14 @@ def _frame_rescale(header: Any) -> dict[str, float]:
     return {"RescaleSlope": header.get("RescaleSlope", 1), "RescaleIntercept": header.get("RescaleIntercept", 0)}
 
 
-def _rescale(pixels: np.ndarray, header: Any) -> np.ndarray:
+def _rescale(pixels: np.ndarray, header: Any, path: Path) -> np.ndarray:
     """Stored values -> modality units (HU for CT), integers kept as integers where the rescale allows."""
-    slope = float(header.get("RescaleSlope", 1) or 1)
-    intercept = float(header.get("RescaleIntercept", 0) or 0)
+    try:
+        slope = float(header.get("RescaleSlope", 1) or 1)
+        intercept = float(header.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        raise MedsightError(path, f"has a broken RescaleSlope/RescaleIntercept ({header.get('RescaleSlope')!r}, "
+                                  f"{header.get('RescaleIntercept')!r})") from None
     if slope == 1 and intercept == 0:
         return pixels
     if slope == 1 and float(intercept).is_integer():
@@ -333,7 +384,8 @@ def read_study(root: str | Path, rule: SeriesRule | None = None):
     """The series of a DICOM tree chosen by rule (default: the current rule), as a medsight Image."""
     root = Path(root)
     found = scan_study(root)
-    return read_series(choose_series(found, rule or current_rule(), root), root)
+    with quiet():
+        return read_series(choose_series(found, rule or current_rule(), root), root)
 
 
 def is_dicom_tree(path: Path) -> bool:
@@ -360,14 +412,17 @@ def is_study(path: Path, with_volume: bool = False) -> bool:
     """A DICOM tree of one study and no data set file: what `check` describes by its series (a folder of
     DICOM images of several patients, or one with dataset.json, is a data set). with_volume: and one of its
     series has several slices (a folder of single radiographs stays a folder of inputs)."""
-    import pydicom
-
     if not is_dicom_tree(path) or any((path / name).is_file() for name in ("dataset.json", "labels.csv")):
         return False
+    with quiet():
+        return _one_study(path, with_volume)
+
+
+def _one_study(path: Path, with_volume: bool) -> bool:
     studies, series = set(), {}
     for file in dicom_files(path):
         try:
-            header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+            header = read_header(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
         except Exception:  # an unreadable file: the reader names it
             return True
         studies.add(str(header.get("StudyInstanceUID", "")))
