@@ -139,9 +139,11 @@ def test_multiframe_file_reads_like_its_slices(tmp_path, series_writer, ramp):
 
 
 def test_real_ct_study_chooses_one_of_two_reconstructions():
+    import os
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "lung_pet_ct_dx_ct_dicom" / "Lung-PET-CT-Dx"
+    shared = Path(os.environ.get("MEDSIGHT_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+    root = shared / "data" / "lung_pet_ct_dx_ct_dicom" / "Lung-PET-CT-Dx"
     if not root.is_dir():
         pytest.skip(f"{root} is not present on this machine")
     described = describe_study(root)
