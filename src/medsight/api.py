@@ -150,9 +150,15 @@ def load_run(run_path: str | Path, device: str = "cpu"):
     return run, task, model
 
 
-def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
-    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
+def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test",
+             nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
+    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html.
+
+    nsd_tolerance (segmentation): NSD tolerance in mm, one number or one per foreground class, instead of the
+    plan's ``evaluation.nsd_tolerance_mm``.
+    """
     run, task, model = load_run(run_path)
+    set_nsd_tolerance(task, nsd_tolerance, run.path)
     config = run.load_config()
     source = data or config.data
     _, dataset = read_dataset(source, config.seed, config.fold)
@@ -161,19 +167,29 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
     return task.evaluate(run, model, dataset, split, run.eval_dir(split))
 
 
+def set_nsd_tolerance(task: Any, tolerance: float | Sequence[float] | None, where: Any) -> None:
+    """Override the plan's NSD tolerance for this evaluation (segmentation runs only)."""
+    if tolerance is None:
+        return
+    if task.info.get("task") != "segmentation":
+        raise MedsightError(where, f"is a {task.info.get('task')} run; --nsd-tolerance applies to segmentation")
+    task.plan.setdefault("evaluation", {})["nsd_tolerance_mm"] = tolerance
+
+
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
     from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
 
-    return run_ensemble(runs, data, split, out)
+    return run_ensemble(runs, data, split, out, nsd_tolerance)
 
 
-def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None,
+                     nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
     """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
     from medsight.metrics.segmentation import evaluate_folders as run_folders
 
-    return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval")
+    return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval", nsd_tolerance)
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,

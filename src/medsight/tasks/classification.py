@@ -220,23 +220,11 @@ class ClassificationTask(Task):
 
 
 def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
-    """ROC-AUC (binary: positive class 1; multiclass: one-vs-rest macro), None when undefined."""
-    from sklearn.metrics import roc_auc_score
+    """The epoch-selection AUC (``selection_auc``): binary AUC, or the mean one-vs-rest AUC over the classes
+    present in the validation split; None when undefined."""
+    from medsight.metrics.classification import selection_auc
 
-    try:
-        if multilabel:
-            keep = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
-            return float(roc_auc_score(labels[:, keep], probs[:, keep], average="macro")) if keep else None
-        present = np.unique(labels)
-        if len(present) < 2:
-            return None
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels, probs[:, 1]))
-        if len(present) < probs.shape[1]:
-            return None
-        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-    except ValueError:
-        return None
+    return selection_auc(labels, probs, multilabel)
 
 
 def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

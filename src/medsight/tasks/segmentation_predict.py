@@ -28,7 +28,7 @@ def output_suffix(path: Path) -> str:
 
 def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) -> dict[str, Any]:
     """Predict the split's labelled cases, write predictions/, metrics.json and report.html."""
-    from medsight.metrics.segmentation import SegmentationMetrics
+    from medsight.metrics.segmentation import NSD_TOLERANCE_MM, SegmentationMetrics, tolerances_for
     from medsight.tasks.segmentation_report import write_segmentation_report
 
     indices = [int(i) for i in dataset.splits[split]]
@@ -36,7 +36,8 @@ def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) 
         raise MedsightError(dataset.path, f"split {split!r} has cases without labels; use predict for them")
     state = run.load_state()
     labels = {int(k): v for k, v in task.plan["labels"].items()}
-    metrics = SegmentationMetrics(labels)
+    tolerance = task.plan.get("evaluation", {}).get("nsd_tolerance_mm", NSD_TOLERANCE_MM)
+    metrics = SegmentationMetrics(labels, tolerances_for(tolerance, [k for k in labels if k != 0], run.path / "plan.json"))
     predictions = out_dir / "predictions"
     predictions.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
