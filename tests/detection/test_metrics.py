@@ -141,3 +141,27 @@ def test_3d_boxes_one_voxel_deep_equal_2d():
     for name in ("map_50_95", "map_50", "map_75", "mar_100", "map50_voc_allpoint"):
         assert flat[name] == pytest.approx(plain[name], abs=1e-12)
     assert_coco_equal(flat, coco_stats(images, 3))
+
+
+def test_3d_task_scores_froc_with_each_scans_spacing():
+    from medsight.tasks.detection import DetectionTask
+
+    class Geometry:
+        spacing = (0.5, 1.0, 2.0)  # x, y, z as SimpleITK gives them
+
+    class Scans:
+        def load_geometry(self, index):
+            return Geometry()
+
+    task = DetectionTask({"spatial_dims": 3, "num_classes": 1}, {"task": "detection"})
+    assert task.case_spacing(Scans(), 0) == (2.0, 1.0, 0.5)  # array order z, y, x
+    assert DetectionTask({"spatial_dims": 2, "num_classes": 1}, {}).case_spacing(Scans(), 0) is None
+    # a prediction 1.5 voxels off along z from a 4-voxel nodule: inside its radius (2) in voxels...
+    truth, pred = np.array([[0, 0, 0, 4, 4, 4.0]]), np.array([[1.5, 0, 0, 5.5, 4, 4.0]])
+    in_voxels = DetectionMetric(num_classes=1)
+    in_voxels.update(pred, np.array([0.9]), np.zeros(1), truth, np.zeros(1))
+    assert in_voxels.compute()["metrics"]["cpm"] == 1.0
+    # ...but 3 mm off in mm, where the nodule's mean extent (8 + 4 + 2) / 3 mm gives a radius of 2.33 mm
+    in_mm = DetectionMetric(num_classes=1)
+    in_mm.update(pred, np.array([0.9]), np.zeros(1), truth, np.zeros(1), spacing=task.case_spacing(Scans(), 0))
+    assert in_mm.compute()["metrics"]["cpm"] == 0.0

@@ -73,7 +73,9 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "map_50_95": ("mAP@0.5:0.95", "COCO mean average precision over overlap thresholds 0.5 to 0.95"),
     "map50_voc_allpoint": ("mAP@0.5 VOC", "Pascal VOC mean average precision at 50% overlap, all-point area"),
     "mar_100": ("mAR@100", "mean recall with up to 100 detections per image"),
-    "cpm": ("CPM", "mean sensitivity at 1/8 to 8 false positives per scan (LUNA16)"),
+    "cpm": ("CPM", "mean sensitivity at 1/8 to 8 false positives per scan (LUNA16: centre within the lesion's radius)"),
+    "cpm_iou": ("CPM (IoU hit)", "CPM with a hit at box overlap IoU >= 0.1 instead of LUNA16's centre rule"),
+    "lesion_f1": ("Lesion F1", "lesion-wise detection: connected components found and false ones, per class"),
     "froc": ("FROC", "sensitivity at several false-positive rates per scan"),
 }
 

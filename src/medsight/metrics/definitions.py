@@ -41,8 +41,11 @@ def detection_definitions(spatial_dims: int) -> dict[str, str]:
     }
 
 
-def segmentation_definitions(tolerance_mm: Sequence[float] | float, class_names: Sequence[str] = ()) -> dict[str, str]:
+def segmentation_definitions(tolerance_mm: Sequence[float] | float, class_names: Sequence[str] = (),
+                             surface_elements: bool = True) -> dict[str, str]:
     tolerance = tolerance_text(tolerance_mm, class_names)
+    surface = ("surface elements weighted by area, MONAI compute_surface_dice with use_subvoxels=True" if surface_elements
+               else "boundary voxels counted alike, MONAI compute_surface_dice (this MONAI has no use_subvoxels)")
     return {
         "dice": "Dice 2|P∩R| / (|P|+|R|) per case and foreground class; 1 when a class is absent from both",
         "iou": "IoU |P∩R| / |P∪R| per case and foreground class; 1 when a class is absent from both",
@@ -50,13 +53,13 @@ def segmentation_definitions(tolerance_mm: Sequence[float] | float, class_names:
                  "of one mask to the boundary of the other (MONAI compute_hausdorff_distance, percentile 95, voxel "
                  "spacing applied); 0 when a class is absent from both, the image diagonal when it is in only one"),
         "nsd": (f"normalised surface Dice at tolerance {tolerance}: the share of the two boundaries' surface area "
-                "(surface elements weighted by area, MONAI compute_surface_dice with use_subvoxels=True) that lies "
+                f"({surface}) that lies "
                 "within the tolerance of the other boundary; 1 when absent from both, 0 when in only one"),
         "lesion_f1": ("lesion-wise detection per class: connected components (full connectivity) of prediction and "
-                      "reference, pooled over cases; a reference component is found (true positive) when some "
-                      "predicted component overlaps it by at least one voxel, a predicted component overlapping no "
-                      "reference component is a false positive; recall = found / reference components, precision = "
-                      "predicted components that overlap a reference / predicted components, F1 their harmonic mean"),
+                      "reference; a reference component overlapped by at least one predicted voxel is a true positive "
+                      "(TP), one without a false negative (FN); a predicted component overlapping no reference voxel "
+                      "is a false positive (FP); counts pooled over cases; lesion_recall TP/(TP+FN), lesion_precision "
+                      "TP/(TP+FP), lesion_f1 2TP/(2TP+FP+FN); headline lesion_f1: mean over classes where defined"),
         "averaging": "per-class values are means over cases; headline values are means over foreground classes",
     }
 
@@ -97,5 +100,3 @@ def classification_definitions(multi_label: bool = False, ordinal: bool = False)
     if ordinal:
         out["kappa_quadratic"] = "Cohen's kappa with quadratic weights (grades far apart cost more)"
     return out
-
-

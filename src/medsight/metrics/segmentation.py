@@ -148,7 +148,7 @@ class SegmentationMetrics:
         names = list(self.labels.values())
         return {"num_cases": len(self.cases), "metrics": metrics, "per_class": per_class, "per_case": self.cases,
                 "nsd_tolerance_mm": dict(zip(names, self.tolerance)),
-                "definitions": segmentation_definitions(self.tolerance, names)}
+                "definitions": segmentation_definitions(self.tolerance, names, surface_elements_supported())}
 
 
 def _mean(values: list[float]) -> float:

@@ -182,17 +182,20 @@ class ClassificationTask(Task):
     def validate(self, model, dataset, indices):
         from sklearn.metrics import balanced_accuracy_score
 
+        from medsight.metrics.classification import selection_auc
+
         logits = self.predict_tensor(model, self.prepared(dataset, indices))
         labels = torch.as_tensor(dataset.labels[indices])
         probs = self.probabilities(logits)
         out = {"val_loss": float(self.loss(logits, labels))}
-        auc = safe_auc(labels.numpy(), probs, self.plan["multilabel"])
+        auc = selection_auc(labels.numpy(), probs, self.plan["multilabel"])
         if not self.plan["multilabel"]:
             out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
             out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
         if auc is not None:
             out["auc"] = auc
-        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
+        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen; over the
+        # classes present, so a class missing from validation keeps the score an AUC
         out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
         return out
 
@@ -217,14 +220,6 @@ class ClassificationTask(Task):
         from medsight.tasks.classification_predict import predict_classification
 
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
-
-
-def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
-    """The epoch-selection AUC (``selection_auc``): binary AUC, or the mean one-vs-rest AUC over the classes
-    present in the validation split; None when undefined."""
-    from medsight.metrics.classification import selection_auc
-
-    return selection_auc(labels, probs, multilabel)
 
 
 def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
