@@ -31,7 +31,7 @@ def detection_definitions(spatial_dims: int) -> dict[str, str]:
         "averaging": COCO_AVERAGING,
         "froc": (f"LUNA16 FROC: sensitivity at {rates} false positives per {unit}. A candidate hits a reference when "
                  f"its box centre lies strictly within the reference's radius (half the mean box extent) in {space}, "
-                 "same class; each reference counts once, at the best score that hits it; other candidates on a found "
+                 "same class, every candidate counted (no cap); each reference counts once, at the best score that hits it; other candidates on a found "
                  "reference are ignored; the rest are false positives. Sensitivity at a rate is read off the curve "
                  "over score thresholds by linear interpolation, as the LUNA16 script does"),
         "cpm": "LUNA16 CPM: mean of the seven FROC sensitivities",

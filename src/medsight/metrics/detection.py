@@ -142,10 +142,10 @@ class DetectionMetric:
             "gl": np.asarray(gt_labels, int), "spacing": None if spacing is None else [float(v) for v in spacing],
         })
 
-    def _detections(self, image: dict[str, Any], c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes and scores of class c in one image, best first, at most max_detections."""
+    def _detections(self, image: dict[str, Any], c: int, capped: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes and scores of class c in one image, best first, at most max_detections when capped (COCO)."""
         det = np.where(image["pl"] == c)[0]
-        det = det[np.argsort(-image["ps"][det], kind="mergesort")][: self.max_detections]
+        det = det[np.argsort(-image["ps"][det], kind="mergesort")][: self.max_detections if capped else None]
         return image["pb"][det], image["ps"][det]
 
     def _per_class(self, c: int) -> dict[str, Any]:
@@ -175,7 +175,7 @@ class DetectionMetric:
         hits, scores = [], []
         for image in self._images:
             for c in range(self.num_classes):
-                boxes, s = self._detections(image, c)
+                boxes, s = self._detections(image, c, capped=False)  # FROC has no cap: every candidate counts
                 gt = image["gb"][image["gl"] == c]
                 if len(boxes) == 0 or len(gt) == 0:
                     hit = np.zeros((len(boxes), len(gt)), dtype=bool)
