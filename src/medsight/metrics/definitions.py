@@ -31,8 +31,9 @@ def detection_definitions(spatial_dims: int) -> dict[str, str]:
         "averaging": COCO_AVERAGING,
         "froc": (f"LUNA16 FROC: sensitivity at {rates} false positives per {unit}. A candidate hits a reference when "
                  f"its box centre lies strictly within the reference's radius (half the mean box extent) in {space}, "
-                 "same class, every candidate counted (no cap); each reference counts once, at the best score that hits it; other candidates on a found "
-                 "reference are ignored; the rest are false positives. Sensitivity at a rate is read off the curve "
+                 "same class, every candidate counted (no cap); each reference counts once, at the best score that "
+                 "hits it; other candidates on a found reference are ignored; the rest are false positives. "
+                 "Sensitivity at a rate is read off the curve "
                  "over score thresholds by linear interpolation, as the LUNA16 script does"),
         "cpm": "LUNA16 CPM: mean of the seven FROC sensitivities",
         "froc_iou": (f"alternative FROC: the same counting with a hit at IoU >= {IOU_HIT:g} between boxes instead "
@@ -44,8 +45,9 @@ def detection_definitions(spatial_dims: int) -> dict[str, str]:
 def segmentation_definitions(tolerance_mm: Sequence[float] | float, class_names: Sequence[str] = (),
                              surface_elements: bool = True) -> dict[str, str]:
     tolerance = tolerance_text(tolerance_mm, class_names)
-    surface = ("surface elements weighted by area, MONAI compute_surface_dice with use_subvoxels=True" if surface_elements
-               else "boundary voxels counted alike, MONAI compute_surface_dice (this MONAI has no use_subvoxels)")
+    surface = ("surface elements weighted by area, MONAI compute_surface_dice with use_subvoxels=True"
+               if surface_elements else
+               "boundary voxels counted alike, MONAI compute_surface_dice (this MONAI has no use_subvoxels)")
     return {
         "dice": "Dice 2|P∩R| / (|P|+|R|) per case and foreground class; 1 when a class is absent from both",
         "iou": "IoU |P∩R| / |P∪R| per case and foreground class; 1 when a class is absent from both",
@@ -90,7 +92,8 @@ def classification_definitions(multi_label: bool = False, ordinal: bool = False)
         "recall": "macro mean over classes of recall",
         "f1": "macro mean over classes of F1 = 2TP / (2TP + FP + FN)",
         "ci95": "percentile bootstrap over cases (ci_method)",
-        "selection_score": ("the validation score that picks the epoch (log.csv 'score'): the AUC above over the "
+        "selection_score": ("the validation score that picks the epoch (state.json's training.best_score): the AUC "
+                            "above over the "
                             "classes present in the validation split, so a class missing there leaves it on the "
                             "AUC scale"),
     }
