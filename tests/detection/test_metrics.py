@@ -144,7 +144,7 @@ def test_3d_boxes_one_voxel_deep_equal_2d():
 
 
 def test_3d_task_scores_froc_with_each_scans_spacing():
-    from medsight.tasks.detection import DetectionTask
+    from medsight.tasks.detection.task import DetectionTask
 
     class Geometry:
         spacing = (0.5, 1.0, 2.0)  # x, y, z as SimpleITK gives them
