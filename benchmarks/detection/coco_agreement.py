@@ -2,12 +2,12 @@
 
     python benchmarks/detection/coco_agreement.py RUN [--split test] [--json OUT.json]
 
-Evaluates RUN on the split (RUN/eval/<split>/: metrics.json and predictions/results.json), then scores the
-predictions exactly as written (predictions/results.json, COCO [x, y, w, h] boxes) against the split's
-reference boxes twice: with medsight's DetectionMetric and with pycocotools. Prints a table of every COCO
-number both give (mAP@[.5:.95], mAP@0.5, mAP@0.75, mAR@100 and AP@[.5:.95] per class) with the absolute
-difference, and exits 1 when any differs by more than 1e-6. COCOeval's area-range figures (small, medium,
-large) and mAR@1 / mAR@10 have no medsight counterpart and are not compared.
+Predicts the split with RUN's model exactly as `medsight evaluate` does (``task.score_cases``, whose numbers
+go into metrics.json), then scores the same predictions (unrounded boxes and scores) against the split's
+reference boxes with pycocotools. Prints a table of every COCO number both give (mAP@[.5:.95], mAP@0.5,
+mAP@0.75, mAR@100 and AP@[.5:.95] per class) with the absolute difference, and exits 1 when any differs by
+more than 1e-6. COCOeval's area-range figures (small, medium, large) and mAR@1 / mAR@10 have no medsight
+counterpart and are not compared.
 """
 
 from __future__ import annotations
@@ -18,15 +18,7 @@ import io
 import json
 import sys
 
-import numpy as np
-
 TOLERANCE = 1e-6
-
-
-def corners(bbox: list[float]) -> list[float]:
-    """COCO [x, y, w, h] -> medsight's array-order corners (row0, col0, row1, col1)."""
-    x, y, w, h = bbox
-    return [y, x, y + h, x + w]
 
 
 def main() -> int:
@@ -41,33 +33,26 @@ def main() -> int:
     from pycocotools.cocoeval import COCOeval
 
     from medsight import api
-    from medsight.metrics.detection import DetectionMetric
 
     torch.set_num_threads(1)
-    evaluated = api.evaluate(args.run, split=args.split)
-    run, task, _ = api.load_run(args.run)
+    run, task, model = api.load_run(args.run)
     config = run.load_config()
     _, dataset = api.read_dataset(config.data, config.seed, config.fold)
-    records = json.loads((run.eval_dir(args.split) / "predictions" / "results.json").read_text())
     classes = list(dataset.classes)
-    indices = sorted(int(i) for i in dataset.splits[args.split])
-    image_ids = {dataset.case_ids[i]: n for n, i in enumerate(indices)}  # COCOeval walks images by sorted id
+    indices = [int(i) for i in dataset.splits[args.split]]
+    got, predictions = task.score_cases([model], dataset, indices)  # what metrics.json reports
 
-    ours = DetectionMetric(len(classes), classes)
+    # image ids in medsight's order, so that COCOeval (which walks images by sorted id) pools them alike
     images, annotations, detections = [], [], []
-    for n, index in enumerate(indices):
-        case = dataset.case_ids[index]
-        mine = [r for r in records if r["image_id"] == case]
-        ours.update(np.array([corners(r["bbox"]) for r in mine]).reshape(len(mine), 4),
-                    np.array([r["score"] for r in mine]), np.array([r["category_id"] - 1 for r in mine]),
-                    dataset.boxes[index], dataset.labels[index])
+    for n, (index, found) in enumerate(zip(indices, predictions)):
         images.append({"id": n})
         for box, label in zip(dataset.boxes[index], dataset.labels[index]):
             w, h = float(box[3] - box[1]), float(box[2] - box[0])
             annotations.append({"id": len(annotations) + 1, "image_id": n, "category_id": int(label) + 1,
                                 "bbox": [float(box[1]), float(box[0]), w, h], "area": w * h, "iscrowd": 0})
-        detections += [{"image_id": image_ids[case], "category_id": r["category_id"], "bbox": r["bbox"],
-                        "score": r["score"]} for r in mine]
+        for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
+            detections.append({"image_id": n, "category_id": int(label) + 1, "score": float(score),
+                               "bbox": [float(box[1]), float(box[0]), float(box[3] - box[1]), float(box[2] - box[0])]})
     reference = COCO()
     reference.dataset = {"images": images, "annotations": annotations,
                          "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}
@@ -77,7 +62,6 @@ def main() -> int:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    got = ours.compute()
     rows = [(name, got["metrics"][key], float(evaluator.stats[i]))
             for name, key, i in (("mAP@[.5:.95]", "map_50_95", 0), ("mAP@0.5", "map_50", 1),
                                  ("mAP@0.75", "map_75", 2), ("mAR@100", "mar_100", 8))]
@@ -88,17 +72,16 @@ def main() -> int:
     worst = max(abs(a - b) for _, a, b in rows)
     print(f"{len(indices)} images, {len(annotations)} reference boxes, {len(detections)} predicted boxes "
           f"({args.split} split of {dataset.path})")
-    print(f"| figure | medsight | pycocotools | abs. difference |\n|---|---|---|---|")
+    print("| figure | medsight | pycocotools | abs. difference |\n|---|---|---|---|")
     for name, a, b in rows:
         print(f"| {name} | {a:.6f} | {b:.6f} | {abs(a - b):.1e} |")
     print(f"VOC all-point mAP@0.5 (medsight only): {got['metrics']['map50_voc_allpoint']:.6f}; "
-          f"from RUN/eval metrics.json on unrounded boxes: mAP@[.5:.95] {evaluated['metrics']['map_50_95']:.6f}, "
-          f"mAP@0.5 {evaluated['metrics']['map_50']:.6f}, CPM {evaluated['metrics']['cpm']:.6f}")
+          f"LUNA16-rule CPM: {got['metrics']['cpm']:.6f}")
     print(f"largest difference {worst:.1e} ({'within' if worst <= TOLERANCE else 'OUTSIDE'} {TOLERANCE:g})")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"rows": rows, "images": len(indices), "boxes": len(annotations), "detections": len(detections),
-                       "map50_voc_allpoint": got["metrics"]["map50_voc_allpoint"], "evaluate": evaluated["metrics"]},
+                       "metrics": got["metrics"]},
                       handle, indent=1)
     return 0 if worst <= TOLERANCE else 1
 
