@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from medsight.dicom.outputs import Algorithm, source_datasets, write_detection_report, write_segmentation, \
     write_volume_report
-from medsight.dicom.series import SeriesRule, read_study
+from medsight.io.dicom_series import SeriesRule, read_study
 
 LABELS = {0: "background", 1: "lung", 2: "bone"}
 

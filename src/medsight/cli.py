@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
     p.add_argument("--ref", help="folder of reference masks")
+    p.add_argument("--nsd-tolerance", metavar="MM[,MM...]",
+                   help="segmentation: NSD tolerance in mm, one number or one per foreground class "
+                        "(default: the plan's evaluation.nsd_tolerance_mm, 1 mm)")
     p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval) or for an ensemble "
                                  "(default RUN1/eval/SPLIT-ensemble)")
 
@@ -118,6 +121,17 @@ def _print_json(obj) -> None:
     print(json.dumps(_jsonable(obj), indent=2))
 
 
+def _tolerance(text: str | None) -> float | list[float] | None:
+    """--nsd-tolerance: "2" -> 2.0, "1,2.5" -> [1.0, 2.5] (one per foreground class)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise MedsightError(None, f"--nsd-tolerance {text!r} is not a number of mm or a comma-separated list of them") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     """Run folders (they hold config.json) come first, then the inputs."""
     runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
@@ -171,14 +185,16 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "evaluate":
+        args.nsd_tolerance = _tolerance(args.nsd_tolerance)
         if args.pred or args.ref:
             if not (args.pred and args.ref):
                 raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
-            result = api.evaluate_folders(args.pred, args.ref, args.out)
+            result = api.evaluate_folders(args.pred, args.ref, args.out, nsd_tolerance=args.nsd_tolerance)
         elif len(args.run) > 1:
-            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out)
+            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out,
+                                           nsd_tolerance=args.nsd_tolerance)
         elif args.run:
-            result = api.evaluate(args.run[0], data=args.data, split=args.split)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split, nsd_tolerance=args.nsd_tolerance)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})

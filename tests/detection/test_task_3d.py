@@ -19,6 +19,8 @@ def test_train_evaluate_predict_3d(tmp_path):
     api.train(data, run, epochs=1, batch_size=1)
     result = api.evaluate(run, split="test")
     assert 0.0 <= result["metrics"]["cpm"] <= 1.0 and set(result["metrics"]["froc"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
+    assert set(result["metrics"]["froc_iou"]) == set(result["metrics"]["froc"]) and "cpm_iou" in result["metrics"]
+    assert "world millimetres" in result["definitions"]["froc"] and "per scan" in result["definitions"]["froc"]
     volume = sorted((data / "imagesTs").glob("*.nii.gz"))[0]
     api.predict([run], [volume], tmp_path / "pred")
     records = json.loads((tmp_path / "pred" / "results.json").read_text())
@@ -32,8 +34,8 @@ def test_predicting_a_2d_image_with_a_3d_run_is_one_line(tmp_path):
     from PIL import Image
 
     from medsight.errors import MedsightError
-    from medsight.tasks.detection import DetectionTask
-    from medsight.tasks.detection_report import predict_detection
+    from medsight.tasks.detection.task import DetectionTask
+    from medsight.tasks.detection.predict import predict_detection
 
     picture = tmp_path / "slice.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(picture)

@@ -77,7 +77,7 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
     """A dynunet_tiny run on six synthetic 16^3 volumes (classes blob, box), one short epoch: (run, data)."""
     import json
 
-    import medsight.tasks.segmentation_data as segmentation_data
+    import medsight.tasks.segmentation.data as segmentation_data
     from medsight import api
     from medsight.synthetic.segmentation import make_segmentation_dataset
 

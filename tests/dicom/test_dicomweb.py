@@ -96,7 +96,7 @@ def test_real_ct_round_trip(tiny_segmentation_run, shape_codes, orthanc, tmp_pat
     mask = read_image(record["output"]).array[0]
     assert mask.shape == (30, 512, 512) and len(uids) == 30
     # frames of the fetched SEG, in the order of the slices along the patient axis, against the local mask
-    from medsight.dicom.series import SeriesRule, choose_series, scan_study, slice_geometry
+    from medsight.io.dicom_series import SeriesRule, choose_series, scan_study, slice_geometry
 
     source = choose_series(scan_study(CT), SeriesRule(), CT)
     order = [str(source.headers[i].SOPInstanceUID) for i in slice_geometry(source, CT).order]

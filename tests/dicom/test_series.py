@@ -7,7 +7,7 @@ import pytest
 
 from medsight.errors import MedsightError
 
-from medsight.dicom.series import SeriesRule, describe_study, read_study
+from medsight.io.dicom_series import SeriesRule, describe_study, read_study
 
 
 def _study(tmp_path, series_writer, ramp):

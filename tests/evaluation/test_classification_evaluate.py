@@ -124,6 +124,8 @@ def test_multiclass_3d_ordinal(tmp_path: Path):
     assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(truth, called, weights="quadratic"))
     assert m["auc"] == pytest.approx(skm.roc_auc_score(truth, probs, multi_class="ovr"))
     assert (run / "eval" / "test" / "plots" / "confident_mistakes.png").is_file()
+    assert "macro mean of one-vs-rest" in result["definitions"]["auc"] and "kappa_quadratic" in result["definitions"]
+    assert "Definitions" in Path(result["report"]).read_text()
 
 
 def test_multilabel_2d(tmp_path: Path):
@@ -155,7 +157,7 @@ def test_multilabel_2d(tmp_path: Path):
 def test_wilson_interval_matches_scipy(hits: int, total: int):
     from scipy.stats import binomtest
 
-    from medsight.tasks.classification_report import wilson_interval
+    from medsight.tasks.classification.evaluate import wilson_interval
 
     expected = binomtest(hits, total).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(hits, total) == pytest.approx([expected.low, expected.high], abs=1e-12)
@@ -163,7 +165,7 @@ def test_wilson_interval_matches_scipy(hits: int, total: int):
 
 
 def test_pick_mistakes_takes_each_true_class_in_turn():
-    from medsight.tasks.classification_report import pick_mistakes
+    from medsight.tasks.classification.evaluate import pick_mistakes
 
     wrong = np.array([1, 1, 1, 1, 0, 1], bool)
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.99, 0.55])

@@ -1,1 +1,4 @@
-"""DICOM beyond single files: study trees grouped into series, results written as SEG and SR, DICOMweb."""
+"""DICOM results (SEG, TID 1500 SR) written from predictions, and prediction of studies held by a PACS (DICOMweb).
+
+Reading study folders and SEG labels is medsight.io.dicom_series and medsight.io.dicom_seg.
+"""

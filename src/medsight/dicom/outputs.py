@@ -50,7 +50,7 @@ class Algorithm:
 
 def source_datasets(path: Path, rule) -> tuple[Any, list[Any]]:
     """The series that was predicted from path (chosen by rule, as the reader did) and its headers in volume order."""
-    from medsight.dicom.series import choose_series, scan_study, slice_geometry
+    from medsight.io.dicom_series import choose_series, scan_study, slice_geometry
 
     found = scan_study(path)
     series = choose_series(found, rule, path)
@@ -240,7 +240,7 @@ def write_dicom_results(predictor: Any, records: list[dict[str, Any]], out: Path
                         series: str | None = None, codes_file: str | Path | None = None) -> list[Path]:
     """The DICOM results of a prediction's records (DICOM inputs only): SEG (+ volumes SR) or an SR per input."""
     from medsight.dicom.codes import load_mapping
-    from medsight.dicom.series import SeriesRule
+    from medsight.io.dicom_series import SeriesRule
     from medsight.io.images import read_image
 
     task = predictor.task.name
@@ -292,3 +292,15 @@ def _findings_by_file(out: Path) -> dict[str, list[dict[str, Any]]]:
     for finding in load_json(out / "results.json"):
         grouped.setdefault(finding["file"], []).append(finding)
     return grouped
+
+
+def predict_with_results(predictor: Any, inputs: Sequence[Path], out: Path, explain: bool = False,
+                         fmt: str = "nifti", series: str | None = None,
+                         codes_file: str | Path | None = None) -> list[dict[str, Any]]:
+    """The predictor's records for inputs, and with a DICOM fmt the DICOM results beside them (OUT/dicom/)."""
+    if fmt not in ("nifti", *DICOM_FORMATS):
+        raise MedsightError(None, f"unknown output format {fmt!r}; choose nifti, {', '.join(DICOM_FORMATS)}")
+    records = predictor.predict_files(list(inputs), Path(out), explain=explain, series=series)
+    if fmt != "nifti":
+        write_dicom_results(predictor, records, Path(out), fmt, series=series, codes_file=codes_file)
+    return records

@@ -50,7 +50,7 @@ def find_series(client: Any, url: str, study: str) -> list[dict[str, Any]]:
 
 def fetch_study(client: Any, url: str, study: str, series: str | None, folder: Path) -> Path:
     """WADO-RS: the image series of the study (or only the given one) into folder/<series>/."""
-    from medsight.dicom.series import NON_IMAGE_MODALITIES
+    from medsight.io.dicom_series import NON_IMAGE_MODALITIES
 
     listed = find_series(client, url, study)
     if series is not None and series not in {s["uid"] for s in listed}:
@@ -108,7 +108,8 @@ def predict_dicomweb(paths: Sequence[str], url: str, study: str | None, out: str
                      fmt: str = "nifti", store: bool = False, codes: str | Path | None = None,
                      engine: str = "torch") -> str:
     """Fetch a study over DICOMweb, predict it with the run(s) in paths, and with store send the results back."""
-    from medsight import api
+    from medsight.dicom.outputs import predict_with_results
+    from medsight.inference.predictor import Predictor
 
     if not study:
         raise MedsightError(None, "predict --dicomweb needs --study UID")
@@ -118,9 +119,10 @@ def predict_dicomweb(paths: Sequence[str], url: str, study: str | None, out: str
     if not runs or len(runs) != len(paths):
         raise MedsightError(paths[0] if paths else None, "with --dicomweb give only run folders (the study comes from the server)")
     client = _client(url)
+    predictor = Predictor([Path(r) for r in runs], engine=engine)
     with tempfile.TemporaryDirectory(prefix="medsight-dicomweb-") as tmp:
         folder = fetch_study(client, url, study, series, Path(tmp) / "study")
-        records = api.predict(runs, [folder], out, engine=engine, fmt=fmt, series=series, codes=codes)
+        records = predict_with_results(predictor, [folder], Path(out), fmt=fmt, series=series, codes_file=codes)
     written = [Path(r[k]) for r in records for k in ("dicom_seg", "dicom_sr") if r.get(k)]
     if store:
         uids = store_results(client, url, written)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.integrity import require_complete_nifti
+from medsight.jsonio import atomic_write
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -79,7 +81,7 @@ def is_dicom_series(path: Path) -> bool:
 
 
 def read_image(path: str | Path) -> Image:
-    """Read a picture, a volume, a DICOM file, or a folder of DICOM files (one series is chosen, see medsight.dicom.series)."""
+    """Read a picture, a volume, a DICOM file, or a folder of DICOM files (one series is chosen, see medsight.io.dicom_series)."""
     path = Path(path)
     if path.is_dir():
         return _read_dicom_series(path)
@@ -146,8 +148,6 @@ def _read_sitk(path: Path, fmt: str) -> Image:
     import SimpleITK as sitk
 
     if fmt == "nifti":
-        from medsight.io.integrity import require_complete_nifti
-
         require_complete_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
@@ -158,7 +158,7 @@ def _read_sitk(path: Path, fmt: str) -> Image:
 
 def _read_dicom_series(folder: Path) -> Image:
     """A folder holding one series, or a whole study tree: the series the current rule chooses."""
-    from medsight.dicom.series import read_study
+    from medsight.io.dicom_series import read_study
 
     return read_study(folder)
 
@@ -194,8 +194,6 @@ def _from_sitk(image: Any, path: Path, fmt: str) -> Image:
 
 def write_like(array: np.ndarray, reference: Image, path: str | Path) -> Path:
     """Write array (spatial, or (C, *spatial)) in reference's geometry, in the format of path's suffix."""
-    from medsight.jsonio import atomic_write
-
     path = Path(path)
     array = np.asarray(array)
     spatial = array.shape if array.ndim == reference.spatial_dims else array.shape[1:]

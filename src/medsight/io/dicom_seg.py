@@ -20,7 +20,7 @@ def is_dicom_seg(path: Path) -> bool:
 
     if not (path.is_file() and is_dicom_file(path)):
         return False
-    from medsight.dicom.series import read_header
+    from medsight.io.dicom_series import read_header
 
     try:
         return str(read_header(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", "")) == "SEG"

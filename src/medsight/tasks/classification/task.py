@@ -10,11 +10,16 @@ import torch
 import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
-from medsight.data.preprocess import intensity_range, prepare_image, prepare_many
-from medsight.errors import MedsightError
+from medsight.data.dataset import TaskDataset
+from medsight.data.preprocess import intensity_range, prepare_many
+from medsight.data.steps import planned_steps
+from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
+from medsight.metrics.operating_point import choose_operating_point
 from medsight.models import create_model
-from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.base import Task
+from medsight.tasks.classification.evaluate import evaluate_classification
+from medsight.tasks.classification.predict import predict_classification
 
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
@@ -38,8 +43,6 @@ def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
 
 def preprocessing_steps(spatial_dims: int) -> list[dict[str, Any]]:
     """The plan's steps; the extra ones are offered but off (classification data sets name no modality)."""
-    from medsight.data.steps import planned_steps
-
     # crop off: the whole image is the input (fundus photographs with black borders may gain from it)
     return planned_steps("classification", {
         "crop_nonzero": (False, "off: the whole image is the input"),
@@ -69,19 +72,8 @@ class EpochBatches:
 
 class ClassificationTask(Task):
     name = "classification"
-    formats = ("medmnist", "imagefolder", "csv")
 
     # data set level ------------------------------------------------------
-    @classmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        if fmt == "medmnist":
-            from medsight.io.classification import read_medmnist
-
-            return read_medmnist(path)
-        from medsight.io.imagefolder import read_classification
-
-        return read_classification(path, fmt)
-
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
         train = dataset.splits["train"]
@@ -182,23 +174,24 @@ class ClassificationTask(Task):
     def validate(self, model, dataset, indices):
         from sklearn.metrics import balanced_accuracy_score
 
+        from medsight.metrics.classification import selection_auc
+
         logits = self.predict_tensor(model, self.prepared(dataset, indices))
         labels = torch.as_tensor(dataset.labels[indices])
         probs = self.probabilities(logits)
         out = {"val_loss": float(self.loss(logits, labels))}
-        auc = safe_auc(labels.numpy(), probs, self.plan["multilabel"])
+        auc = selection_auc(labels.numpy(), probs, self.plan["multilabel"])
         if not self.plan["multilabel"]:
             out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
             out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
         if auc is not None:
             out["auc"] = auc
-        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
+        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen; over the
+        # classes present, so a class missing from validation keeps the score an AUC
         out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
         return out
 
     def finish_training(self, model, dataset, indices):
-        from medsight.metrics.operating_point import choose_operating_point
-
         if len(indices) == 0:
             point = {"rule": "argmax"}
             if self.plan["multilabel"]:
@@ -209,34 +202,10 @@ class ClassificationTask(Task):
 
     # evaluation and inference ----------------------------------------------
     def evaluate(self, run, model, dataset, split, out_dir):
-        from medsight.tasks.classification_report import evaluate_classification
-
         return evaluate_classification(self, run, model, dataset, split, Path(out_dir))
 
     def predict_files(self, run, models, inputs, out_dir, explain=False):
-        from medsight.tasks.classification_predict import predict_classification
-
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
-
-
-def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
-    """ROC-AUC (binary: positive class 1; multiclass: one-vs-rest macro), None when undefined."""
-    from sklearn.metrics import roc_auc_score
-
-    try:
-        if multilabel:
-            keep = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
-            return float(roc_auc_score(labels[:, keep], probs[:, keep], average="macro")) if keep else None
-        present = np.unique(labels)
-        if len(present) < 2:
-            return None
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels, probs[:, 1]))
-        if len(present) < probs.shape[1]:
-            return None
-        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-    except ValueError:
-        return None
 
 
 def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,6 +223,4 @@ def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.
 
 def read_input_image(path: Path) -> np.ndarray:
     """A file or a DICOM series folder -> (C, *spatial) array, with the reader's one-line errors."""
-    from medsight.io.images import read_image
-
     return read_image(path).array

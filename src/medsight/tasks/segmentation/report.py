@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medsight.evaluation.plots import box_plot, display_slice
-from medsight.evaluation.report import Section, write_report
+from medsight.report.plots import box_plot, display_slice
+from medsight.report.html import Section, write_report
 from medsight.jsonio import atomic_write
 
 LABEL_COLOURS = np.array([[0, 0, 0], [0.95, 0.25, 0.2], [0.2, 0.6, 1.0], [0.2, 0.85, 0.3], [1.0, 0.8, 0.1],
@@ -106,4 +106,5 @@ def write_segmentation_report(out_dir: Path, result: dict[str, Any], load: CaseL
                 how_to_read="Prediction and reference drawn over the image; 3D cases show the slice with most foreground."),
         Section("Per case", table=table),
     ]
-    return write_report(out_dir / "report.html", title, summary, sections, details=details)
+    return write_report(out_dir / "report.html", title, summary, sections, details=details,
+                        definitions=result.get("definitions"))

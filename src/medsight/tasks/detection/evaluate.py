@@ -1,4 +1,4 @@
-"""Detection evaluation (metrics.json, curves, overlays, report.html) and prediction of files (COCO-style JSON)."""
+"""Detection evaluation of a split: metrics.json, curves, overlays and report.html."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medsight.errors import MedsightError
 from medsight.jsonio import save_json
+from medsight.metrics.definitions import detection_definitions
+from medsight.report import plots
+from medsight.report.html import Section, write_report
 
 SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)...
 SHOW_MOST = 20  # ...but no more than this many, the best first
@@ -108,9 +110,6 @@ def draw_overlay(raw: np.ndarray, found: dict[str, np.ndarray], truth: np.ndarra
 
 def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str, out_dir: Path) -> dict[str, Any]:
     """Predict a split, write metrics.json, predictions/results.json, plots and report.html."""
-    from medsight.evaluation import plots
-    from medsight.evaluation.report import Section, write_report
-
     indices = dataset.splits[split]
     classes = list(dataset.classes)
     result, predictions = task.score_cases([model], dataset, indices)
@@ -122,7 +121,7 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
     save_json(out_dir / "predictions" / "results.json", records)
     metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
                "per_class": result["per_class"], "num_boxes": int(sum(len(dataset.boxes[i]) for i in indices)),
-               "froc_iou": 0.1, "interpolation": "all-point"}
+               "definitions": detection_definitions(dataset.spatial_dims)}
     save_json(out_dir / "metrics.json", metrics)
 
     plot_dir = out_dir / "plots"
@@ -142,47 +141,23 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
     if run is not None and Path(run.log_path).is_file():
         images.append(plots.training_curves(run.log_path, plot_dir / "training.png"))
     m = result["metrics"]
-    table = [{"class": name, "AP@0.5": v["ap_50"], "AP@[.5:.95]": v["ap_50_95"], "AR@100": v["ar_100"],
-              "true boxes": v["num_boxes"]} for name, v in result["per_class"].items()]
-    froc_table = [{f"{k} FP/{unit}": v for k, v in m["froc"].items()}]
+    table = [{"class": name, "AP@[.5:.95]": v["ap_50_95"], "AP@0.5": v["ap_50"], "AP@0.75": v["ap_75"],
+              "AR@100": v["ar_100"], "AP@0.5 VOC all-point": v["ap50_voc_allpoint"], "true boxes": v["num_boxes"]}
+             for name, v in result["per_class"].items()]
+    froc_table = [{"hit rule": "LUNA16 (centre within radius)", **{f"{k} FP/{unit}": v for k, v in m["froc"].items()},
+                   "CPM": m["cpm"]},
+                  {"hit rule": "IoU >= 0.1", **{f"{k} FP/{unit}": v for k, v in m["froc_iou"].items()}, "CPM": m["cpm_iou"]}]
     sections = [
         Section("Average precision per class", table=table, images=images[:1],
-                how_to_read="AP is the area under each class's precision-recall curve; 1.0 means every box found with no false alarm ranked above it."),
+                how_to_read="AP is the area under each class's precision-recall curve (COCO's 101-point sample; the VOC all-point area beside it); 1.0 means every box found with no false alarm ranked above it."),
         Section("FROC", table=froc_table, images=images[1:2],
                 how_to_read=f"Share of true boxes found when the model is allowed 1/8 to 8 false positives per {unit}; CPM is their mean (LUNA16)."),
         Section("Examples", images=overlays,
                 how_to_read="Green: true boxes. Red: predicted boxes with their class and score (3D: the slice through the best box)."),
     ] + ([Section("Training", images=images[2:])] if len(images) > 2 else [])
-    summary = {"map_50": m["map_50"], "map_50_95": m["map_50_95"], "mar_100": m["mar_100"], "cpm": m["cpm"],
-               "cases": int(len(indices))}
+    summary = {"map_50_95": m["map_50_95"], "map_50": m["map_50"], "map_75": m["map_75"], "mar_100": m["mar_100"],
+               "map50_voc_allpoint": m["map50_voc_allpoint"], "cpm": m["cpm"], "cases": int(len(indices))}
     details = {"run": str(run.path) if run is not None else "", "split": split, "data": str(dataset.path)}
     report = write_report(out_dir / "report.html", f"Detection: {Path(dataset.path).name}, {split} split", summary,
-                          sections, details)
+                          sections, details, definitions=metrics["definitions"])
     return {**metrics, "report": str(report)}
-
-
-def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
-    """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
-    from medsight.inference.inputs import output_names
-    from medsight.io.images import read_image
-    from medsight.tasks.detection_infer import detect_image
-
-    classes = list(task.info.get("classes", []))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records, rows = [], []
-    for path, name in zip(inputs, output_names(inputs)):
-        image = read_image(path)
-        raw = np.asarray(image.array, dtype=np.float32)
-        if raw.ndim - 1 != task.plan["spatial_dims"]:
-            raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
-        found = detect_image(models, raw, task.plan, task.device)
-        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
-        for r in case_records:
-            r["file"] = str(path)
-        records += case_records
-        overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
-        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
-    save_json(out_dir / "results.json", records)
-    for row in rows:
-        row["results"] = str(out_dir / "results.json")
-    return rows
