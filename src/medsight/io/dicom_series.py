@@ -66,8 +66,7 @@ class Series:
         return {"uid": self.uid, "modality": self.modality, "description": self.description, "number": self.number,
                 "files": len(self.files), "frames": self.frames,
                 "size": [_as_int(first.get("Rows"), 0), _as_int(first.get("Columns"), 0)] if self.is_image else None,
-                "transfer_syntax": str(first.file_meta.TransferSyntaxUID) if "file_meta" in dir(first) and
-                first.file_meta.get("TransferSyntaxUID") else None}
+                "transfer_syntax": str(getattr(first, "file_meta", {}).get("TransferSyntaxUID", "")) or None}
 
 
 def _as_int(value: Any, default: int) -> int:
