@@ -6,6 +6,11 @@ from pathlib import Path
 
 from medsight.errors import MedsightError
 
+# What a folder may be, for messages that tell a user which layouts medsight reads.
+KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv, an nnU-Net folder with "
+                 "dataset.json and imagesTr/, COCO annotations.json, Pascal VOC, or a YOLO folder "
+                 "(a .names file with a .txt beside each image, or Ultralytics data.yaml with images/ and labels/)")
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 
 
@@ -33,11 +38,17 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         return "voc", "detection"
     if (path / "labels.csv").is_file():
         return "csv", "classification"
+    from medsight.io.yolo import is_yolo
+
+    if is_yolo(path):
+        return "yolo", "detection"
     npz = sorted(path.glob("*.npz"))
     if len(npz) == 1:
         return "medmnist", "classification"
     subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subdirs) == 1 and subdirs[0].name not in ("train", "val", "test"):
+        raise MedsightError(path, f"has one folder ({subdirs[0].name}/), which would make a classification set of a "
+                                  f"single class; expected {KNOWN_LAYOUTS}")
     if subdirs:
         return "imagefolder", "classification"
-    raise MedsightError(path, "is not a recognised data set (expected a MedMNIST .npz, class folders, labels.csv, "
-                              "an nnU-Net folder with dataset.json and imagesTr/, COCO annotations.json or Pascal VOC)")
+    raise MedsightError(path, f"is not a recognised data set (expected {KNOWN_LAYOUTS})")

@@ -113,6 +113,11 @@ def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> Cl
     for case, label, split in rows:
         if label not in train_labels:
             raise MedsightError(case, f"has label {label!r}, which no training case has (known: {', '.join(train_labels)})")
+    if len(train_labels) == 1:
+        from medsight.io.detect import KNOWN_LAYOUTS
+
+        raise MedsightError(path, f"has a single class ({train_labels[0]}) among its training cases; a classifier "
+                                  f"needs two or more (expected {KNOWN_LAYOUTS})")
     index = {name: i for i, name in enumerate(train_labels)}
     labels = np.array([index[label] for _, label, _ in rows], dtype=np.int64)
     split_of = np.array([split or "train" for _, _, split in rows])

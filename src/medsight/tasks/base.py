@@ -26,7 +26,7 @@ class TaskDataset:
     """
 
     path: Path
-    format: str  # "medmnist", "imagefolder", "csv", "nnunet", "coco", "voc", "nndetection"
+    format: str  # "medmnist", "imagefolder", "csv", "nnunet", "coco", "voc", "nndetection", "yolo"
     task: str
     spatial_dims: int
     splits: dict[str, np.ndarray]
