@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
+from medsight.data.input_cache import check_fits_in_memory
 from medsight.data.preprocess import intensity_range, prepare_image, prepare_many
 from medsight.errors import MedsightError
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
@@ -19,6 +20,15 @@ from medsight.tasks.base import Task, TaskDataset
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
 EVAL_BATCH = 256
+
+
+STATISTICS_SIDE = 256  # images are thinned to about this side for the plan's intensity statistics
+
+
+def thinned(image: np.ndarray) -> np.ndarray:
+    """Every k-th pixel, so that the longest side is about STATISTICS_SIDE (a copy, not a view)."""
+    step = max(1, max(image.shape[1:]) // STATISTICS_SIDE)
+    return np.array(image[(slice(None), *[slice(None, None, step)] * (image.ndim - 1))])
 
 
 def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
@@ -86,8 +96,12 @@ class ClassificationTask(Task):
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
-        images = [dataset.load_case(int(i)) for i in sample]
-        shapes = np.array([im.shape[1:] for im in images])
+        shapes, images = [], []
+        for index in sample:  # one image at full size at a time: only a thinned copy is kept for the statistics
+            image = dataset.load_case(int(index))
+            shapes.append(image.shape[1:])
+            images.append(thinned(image))
+        shapes = np.array(shapes)
         median = np.median(shapes, axis=0)
         limit = MAX_INPUT_2D if dataset.spatial_dims == 2 else MAX_INPUT_3D
         side = int(min(limit, np.median(median)))
@@ -140,18 +154,36 @@ class ClassificationTask(Task):
         self.batch_size = config.batch_size or self.plan["batch_size"]
         self._cache: dict[str, torch.Tensor] = {}
         if dataset is not None:
+            if getattr(dataset, "sources", None) is not None and getattr(dataset, "images", None) is None:
+                self.input_cache(dataset).ensure(np.arange(len(dataset)))  # every split in one pass, with progress
             train = dataset.splits["train"]
             self.train_images = self.prepared(dataset, train)
             self.train_labels = torch.as_tensor(dataset.labels[train])
             if balance == "smote":
-                self.train_images, self.train_labels = smote(self.train_images, self.train_labels, config.seed)
+                images = self.train_images
+                images = images.materialise() if hasattr(images, "materialise") else images
+                self.train_images, self.train_labels = smote(images, self.train_labels, config.seed)
 
     def prepared(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
-        """Normalised tensors of the cases (kept in memory: classification inputs are small)."""
+        """Normalised inputs of the cases: in memory for in-memory sets, else rows of the input cache on disk."""
         key = f"{id(dataset)}:{hash(np.asarray(indices).tobytes())}"
         if key not in self._cache:
-            self._cache[key] = prepare_many(dataset.load_case, indices, self.plan)
+            if getattr(dataset, "sources", None) is not None and getattr(dataset, "images", None) is None:
+                self._cache[key] = self.input_cache(dataset).rows(indices)
+            else:
+                shape = (len(indices), self.plan["in_channels"], *self.plan["input_size"])
+                check_fits_in_memory(4 * int(np.prod(shape)), f"preparing {len(indices)} images", dataset.path)
+                self._cache[key] = prepare_many(dataset.load_case, indices, self.plan)
         return self._cache[key]
+
+    def input_cache(self, dataset: TaskDataset):
+        from medsight.data.input_cache import InputCache
+
+        if getattr(self, "_input_cache", None) is None or self._input_cache.sources != list(dataset.sources):
+            extra = getattr(getattr(self, "config", None), "extra", None) or {}
+            root = extra.get("cache_dir")
+            self._input_cache = InputCache(dataset.sources, dataset.load_case, self.plan, Path(root) if root else None)
+        return self._input_cache
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
         n = len(self.train_labels)
