@@ -31,6 +31,20 @@ def thinned(image: np.ndarray) -> np.ndarray:
     return np.array(image[(slice(None), *[slice(None, None, step)] * (image.ndim - 1))])
 
 
+def decode_size(plan: dict[str, Any]) -> tuple[int, int] | None:
+    """Large JPEGs are decoded at a reduced scale no smaller than twice the 2D input (medsight.io.images)."""
+    if plan.get("spatial_dims") != 2:
+        return None
+    return tuple(2 * int(s) for s in plan["input_size"])
+
+
+def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
+    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
+    from medsight.io.images import read_image
+
+    return read_image(path, reduce_to=decode_size(plan)).array
+
+
 def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
     """The registry model that gave the best accuracy per CPU-second in benchmarks/classification."""
     return "resnet18_half"
@@ -97,9 +111,17 @@ class ClassificationTask(Task):
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
         shapes, images = [], []
-        for index in sample:  # one image at full size at a time: only a thinned copy is kept for the statistics
-            image = dataset.load_case(int(index))
-            shapes.append(image.shape[1:])
+        sources = getattr(dataset, "sources", None) if getattr(dataset, "images", None) is None else None
+        for index in sample:  # one image at a time: only a thinned copy is kept for the statistics
+            if sources is not None and dataset.spatial_dims == 2:
+                from medsight.io.images import picture_shape
+
+                # statistics of the image as training will decode it; the shape from the file's header
+                image = read_input(sources[int(index)], {"spatial_dims": 2, "input_size": [MAX_INPUT_2D] * 2})
+                shapes.append(picture_shape(sources[int(index)]) or image.shape[1:])
+            else:
+                image = dataset.load_case(int(index))
+                shapes.append(image.shape[1:])
             images.append(thinned(image))
         shapes = np.array(shapes)
         median = np.median(shapes, axis=0)
@@ -126,6 +148,9 @@ class ClassificationTask(Task):
             **plan,
             "num_classes": len(dataset.classes),
             "multilabel": dataset.multilabel,
+            # ordered grades: quadratic kappa is reported, and can choose the epoch and the operating point
+            "ordinal": bool(getattr(dataset, "ordinal", False)) and not dataset.multilabel,
+            "selection_metric": "auc",
             "class_counts": counts,
             "class_weights": inverse_frequency_weights(counts),
             "batch_size": batch,
@@ -147,6 +172,7 @@ class ClassificationTask(Task):
 
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
+        check_selection(self.plan, self.ordinal)
         balance = config.balance
         weights = self.plan["class_weights"] if balance == "weights" else None
         self.loss = ClassificationLoss("focal" if balance == "focal" else "ce", weights, self.plan["multilabel"])
@@ -182,7 +208,9 @@ class ClassificationTask(Task):
         if getattr(self, "_input_cache", None) is None or self._input_cache.sources != list(dataset.sources):
             extra = getattr(getattr(self, "config", None), "extra", None) or {}
             root = extra.get("cache_dir")
-            self._input_cache = InputCache(dataset.sources, dataset.load_case, self.plan, Path(root) if root else None)
+            sources, plan = list(dataset.sources), self.plan
+            self._input_cache = InputCache(sources, lambda i: read_input(sources[i], plan), plan,
+                                           Path(root) if root else None)
         return self._input_cache
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
@@ -224,9 +252,18 @@ class ClassificationTask(Task):
             out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
         if auc is not None:
             out["auc"] = auc
-        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
-        out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
+        if self.ordinal:
+            from medsight.metrics.ordinal import quadratic_kappa
+
+            out["kappa_quadratic"] = quadratic_kappa(labels.numpy(), probs.argmax(1), probs.shape[1])
+        # AUC ranks every threshold, so by default it picks the epoch before the operating point is chosen
+        out["score"] = selection_score(out, self.plan.get("selection_metric", "auc"))
         return out
+
+    @property
+    def ordinal(self) -> bool:
+        """Ordered grades, as plan.json says (a plan from before the key: as the data set said)."""
+        return bool(self.plan.get("ordinal", self.info.get("ordinal", False)))
 
     def finish_training(self, model, dataset, indices):
         from medsight.metrics.operating_point import choose_operating_point
@@ -249,6 +286,29 @@ class ClassificationTask(Task):
         from medsight.tasks.classification_predict import predict_classification
 
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
+
+
+SELECTION_METRICS = ("auc", "kappa_quadratic", "qwk", "balanced_accuracy", "accuracy", "val_loss")
+
+
+def check_selection(plan: dict[str, Any], ordinal: bool) -> None:
+    """A selection_metric that the plan's task can compute, else one line naming plan.json."""
+    name = plan.get("selection_metric", "auc")
+    if name not in SELECTION_METRICS:
+        raise MedsightError("plan.json", f"selection_metric {name!r} is not one of {', '.join(SELECTION_METRICS)}")
+    if name in ("qwk", "kappa_quadratic") and not ordinal:
+        raise MedsightError("plan.json", f"selection_metric {name!r} needs ordered grades: set \"ordinal\": true")
+
+
+def selection_score(metrics: dict[str, float], name: str) -> float:
+    """The validation figure that chooses the epoch (higher is better; val_loss is negated)."""
+    key = "kappa_quadratic" if name == "qwk" else name
+    if key == "val_loss":
+        return -metrics["val_loss"]
+    if key in metrics:
+        return metrics[key]
+    # AUC is undefined when a validation split lacks a class: balanced accuracy, then the loss
+    return metrics.get("balanced_accuracy", -metrics["val_loss"])
 
 
 def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:

@@ -67,6 +67,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
     from medsight.data.preprocess import prepare_image
     from medsight.data.steps import crop_box
     from medsight.io.images import read_image
+    from medsight.tasks.classification import decode_size
 
     plan, classes = task.plan, list(task.info["classes"])
     multilabel = bool(plan.get("multilabel", False))
@@ -81,7 +82,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
         images, tensors, kept = [], [], []
         for i in chunk:
             try:
-                image = read_image(inputs[i])
+                image = read_image(inputs[i], reduce_to=decode_size(plan))
                 if image.spatial_dims != plan["spatial_dims"]:
                     raise MedsightError(inputs[i], f"is {image.spatial_dims}D but this model takes "
                                                    f"{plan['spatial_dims']}D images")

@@ -1,0 +1,42 @@
+"""IDRiD photographs (CODRAS boxes) as a lesion / none class folder of symlinks, for classification.
+
+    python benchmarks/classification/fundus_folder.py /work/shared/data/idrid_fundus_codras /work/bench/fundus/idrid_class
+    python benchmarks/classification/fundus_folder.py /work/shared/data/idrid_fundus_codras /work/bench/fundus/idrid_class2400 --copies 10
+
+An image with any hard-exudate or haemorrhage box is "lesion", any other "none" (the optic disc is not a
+lesion): 160 lesion / 80 none. --copies makes that many links per photograph (memory measurements).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+LESION_CLASSES = {"hard_exudates", "haemorrhage"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("codras")
+    parser.add_argument("out")
+    parser.add_argument("--copies", type=int, default=1)
+    args = parser.parse_args()
+    codras, out = Path(args.codras), Path(args.out)
+    names = (codras / "retinal.names").read_text().split()
+    lesion_ids = {str(k) for k, name in enumerate(names) if name in LESION_CLASSES}
+    counts: dict[str, int] = {}
+    for image in sorted((codras / "images").glob("*.jpg")):
+        boxes = image.with_suffix(".txt")
+        classes = {line.split()[0] for line in boxes.read_text().splitlines() if line.strip()} if boxes.exists() else set()
+        label = "lesion" if classes & lesion_ids else "none"
+        (out / label).mkdir(parents=True, exist_ok=True)
+        for k in range(args.copies):
+            link = out / label / (image.name if args.copies == 1 else f"{image.stem}_c{k}.jpg")
+            if not link.exists():
+                link.symlink_to(image.resolve())
+            counts[label] = counts.get(label, 0) + 1
+    print(out, counts)
+
+
+if __name__ == "__main__":
+    main()
