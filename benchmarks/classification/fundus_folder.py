@@ -3,8 +3,9 @@
     python benchmarks/classification/fundus_folder.py /work/shared/data/idrid_fundus_codras /work/bench/fundus/idrid_class
     python benchmarks/classification/fundus_folder.py /work/shared/data/idrid_fundus_codras /work/bench/fundus/idrid_class2400 --copies 10
 
-An image with any hard-exudate or haemorrhage box is "lesion", any other "none" (the optic disc is not a
-lesion): 160 lesion / 80 none. --copies makes that many links per photograph (memory measurements).
+An image with any hard-exudate or haemorrhage box is a lesion image, any other none (the optic disc is not
+a lesion): 160 / 80. medsight orders class names alphabetically and reports sensitivity for the second, so
+the folders are 0_none and 1_lesion. --copies makes that many links per photograph (memory measurements).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 from pathlib import Path
 
 LESION_CLASSES = {"hard_exudates", "haemorrhage"}
+NEGATIVE, POSITIVE = "0_none", "1_lesion"
 
 
 def main() -> None:
@@ -28,7 +30,7 @@ def main() -> None:
     for image in sorted((codras / "images").glob("*.jpg")):
         boxes = image.with_suffix(".txt")
         classes = {line.split()[0] for line in boxes.read_text().splitlines() if line.strip()} if boxes.exists() else set()
-        label = "lesion" if classes & lesion_ids else "none"
+        label = POSITIVE if classes & lesion_ids else NEGATIVE
         (out / label).mkdir(parents=True, exist_ok=True)
         for k in range(args.copies):
             link = out / label / (image.name if args.copies == 1 else f"{image.stem}_c{k}.jpg")
