@@ -26,7 +26,7 @@ import torch
 
 from medsight.errors import MedsightError
 
-DROP_PAGES_BYTES = 256 * 2**20  # mapped pages read before they are dropped from resident memory
+DROP_PAGES_BYTES = 32 * 2**20  # mapped pages read before they are dropped from resident memory
 WRITE_CHUNK = 32  # rows written between flushes of the cache file
 PROGRESS_SECONDS = 10.0
 
