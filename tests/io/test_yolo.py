@@ -10,7 +10,7 @@ from PIL import Image
 
 from medsight.api import check
 from medsight.errors import MedsightError
-from medsight.io.detect import detect_format
+from medsight.io.formats import detect_format
 from medsight.io.yolo import read_yolo
 
 

@@ -15,7 +15,7 @@ from medsight.data import input_cache
 from medsight.data.input_cache import InputCache, cache_key
 from medsight.data.preprocess import prepare_image
 from medsight.io.imagefolder import read_classification
-from medsight.tasks.classification import ClassificationTask
+from medsight.tasks.classification.task import ClassificationTask
 
 
 @pytest.fixture

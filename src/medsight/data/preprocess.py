@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from medsight.data.steps import Prepared, apply_steps, as_float_tensor
 
 
 def intensity_range(samples: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -31,8 +34,6 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
     """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size), through the plan's steps."""
     from dataclasses import replace
-
-    from medsight.data.steps import Prepared, apply_steps, as_float_tensor
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]
@@ -70,3 +71,17 @@ def prepare_many(load: Callable[[int], np.ndarray], indices: Sequence[int], plan
     for row, index in enumerate(indices):
         out[row] = prepare_image(load(int(index)), plan)
     return out
+
+
+def decode_size(plan: dict[str, Any]) -> tuple[int, int] | None:
+    """Large JPEGs are decoded at a reduced scale no smaller than twice the 2D input (medsight.io.images)."""
+    if plan.get("spatial_dims") != 2:
+        return None
+    return tuple(2 * int(s) for s in plan["input_size"])
+
+
+def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
+    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
+    from medsight.io.images import read_image
+
+    return read_image(path, reduce_to=decode_size(plan)).array

@@ -114,7 +114,7 @@ def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> Cl
         if label not in train_labels:
             raise MedsightError(case, f"has label {label!r}, which no training case has (known: {', '.join(train_labels)})")
     if len(train_labels) == 1:
-        from medsight.io.detect import KNOWN_LAYOUTS
+        from medsight.io.formats import KNOWN_LAYOUTS
 
         raise MedsightError(path, f"has a single class ({train_labels[0]}) among its training cases; a classifier "
                                   f"needs two or more (expected {KNOWN_LAYOUTS})")
