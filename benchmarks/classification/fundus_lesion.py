@@ -41,15 +41,17 @@ def lesion_boxes(codras: Path, stem: str) -> np.ndarray:
     return np.asarray(rows, np.float64).reshape(-1, 4)
 
 
-def draw_boxes(overlay: Path, boxes: np.ndarray, out: Path) -> None:
+def draw_boxes(overlay: Path, boxes: np.ndarray, image_rows: int, out: Path) -> None:
+    """The boxes on the overlay picture, whose caption strip sits above the image_rows rows of the image."""
     from PIL import Image, ImageDraw
 
     with Image.open(overlay) as picture:
         picture = picture.convert("RGB")
         draw = ImageDraw.Draw(picture)
-        width, height = picture.size
+        width, top = picture.size[0], picture.size[1] - image_rows
         for x0, y0, x1, y1 in boxes:
-            draw.rectangle([x0 * width, y0 * height, x1 * width, y1 * height], outline=(0, 255, 0), width=2)
+            draw.rectangle([x0 * width, top + y0 * image_rows, x1 * width, top + y1 * image_rows],
+                           outline=(0, 255, 0), width=2)
         out.parent.mkdir(parents=True, exist_ok=True)
         picture.save(out)
 
@@ -83,10 +85,12 @@ def main() -> None:
         boxes = lesion_boxes(codras, stem)
         overlay = explain_dir / "explain" / f"{case.stem}_gradcam.png"
         heat_file = explain_dir / "explain" / f"{case.stem}_gradcam.npy"
+        if not heat_file.exists():
+            continue
+        heat = np.load(heat_file)
         if overlay.exists():
-            draw_boxes(overlay, boxes, run_dir / "explain_boxes" / f"{case.parent.name}_{case.stem}.png")
-        if len(boxes) and heat_file.exists():
-            heat = np.load(heat_file)
+            draw_boxes(overlay, boxes, heat.shape[0], run_dir / "explain_boxes" / f"{case.parent.name}_{case.stem}.png")
+        if len(boxes):
             row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
             y, x = (row + 0.5) / heat.shape[0], (col + 0.5) / heat.shape[1]
             lesion_images += 1
@@ -106,6 +110,9 @@ def main() -> None:
         "gradcam_peak_in_a_lesion_box": {"hits": hits, "lesion_images": lesion_images},
     }
     out = Path(args.out)
+    if train_seconds is None and out.exists():  # trained before: keep that run's training figures
+        before = json.loads(out.read_text())
+        record.update({k: before.get(k) for k in ("train_command", "train_wall_seconds", "train_cpu_seconds")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["test"]), json.dumps(record["ci95"]), record["gradcam_peak_in_a_lesion_box"], flush=True)
