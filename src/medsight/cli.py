@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--balance", choices=BALANCE, default="none", help="handling of imbalanced classes")
     p.add_argument("--operating-point", default="balanced_accuracy",
-                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
+                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax, "
+                        "qwk (ordered grades: cuts on the expected grade for quadratic kappa)")
     p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--init", metavar="RUN_OR_WEIGHTS",
                    help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
