@@ -48,8 +48,10 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
           minutes: float | None = None, fold: int = 0, seed: int = 0, resume: bool = False, balance: str = "none",
           learning_rate: float | None = None, batch_size: int | None = None,
           operating_point: str = "balanced_accuracy", init: str | Path | None = None, freeze: str = "none",
-          init_lr_scale: float = 0.1, pretext: bool = False) -> dict[str, Any]:
+          init_lr_scale: float = 0.1, pretext: bool = False, track: Sequence[str] = ()) -> dict[str, Any]:
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
+
+    track: 'mlflow:URI' / 'tensorboard:DIR' targets (see medsight.tracking); a resume continues the run's own.
 
     init: a run folder or .safetensors file whose tensors of matching name and shape start the model.
     pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretrain).
@@ -60,6 +62,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     from medsight.training.distributed import DistContext
     from medsight.training.loop import fit
 
+    specs = track_specs(track)  # a wrong --track fails before any work
     run = RunFolder(out)
     if resume and data is not None and not run.config_path.is_file():
         resume = False  # killed before the run folder was set up: there is nothing to continue, so start it
@@ -104,7 +107,35 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             config.save(run.config_path)
             run.save_dataset_info(dataset.info())
     task = (pretext_task(task_cls) if pretext else task_cls)(result_plan, run_info(dataset))
-    return fit(task, dataset, run, config, resume=resume, echo=echo)
+    trackers = training_trackers(run.path, specs, resume)
+    try:
+        summary = fit(task, dataset, run, config, resume=resume, echo=echo, callbacks=trackers)
+    except BaseException:
+        for tracker in trackers:
+            tracker.close("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
+        raise
+    for tracker in trackers:
+        tracker.close()
+    return summary
+
+
+def training_trackers(run_path: Path, specs: Sequence[Any], resume: bool) -> list[Any]:
+    """Rank 0's trackers for a training run: --track targets, and on --resume those of RUN/tracking.json."""
+    from medsight.training.distributed import DistContext
+
+    if not DistContext.from_env().is_main or not (specs or (resume and (run_path / "tracking.json").is_file())):
+        return []  # nothing tracked: the optional packages are never imported
+    from medsight.tracking import open_trackers
+
+    return open_trackers(run_path, specs, resume)
+
+
+def track_specs(track: Sequence[str]) -> list[Any]:
+    if not track:
+        return []
+    from medsight.tracking import parse_track
+
+    return [parse_track(value) for value in track]
 
 
 def pretext_task(task_cls):
@@ -158,7 +189,12 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
     _, dataset = read_dataset(source, config.seed, config.fold)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    result = task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    if (run.path / "tracking.json").is_file():
+        from medsight.tracking import after_evaluate
+
+        after_evaluate(run.path, split, result, run.eval_dir(split))
+    return result
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",

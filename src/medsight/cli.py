@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from medsight.errors import MedsightError
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
     p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
     p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
+    p.add_argument("--track", action="append", default=[], metavar="mlflow:URI|tensorboard:DIR",
+                   help="experiment tracking (repeatable): an MLflow file store or server, or a TensorBoard folder")
 
     p = sub.add_parser("pretrain", help="self-supervised pre-training on a data set's images, for train --init")
     _add_run_options(p)
@@ -140,7 +143,7 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale)
+                            init_lr_scale=args.init_lr_scale, track=args.track)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
@@ -177,6 +180,10 @@ def run_command(args: argparse.Namespace) -> int:
         from medsight.export.onnx import export_run
 
         result = export_run(args.run)
+        if os.path.isfile(os.path.join(args.run, "tracking.json")):
+            from medsight.tracking import after_export
+
+            after_export(args.run, Path(result["path"]).parent)
         print(f"exported: {result['path']} (max abs difference {result['max_abs_diff']:.2e})")
     elif args.command == "serve":
         from medsight.serving.app import serve

@@ -8,7 +8,7 @@ import itertools
 import math
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
 from medsight.run import RunFolder
 from medsight.tasks.base import Task, TaskDataset
+from medsight.training.callbacks import TrainingCallback
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.seeding import epoch_seed, seed_everything, set_deterministic
@@ -110,9 +111,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
-        echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds)."""
+        echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
+    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
+
+    callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
+    """
     ctx = DistContext.from_env()
+    callbacks = list(callbacks) if ctx.is_main else []
     echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     say = echo if ctx.is_main else (lambda line: None)
     set_deterministic(config.deterministic)
@@ -154,6 +159,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             say(f"resuming {run.path}: all {progress['planned_epochs']} epochs are done, finishing")
     elif resume:  # killed before the first checkpoint: nothing to lose, start over
         say(f"resuming {run.path}: no checkpoint yet, starting from the first epoch")
+    for callback in callbacks:
+        callback.on_train_start(run, config, task.plan, progress)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model)
 
@@ -227,6 +234,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
                 state["ema"] = ema.state_dict()
             save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
+        for callback in callbacks:
+            callback.on_epoch_end(row, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
@@ -246,6 +255,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         with torch.no_grad():
             state = task.finish_training(best, dataset, val_idx)
         run.save_state({**state, "training": summary})
+        for callback in callbacks:
+            callback.on_train_end(summary)
     # no rank tears the process group down while rank 0 still writes the run folder
     ctx.barrier()
     ctx.close()
