@@ -226,3 +226,12 @@ def models(task: str | None = None) -> list[dict[str, Any]]:
 
     return [{"name": e.name, "task": e.task, "dims": list(e.spatial_dims), "description": e.description}
             for e in list_models(task)]
+
+
+def compare(runs: Sequence[str | Path], split: str = "test", out: str | Path = "compare.html") -> dict[str, Any]:
+    """Runs side by side: differing settings, figures with CIs, paired bootstrap differences, seed/fold groups."""
+    from medsight.evaluation.compare import compare_runs
+    from medsight.evaluation.compare_report import terminal_table, write_compare_page
+
+    result = compare_runs(runs, split)
+    return {**result, "table": terminal_table(result), "page": str(write_compare_page(result, out))}

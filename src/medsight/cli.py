@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
 
+    p = sub.add_parser("compare", help="runs side by side, with paired bootstrap differences on the same test cases")
+    p.add_argument("run", nargs="+", help="two or more evaluated run folders; the first is the reference A")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default="compare.html", help="the HTML page (default ./compare.html)")
+
+    p = sub.add_parser("card", help="write RUN/MODEL_CARD.md (Hugging Face model-card format)")
+    p.add_argument("run")
+    p.add_argument("--split", default="test", help="the evaluation whose figures the card reports")
+    p.add_argument("--out", help="default RUN/MODEL_CARD.md")
+
+    p = sub.add_parser("pack", help="one archive of what predict, serve and train --init need, with sha256 manifest")
+    p.add_argument("run")
+    p.add_argument("--out", help="default RUN.medsight.zip beside the run folder")
+    p.add_argument("--monai-bundle", action="store_true", help="lay the archive out as a MONAI bundle")
+
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", choices=("classification", "segmentation", "detection"))
     return parser
@@ -189,6 +204,13 @@ def run_command(args: argparse.Namespace) -> int:
         from medsight.serving.app import serve
 
         serve(args.run, host=args.host, port=args.port, engine=args.engine)
+    elif args.command == "compare":
+        result = api.compare(args.run, split=args.split, out=args.out)
+        print(result["table"] + f"page: {result['page']}")
+    elif args.command == "card":
+        print(f"model card: {api.card(args.run, split=args.split, out=args.out)}")
+    elif args.command == "pack":
+        print(f"packed: {api.pack(args.run, out=args.out, monai_bundle=args.monai_bundle)}")
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")
