@@ -163,9 +163,10 @@ def load_run(run_path: str | Path, device: str = "cpu"):
     import torch
 
     from medsight.run import RunFolder
+    from medsight.sharing.pack import run_or_unpacked
     from medsight.tasks.base import get_task
 
-    run = RunFolder(run_path).require_trained()
+    run = RunFolder(run_or_unpacked(run_path)).require_trained()  # a run folder, or a packed one
     config = run.load_config()
     if config.extra.get("pretrain"):
         raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")
@@ -235,3 +236,17 @@ def compare(runs: Sequence[str | Path], split: str = "test", out: str | Path = "
 
     result = compare_runs(runs, split)
     return {**result, "table": terminal_table(result), "page": str(write_compare_page(result, out))}
+
+
+def card(run: str | Path, split: str = "test", out: str | Path | None = None) -> Path:
+    """RUN/MODEL_CARD.md in the Hugging Face model-card format, from the run folder and its evaluation."""
+    from medsight.sharing.card import write_card
+
+    return write_card(run, split, out)
+
+
+def pack(run: str | Path, out: str | Path | None = None, monai_bundle: bool = False) -> Path:
+    """One zip of what predict, serve and train --init need, with a sha256 manifest checked on opening."""
+    from medsight.sharing.pack import pack_run
+
+    return pack_run(run, out, monai_bundle)

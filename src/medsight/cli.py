@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
     p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--init", metavar="RUN_OR_WEIGHTS",
-                   help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
+                   help="start from a run's (a packed run's, a .safetensors file's) tensors whose name and shape match")
     p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
     p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
     p.add_argument("--track", action="append", default=[], metavar="mlflow:URI|tensorboard:DIR",
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(default RUN1/eval/SPLIT-ensemble)")
 
     p = sub.add_parser("predict", help="predict files or folders with one run or an ensemble of runs")
-    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders first)")
+    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders or packed runs first)")
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
@@ -124,10 +124,11 @@ def _print_json(obj) -> None:
 
 
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Run folders (they hold config.json) come first, then the inputs."""
-    runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
+    """Run folders (they hold config.json) or packed runs come first, then the inputs."""
+    from medsight.sharing.pack import is_packed
+
     count = 0
-    while count < len(paths) and paths[count] in runs:
+    while count < len(paths) and (os.path.isfile(os.path.join(paths[count], "config.json")) or is_packed(paths[count])):
         count += 1
     if count == 0:
         raise MedsightError(paths[0], "is not a run folder (no config.json); usage: medsight predict RUN... INPUT... --out DIR")
