@@ -69,7 +69,7 @@ def test_init_from_a_packed_run_prints_the_compatibility(packed, team_data, tmp_
 
     api.train(team_data, tmp_path / "fine", model="lenet5", epochs=1, init=str(packed))
     err = capsys.readouterr().err
-    table = err[err.index("against the new model"):]
+    table = err[err.index("to the new model ("):]
     lines = table.splitlines()[1:5]
     assert [line.split()[0] for line in lines] == ["matched", "shape", "missing", "unexpected"]
     assert int(lines[0].split()[1]) == 10 and int(lines[1].split()[2]) == 0  # lenet5 has 10 tensors, all fit

@@ -43,7 +43,7 @@ def compatibility(own: Mapping[str, torch.Tensor], source: Mapping[str, torch.Te
 def format_compatibility(kinds: dict[str, list[tuple[str, str]]], source: str) -> str:
     """A compact table: one line per kind; matched tensors counted per module, the others listed."""
     total = sum(len(kinds[k]) for k in ("matched", "shape mismatch", "missing"))
-    lines = [f"init: {source} against the new model ({total} tensors)"]
+    lines = [f"tensor fit of {source} to the new model ({total} tensors):"]
     for kind, rows in kinds.items():
         if kind == "matched":
             modules: dict[str, int] = {}
