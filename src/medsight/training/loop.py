@@ -192,7 +192,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             if ema is not None:
                 ema.update_parameters(_unwrap(model))
             losses.append(loss.item())
-        train_loss = ctx.mean(float(np.mean(losses)) if losses else float("nan"))
+        local_loss = float(np.mean(losses)) if losses else float("nan")
+        train_loss = ctx.mean(local_loss)
 
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         is_last = epoch + 1 >= planned
@@ -234,8 +235,14 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
                 state["ema"] = ema.state_dict()
             save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
+        if ctx.enabled:  # each rank's own loss and time, for the trackers on rank 0 (log.csv keeps the mean)
+            per_rank = ctx.gather([local_loss, seconds])
+            tracked = {**row, **{f"rank{r}/{name}": values[i] for r, values in enumerate(per_rank)
+                                 for i, name in enumerate(("train_loss", "seconds"))}}
+        else:
+            tracked = row
         for callback in callbacks:
-            callback.on_epoch_end(row, progress)
+            callback.on_epoch_end(tracked, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
