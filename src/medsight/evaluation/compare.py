@@ -45,7 +45,7 @@ class RunFigures:
     num_cases: int
     predictions: dict[str, Any] | None = None  # case_ids, y_true, probs, y_pred
     group: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # state.json's training summary: epochs, seconds
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
@@ -89,9 +89,10 @@ def load_run_figures(run_path: str | Path, split: str) -> RunFigures:
     if metrics.get("task") == "classification" and not metrics.get("multilabel") and predictions_path.is_file():
         predictions = read_predictions(predictions_path)
     settings = {k: v for k, v in _flat("", config).items() if k not in IGNORED_SETTINGS}
+    training = load_json(path / "state.json").get("training", {}) if (path / "state.json").is_file() else {}
     return RunFigures(path=path, name=path.resolve().name, task=str(metrics.get("task", config.get("task"))),
                       settings=settings, metrics=metrics.get("metrics", {}), ci95=metrics.get("ci95", {}) or {},
-                      num_cases=int(metrics.get("num_cases", 0)), predictions=predictions)
+                      num_cases=int(metrics.get("num_cases", 0)), predictions=predictions, extra=training)
 
 
 def differing_settings(runs: Sequence[RunFigures]) -> list[str]:

@@ -30,9 +30,9 @@ def settings_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def figure_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "cases", *result["metrics"]]
-    rows = [[r.name, str(r.num_cases), *(_interval(r.metrics.get(m), r.ci95.get(m)) for m in result["metrics"])]
-            for r in result["runs"]]
+    header = ["run", "epochs", "cases", *result["metrics"]]
+    rows = [[r.name, str(r.extra.get("epochs", "?")), str(r.num_cases),
+             *(_interval(r.metrics.get(m), r.ci95.get(m)) for m in result["metrics"])] for r in result["runs"]]
     return header, rows
 
 
@@ -74,14 +74,15 @@ def _mean_sd(group: dict[str, Any], metric: str) -> str:
     return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
 
-def forest_plot(entries: Sequence[tuple[str, float, Any]], path: Path, title: str, zero_line: bool = False) -> Path:
-    """One row per (label, value, [low, high]): a point and its interval."""
-    from medsight.evaluation.plots import _colour, _figure, _save
+def forest_plot(entries: Sequence[tuple[str, float, Any]], path: Path, title: str, colours: dict[str, str],
+                zero_line: bool = False) -> Path:
+    """One row per (label, value, [low, high]): a point and its interval, in the run's own colour."""
+    from medsight.evaluation.plots import _figure, _save
 
     fig, axes = _figure(6.0, 0.45 * len(entries) + 1.2)
     ax = axes[0, 0]
     for row, (label, value, ci) in enumerate(reversed(entries)):
-        colour = _colour(len(entries) - 1 - row)
+        colour = colours.get(label, "#1d2733")
         if ci and None not in ci:
             ax.plot(ci, [row, row], color=colour, linewidth=2)
         ax.plot([value], [row], "o", color=colour)
@@ -95,7 +96,10 @@ def forest_plot(entries: Sequence[tuple[str, float, Any]], path: Path, title: st
 
 def write_compare_page(result: dict[str, Any], out: str | Path) -> Path:
     """compare.html: settings that differ, figures with intervals, paired differences, groups, with plots."""
+    from medsight.evaluation.plots import _colour
+
     runs = result["runs"]
+    colours = {r.name: _colour(i) for i, r in enumerate(runs)}  # a run keeps its colour in every plot
     sections = []
     with tempfile.TemporaryDirectory() as plots:  # the page embeds its figures, so they need not stay
         plots_dir = Path(plots)
@@ -104,7 +108,7 @@ def write_compare_page(result: dict[str, Any], out: str | Path) -> Path:
                                 html=None if result["differing"] else "<p>No setting differs between these runs.</p>"))
         header, rows = figure_rows(result)
         images = [forest_plot([(r.name, r.metrics[m], r.ci95.get(m)) for r in runs if isinstance(r.metrics.get(m), (int, float))],
-                              plots_dir / f"figure_{m}.png", metric_label(m)) for m in result["metrics"][:4]]
+                              plots_dir / f"figure_{m}.png", metric_label(m), colours) for m in result["metrics"][:4]]
         sections.append(Section(f"Figures on the {result['split']} split", table=[header, *rows], images=images,
                                 how_to_read="each point is a run's figure, its line the 95% bootstrap interval over "
                                             "the test cases"))
@@ -113,7 +117,7 @@ def write_compare_page(result: dict[str, Any], out: str | Path) -> Path:
             names = list(next(iter(result["differences"].values())))
             images = [forest_plot([(run, d[m]["difference"], d[m]["ci95"]) for run, d in result["differences"].items()],
                                   plots_dir / f"difference_{m}.png", f"{metric_label(m)}: B - {result['reference']}",
-                                  zero_line=True) for m in names]
+                                  colours, zero_line=True) for m in names]
             sections.append(Section(
                 f"Paired differences against {result['reference']}", table=[header, *rows], images=images,
                 how_to_read=f"B - A on the same test cases, {result['n_boot']} paired bootstrap resamples (each "
