@@ -102,3 +102,21 @@ def test_monai_bundle_layout(run_a, tmp_path, one_thread):
     assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [28, 28]
     opened = unpacked_run(bundle)
     assert (opened / "model.safetensors").read_bytes() == (run_a / "model.safetensors").read_bytes()
+
+
+def test_a_manifest_cannot_write_outside_its_folder(packed, tmp_path):
+    from medsight.errors import MedsightError
+    from medsight.sharing.pack import unpacked_run
+
+    with zipfile.ZipFile(packed) as source:
+        manifest = json.loads(source.read("manifest.json"))
+        contents = {item.filename: source.read(item) for item in source.infolist()}
+    entry = manifest["files"]["config.json"]
+    manifest["files"]["config.json"] = {**entry, "run_path": "../../escaped.json"}
+    manifest["run"] = ".."
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as target:
+        for name, data in contents.items():
+            target.writestr(name, json.dumps(manifest) if name == "manifest.json" else data)
+    with pytest.raises(MedsightError, match="unsafe path"):
+        unpacked_run(evil)

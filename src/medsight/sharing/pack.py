@@ -147,7 +147,8 @@ def unpacked_run(path: str | Path) -> Path:
         raise MedsightError(path, "is not a medsight archive (no manifest.json of format medsight-pack)")
     folder = Path(tempfile.mkdtemp(prefix="medsight-pack-"))
     atexit.register(shutil.rmtree, folder, True)
-    run_dir = folder / str(manifest.get("run") or "run").replace("/", "_")
+    name = str(manifest.get("run") or "")
+    run_dir = folder / (name if name not in ("", ".", "..") and not set("/\\") & set(name) else "run")
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -155,6 +156,9 @@ def unpacked_run(path: str | Path) -> Path:
                 _safe_relative(place, path)
                 if place not in names:
                     raise MedsightError(path, f"{place} is listed in manifest.json but missing from the archive")
+                if archive.getinfo(place).file_size != entry.get("bytes"):
+                    raise MedsightError(path, f"{place} has another size than manifest.json states "
+                                              "(the archive was changed or damaged)")
                 data = archive.read(place)
                 if _sha256(data) != entry.get("sha256"):
                     raise MedsightError(path, f"{place} does not match its sha256 in manifest.json "
