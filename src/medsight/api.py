@@ -110,9 +110,9 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     trackers = training_trackers(run.path, specs, resume)
     try:
         summary = fit(task, dataset, run, config, resume=resume, echo=echo, callbacks=trackers)
-    except BaseException:
+    except BaseException as exc:  # the tracking run says how the training ended: FAILED, or KILLED by Ctrl-C
         for tracker in trackers:
-            tracker.close("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
+            tracker.close("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     for tracker in trackers:
         tracker.close()

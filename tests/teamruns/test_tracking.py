@@ -29,18 +29,19 @@ def test_tracked_run_reads_back_and_resumes(team_data, tmp_path, one_thread, mon
     track = [f"mlflow:{store.as_uri()}", f"tensorboard:{boards}"]
     logged = Tracker.on_epoch_end
 
-    def killed_after_epoch_2(self, row, progress):
-        logged(self, row, progress)
-        if row["epoch"] == 2:
+    def killed_before_tracking_epoch_2(self, row, progress):
+        if row["epoch"] == 2:  # epoch 2's checkpoint and log row are written, the trackers never hear of it
             raise KeyboardInterrupt
+        logged(self, row, progress)
 
-    monkeypatch.setattr(Tracker, "on_epoch_end", killed_after_epoch_2)
+    monkeypatch.setattr(Tracker, "on_epoch_end", killed_before_tracking_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         api.train(team_data, out, model="lenet5", epochs=3, seed=0, track=track)
     monkeypatch.setattr(Tracker, "on_epoch_end", logged)
     record = load_json(out / "tracking.json")
     run_id = next(e["run_id"] for e in record["trackers"] if e["kind"] == "mlflow")
     assert MlflowClient(tracking_uri=store.as_uri()).get_run(run_id).info.status == "KILLED"
+    assert [m.step for m in MlflowClient(tracking_uri=store.as_uri()).get_metric_history(run_id, "train_loss")] == [1]
 
     api.train(None, out, resume=True)  # continues the same tracking runs without --track
     api.evaluate(out, split="test")
@@ -52,7 +53,7 @@ def test_tracked_run_reads_back_and_resumes(team_data, tmp_path, one_thread, mon
     with open(out / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     history = client.get_metric_history(run_id, "train_loss")
-    assert [m.step for m in history] == [1, 2, 3]  # each epoch once, across the resume
+    assert [m.step for m in history] == [1, 2, 3]  # each epoch once: 2 sent on resume from the checkpoint, then 3
     assert [m.value for m in history] == pytest.approx([float(r["train_loss"]) for r in rows], rel=1e-5)
     tracked = client.get_run(run_id).data
     assert tracked.params["config.model"] == "lenet5" and tracked.params["config.epochs"] == "3"

@@ -42,13 +42,17 @@ class Tracker(TrainingCallback):
         self.trackers: list["Tracker"] = [self]
 
     # what subclasses implement ------------------------------------------------
-    def log_params(self, params: dict[str, str]) -> None: ...
+    def log_params(self, params: dict[str, str]) -> None:
+        raise NotImplementedError
 
-    def log_metrics(self, figures: dict[str, float], step: int) -> None: ...
+    def log_metrics(self, figures: dict[str, float], step: int) -> None:
+        raise NotImplementedError
 
-    def log_files(self, paths: Iterable[Path], folder: str) -> None: ...
+    def log_files(self, paths: Iterable[Path], folder: str) -> None:
+        raise NotImplementedError
 
-    def close(self, status: str = "FINISHED") -> None: ...
+    def close(self, status: str = "FINISHED") -> None:
+        raise NotImplementedError
 
     # training -------------------------------------------------------------------
     def on_train_start(self, run: Any, config: Any, plan: dict[str, Any], progress: dict[str, Any]) -> None:
