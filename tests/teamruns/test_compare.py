@@ -86,3 +86,37 @@ def test_compare_refuses_runs_on_other_cases(run_a, tmp_path, capsys):
     csv_path.write_text(csv_path.read_text().replace("test_", "elsewhere_"))
     assert main(["compare", str(run_a), str(other), "--out", str(tmp_path / "c.html")]) == 2
     assert "share no test case" in capsys.readouterr().err
+
+
+def _segmentation_run(folder, rows, **config):
+    from medsight.jsonio import save_json
+
+    folder.mkdir()
+    save_json(folder / "config.json", {"task": "segmentation", "data": "d", "model": "unet", "seed": 0, **config})
+    means = {m: float(np.mean([r[m] for r in rows])) for m in ("dice", "hd95")}
+    save_json(folder / "eval/test/metrics.json", {"task": "segmentation", "num_cases": len(rows), "metrics": means,
+                                                  "per_case": rows})
+    return folder
+
+
+def test_segmentation_runs_get_a_paired_difference_of_per_case_means(tmp_path):
+    from medsight.evaluation.compare import compare_runs
+
+    rng = np.random.default_rng(2)
+    cases = [f"case_{i}" for i in range(12)]
+    dice_a, dice_b = rng.uniform(0.6, 0.9, 12), rng.uniform(0.65, 0.95, 12)
+    hd_a, hd_b = rng.uniform(1, 5, 12), rng.uniform(1, 5, 12)
+    hd_b[3] = np.inf  # an empty prediction: left out of the hd95 pairs
+    a = _segmentation_run(tmp_path / "a", [{"case": c, "dice": d, "hd95": h} for c, d, h in zip(cases, dice_a, hd_a)])
+    b = _segmentation_run(tmp_path / "b", [{"case": c, "dice": d, "hd95": h} for c, d, h in zip(cases, dice_b, hd_b)],
+                          model="dynunet")
+    result = compare_runs([a, b], n_boot=400)
+    dice = result["differences"]["b"]["dice"]
+    assert dice["difference"] == pytest.approx(np.mean(dice_b - dice_a))
+    draws = np.random.default_rng(0).integers(0, 12, size=(400, 12))
+    by_hand = [np.mean(dice_b[idx]) - np.mean(dice_a[idx]) for idx in draws]
+    assert dice["ci95"] == pytest.approx(np.percentile(by_hand, [2.5, 97.5]))
+    kept = np.isfinite(hd_b)
+    assert result["differences"]["b"]["hd95"]["cases"] == 11
+    assert result["differences"]["b"]["hd95"]["difference"] == pytest.approx(np.mean(hd_b[kept] - hd_a[kept]))
+    assert result["differing"] == ["model"]

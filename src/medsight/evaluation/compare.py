@@ -1,7 +1,8 @@
 """`medsight compare RUN...`: runs side by side, and whether B is better than A on the same test cases.
 
 Each run's figures and 95% intervals come from RUN/eval/<split>/metrics.json. For classification the
-per-case predictions (RUN/eval/<split>/predictions/predictions.csv) give a paired bootstrap: every
+per-case predictions (RUN/eval/<split>/predictions/predictions.csv), for segmentation the per-case rows of
+metrics.json, give a paired bootstrap: every
 resample draws the same cases for both runs, so the interval of B - A reflects only how differently the two
 models treat the cases, not which cases the test split happened to hold. Runs whose settings differ only
 in their seed or fold are grouped, with the mean and spread of their figures.
@@ -23,6 +24,7 @@ from medsight.evaluation.bootstrap import resample_counts, resampled_scores
 N_BOOT = 2000
 BOOT_SEED = 0
 PAIRED_METRICS = ("balanced_accuracy", "auc", "accuracy", "f1")
+PAIRED_CASE_METRICS = ("dice", "iou", "nsd", "hd95")  # segmentation: means of metrics.json's per-case rows
 SHOWN_METRICS = {
     "classification": ("balanced_accuracy", "auc", "accuracy", "f1", "sensitivity", "specificity", "ece"),
     "segmentation": ("dice", "iou", "hd95", "nsd"),
@@ -43,7 +45,8 @@ class RunFigures:
     metrics: dict[str, Any]
     ci95: dict[str, Any]
     num_cases: int
-    predictions: dict[str, Any] | None = None  # case_ids, y_true, probs, y_pred
+    predictions: dict[str, Any] | None = None  # classification: case_ids, y_true, probs, y_pred
+    per_case: list[dict[str, Any]] | None = None  # segmentation: metrics.json's per-case rows
     group: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # state.json's training summary: epochs, seconds
 
@@ -92,7 +95,8 @@ def load_run_figures(run_path: str | Path, split: str) -> RunFigures:
     training = load_json(path / "state.json").get("training", {}) if (path / "state.json").is_file() else {}
     return RunFigures(path=path, name=path.resolve().name, task=str(metrics.get("task", config.get("task"))),
                       settings=settings, metrics=metrics.get("metrics", {}), ci95=metrics.get("ci95", {}) or {},
-                      num_cases=int(metrics.get("num_cases", 0)), predictions=predictions, extra=training)
+                      num_cases=int(metrics.get("num_cases", 0)), predictions=predictions, extra=training,
+                      per_case=metrics.get("per_case") if isinstance(metrics.get("per_case"), list) else None)
 
 
 def differing_settings(runs: Sequence[RunFigures]) -> list[str]:
@@ -166,6 +170,30 @@ def paired_difference(a: dict[str, Any], b: dict[str, Any], metric_names: Sequen
     return out
 
 
+def paired_case_difference(a_rows: Sequence[dict[str, Any]], b_rows: Sequence[dict[str, Any]],
+                           metric_names: Sequence[str] = PAIRED_CASE_METRICS, n_boot: int = N_BOOT,
+                           seed: int = BOOT_SEED, level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """{metric: {difference, ci95, share_b_better}} of the mean per-case figure, B - A, on the cases both hold
+    with a finite value, the same resampled cases for both (hd95: lower is better, so B is better below 0)."""
+    b_by_case = {row.get("case"): row for row in b_rows}
+    out = {}
+    for name in metric_names:
+        pairs = [(float(row[name]), float(b_by_case[row.get("case")][name])) for row in a_rows
+                 if row.get("case") in b_by_case and isinstance(row.get(name), (int, float))
+                 and isinstance(b_by_case[row.get("case")].get(name), (int, float))]
+        pairs = [(x, y) for x, y in pairs if np.isfinite(x) and np.isfinite(y)]
+        if not pairs:
+            continue
+        a, b = (np.array(side) for side in zip(*pairs))
+        counts = resample_counts(len(a), n_boot, np.random.default_rng(seed))
+        deltas = counts @ (b - a) / len(a)
+        better = deltas < 0 if name == "hd95" else deltas > 0
+        tail = 100 * (1 - level) / 2
+        out[name] = {"difference": float(np.mean(b - a)), "ci95": [float(v) for v in np.percentile(deltas, [tail, 100 - tail])],
+                     "share_b_better": float(np.mean(better)), "cases": len(a)}
+    return out
+
+
 def compare_runs(run_paths: Sequence[str | Path], split: str = "test", n_boot: int = N_BOOT) -> dict[str, Any]:
     """Everything `compare` shows: the runs, the settings that differ, groups, and paired differences vs the first."""
     if len(run_paths) < 2:
@@ -184,11 +212,16 @@ def compare_runs(run_paths: Sequence[str | Path], split: str = "test", n_boot: i
     groups = assign_groups(runs, differing)
     reference = runs[0]
     differences: dict[str, Any] = {}
-    if reference.predictions is not None:
-        for other in runs[1:]:
-            if other.predictions is not None:
-                a, b = aligned(reference.predictions, other.predictions, (reference.name, other.name))
-                differences[other.name] = paired_difference(a, b, n_boot=n_boot)
+    for other in runs[1:]:
+        if reference.predictions is not None and other.predictions is not None:
+            a, b = aligned(reference.predictions, other.predictions, (reference.name, other.name))
+            differences[other.name] = paired_difference(a, b, n_boot=n_boot)
+        elif reference.per_case and other.per_case:
+            found = paired_case_difference(reference.per_case, other.per_case, n_boot=n_boot)
+            if not found:
+                raise MedsightError(None, f"{reference.name} and {other.name} share no test case: they were "
+                                          "evaluated on different data")
+            differences[other.name] = found
     return {"task": task, "split": split, "runs": runs, "metrics": shown, "differing": differing,
             "groups": group_summary(groups, shown) if len(groups) < len(runs) else [], "reference": reference.name,
             "differences": differences, "n_boot": n_boot}

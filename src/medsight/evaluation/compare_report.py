@@ -36,12 +36,23 @@ def figure_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def difference_names(result: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for found in result["differences"].values():
+        names += [m for m in found if m not in names]
+    return names
+
+
+def _difference_cell(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("share_b_better") is None:
+        return "n/a"
+    return f"{_interval(entry['difference'], entry['ci95'], signed=True)} B>A {100 * entry['share_b_better']:.0f}%"
+
+
 def difference_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    names = list(next(iter(result["differences"].values()))) if result["differences"] else []
+    names = difference_names(result)
     header = ["run", *(f"{m} (B-A)" for m in names)]
-    rows = [[run, *(f"{_interval(d[m]['difference'], d[m]['ci95'], signed=True)} B>A {100 * d[m]['share_b_better']:.0f}%"
-                    if d[m]["share_b_better"] is not None else "n/a" for m in names)]
-            for run, d in result["differences"].items()]
+    rows = [[run, *(_difference_cell(d.get(m)) for m in names)] for run, d in result["differences"].items()]
     return header, rows
 
 
@@ -54,12 +65,13 @@ def terminal_table(result: dict[str, Any]) -> str:
         parts += ["no setting differs between these runs", ""]
     parts += [f"figures on the {result['split']} split, 95% CI", _text_table(*figure_rows(result)), ""]
     if result["differences"]:
-        cases = next(iter(next(iter(result["differences"].values())).values()))["cases"]
+        cases = max(entry["cases"] for found in result["differences"].values() for entry in found.values())
         parts += [f"paired differences against {result['reference']} (B - A on the same {cases} cases, "
-                  f"{result['n_boot']} paired bootstrap resamples; B>A: share of resamples where B is better)",
+                  f"{result['n_boot']} paired bootstrap resamples; B>A: share of resamples where B is better"
+                  + ("; segmentation: means of the per-case figures" if result["task"] == "segmentation" else "") + ")",
                   _text_table(*difference_rows(result)), ""]
-    elif result["task"] != "classification":
-        parts += ["(paired differences need per-case predictions: classification runs only)", ""]
+    elif result["task"] == "detection":
+        parts += ["(no paired differences for detection: its evaluation keeps no per-case figures)", ""]
     if result["groups"]:
         header = ["group", "runs", *(f"{m} mean±sd" for m in result["metrics"])]
         rows = [[g["group"], str(g["runs"]), *(_mean_sd(g, m) for m in result["metrics"])] for g in result["groups"]]
@@ -114,8 +126,8 @@ def write_compare_page(result: dict[str, Any], out: str | Path) -> Path:
                                             "the test cases"))
         if result["differences"]:
             header, rows = difference_rows(result)
-            names = list(next(iter(result["differences"].values())))
-            images = [forest_plot([(run, d[m]["difference"], d[m]["ci95"]) for run, d in result["differences"].items()],
+            names = difference_names(result)
+            images = [forest_plot([(run, d[m]["difference"], d[m]["ci95"]) for run, d in result["differences"].items() if m in d],
                                   plots_dir / f"difference_{m}.png", f"{metric_label(m)}: B - {result['reference']}",
                                   colours, zero_line=True) for m in names]
             sections.append(Section(
