@@ -125,7 +125,7 @@ def _print_json(obj) -> None:
 
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     """Run folders (they hold config.json) or packed runs come first, then the inputs."""
-    from medsight.sharing.pack import is_packed
+    from medsight.packed import is_packed
 
     count = 0
     while count < len(paths) and (os.path.isfile(os.path.join(paths[count], "config.json")) or is_packed(paths[count])):

@@ -91,7 +91,8 @@ def test_init_compatibility_names_a_head_of_another_size():
 
 
 def test_monai_bundle_layout(run_a, tmp_path, one_thread):
-    from medsight.sharing.pack import pack_run, unpacked_run
+    from medsight.packed import unpacked_run
+    from medsight.sharing.pack import pack_run
 
     bundle = pack_run(run_a, tmp_path / "bundle.zip", monai_bundle=True)
     with zipfile.ZipFile(bundle) as archive:
@@ -106,7 +107,7 @@ def test_monai_bundle_layout(run_a, tmp_path, one_thread):
 
 def test_a_manifest_cannot_write_outside_its_folder(packed, tmp_path):
     from medsight.errors import MedsightError
-    from medsight.sharing.pack import unpacked_run
+    from medsight.packed import unpacked_run
 
     with zipfile.ZipFile(packed) as source:
         manifest = json.loads(source.read("manifest.json"))

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medsight.errors import MedsightError
-from medsight.evaluation.bootstrap import resample_counts, resampled_scores
+from medsight.metrics.bootstrap import resample_counts, resampled_scores
 
 N_BOOT = 2000
 BOOT_SEED = 0

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from medsight.evaluation.report import Section, metric_label, write_report
+from medsight.report.html import Section, metric_label, write_report
 
 
 def _interval(value: Any, ci: Any, signed: bool = False) -> str:
@@ -89,7 +89,7 @@ def _mean_sd(group: dict[str, Any], metric: str) -> str:
 def forest_plot(entries: Sequence[tuple[str, float, Any]], path: Path, title: str, colours: dict[str, str],
                 zero_line: bool = False) -> Path:
     """One row per (label, value, [low, high]): a point and its interval, in the run's own colour."""
-    from medsight.evaluation.plots import _figure, _save
+    from medsight.report.plots import _figure, _save
 
     fig, axes = _figure(6.0, 0.45 * len(entries) + 1.2)
     ax = axes[0, 0]
@@ -108,7 +108,7 @@ def forest_plot(entries: Sequence[tuple[str, float, Any]], path: Path, title: st
 
 def write_compare_page(result: dict[str, Any], out: str | Path) -> Path:
     """compare.html: settings that differ, figures with intervals, paired differences, groups, with plots."""
-    from medsight.evaluation.plots import _colour
+    from medsight.report.plots import _colour
 
     runs = result["runs"]
     colours = {r.name: _colour(i) for i, r in enumerate(runs)}  # a run keeps its colour in every plot

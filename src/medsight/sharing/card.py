@@ -61,7 +61,7 @@ def data_licence(source: str | None) -> tuple[str | None, str | None]:
 
 def definitions(metrics: dict[str, Any]) -> dict[str, str]:
     """What each figure means: metrics.json's own 'definitions' block first, then medsight's labels."""
-    from medsight.evaluation.report import METRIC_LABELS
+    from medsight.report.html import METRIC_LABELS
 
     own = metrics.get("definitions") or {}
     out = {}
