@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"run", "packed"},  # the run folder, and loading a trained model from it (or from a packed run)
     {"sharing"},  # model cards and writing packed runs
     {"training"},
-    {"evaluation", "inference", "export", "serving", "synthetic", "tracking"},
+    {"evaluation", "inference", "export", "serving", "synthetic", "dicom", "tracking"},
     {"api"},
     {"demo"},
     {"cli", "__main__"},
