@@ -70,6 +70,8 @@ def definitions(metrics: dict[str, Any]) -> dict[str, str]:
             out[name] = own[name] if isinstance(own[name], str) else json.dumps(own[name])
         elif name in METRIC_LABELS:
             out[name] = f"{METRIC_LABELS[name][0]}: {METRIC_LABELS[name][1]}"
+    for name, text in own.items():  # what the block defines beyond the figures (decisions, intervals, ...)
+        out.setdefault(name, text if isinstance(text, str) else json.dumps(text))
     return out
 
 
