@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
 
     p = sub.add_parser("models", help="list the model registry")
-    p.add_argument("--task", choices=("classification", "segmentation", "detection"))
+    p.add_argument("--task", help="only the models of this task (classification, segmentation, detection...)")
     return parser
 
 
@@ -100,9 +100,9 @@ def _version() -> str:
 
 
 def _print_json(obj) -> None:
-    from medsight.jsonio import _jsonable
+    from medsight.jsonio import jsonable
 
-    print(json.dumps(_jsonable(obj), indent=2))
+    print(json.dumps(jsonable(obj), indent=2))
 
 
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:

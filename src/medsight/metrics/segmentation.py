@@ -1,6 +1,6 @@
 """Segmentation metrics per case and class with MONAI: Dice, IoU, HD95 and normalised surface Dice (NSD).
 
-Conventions (DESIGN.md): foreground classes only; a class absent from both prediction and reference counts
+Conventions: foreground classes only; a class absent from both prediction and reference counts
 as Dice 1, IoU 1, HD95 0 and NSD 1. A class present in only one of them gets Dice 0, IoU 0, NSD 0 and, as
 HD95, the diagonal of the image in mm (the worst distance possible inside it) so that the mean stays finite.
 Distances are in mm from the voxel spacing.

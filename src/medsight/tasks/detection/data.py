@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from monai.apps.detection.transforms.box_ops import flip_boxes, rot90_boxes
 
+from medsight.data.preprocess import normalize
+
 
 def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
     """A raw (C, *spatial) image -> normalised float tensor in the plan's channels and scale."""
@@ -23,10 +25,7 @@ def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
             x = x[:3].mean(0, keepdim=True)
         else:
             x = x[:channels]
-    x = x.clamp(norm["clip"][0], norm["clip"][1])
-    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    x = (x - mean) / std
+    x = normalize(x, norm)
     scale = plan.get("scale", 1.0)
     if scale != 1.0:
         size = [max(1, int(round(s * scale))) for s in x.shape[1:]]
