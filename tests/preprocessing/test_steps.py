@@ -317,8 +317,8 @@ def test_classification_crop_feeds_the_network_only_the_non_zero_box():
     assert cropped.shape == (3, 16, 16)  # grey into an RGB model, then cropped and resized
     torch.testing.assert_close(cropped, prepare_image(image[:, 5:35, 10:50], plain))
     assert prepare_record(image, plan).history == (steps.Cropped((slice(5, 35), slice(10, 50)), (40, 60)),
-                                                   steps.Resized((30, 40)))
-    assert prepare_record(image, plain).history == (steps.Resized((40, 60)),)
+                                                   steps.Resized((30, 40), (16, 16)))
+    assert prepare_record(image, plain).history == (steps.Resized((40, 60), (16, 16)),)
 
 
 def test_the_record_puts_a_map_of_the_network_grid_back_on_the_source_grid():

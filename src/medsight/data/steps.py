@@ -19,9 +19,10 @@ import torch
 
 from medsight.errors import MedsightError
 
-TASK_STEPS = {"segmentation": ("resample", "normalize"), "classification": ("resize", "normalize")}
+TASK_STEPS = {"segmentation": ("resample", "normalize"), "classification": ("resize", "normalize"),
+              "detection": ("normalize", "scale")}
 REQUIRED = {"classification": ("resize",)}  # the network takes exactly input_size
-GEOMETRIC = ("resample", "resize")
+GEOMETRIC = ("resample", "resize", "scale")
 ENTRY_KEYS = ("name", "enabled", "reason")  # keys of a step entry that are not options of its function
 
 
@@ -41,15 +42,44 @@ class Cropped:
     def invert(self, array: Any, resize: Resize, fill: Sequence[float]) -> Any:
         return uncrop(array, self.box, self.shape, fill)
 
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        return boxes - _per_corner([b.start for b in self.box], boxes)
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        return boxes + _per_corner([b.start for b in self.box], boxes)
+
 
 @dataclass(frozen=True)
 class Resized:
-    """resample or resize took the grid from ``shape`` to another."""
+    """resample, resize or scale took the grid from ``shape`` to another.
+
+    ``factors``: how coordinates scale per axis, when the step says so (detection's scale, which its boxes
+    follow); else the ratio of the shapes.
+    """
 
     shape: tuple[int, ...]
+    new_shape: tuple[int, ...]
+    factors: tuple[float, ...] | None = None
 
     def invert(self, array: Any, resize: Resize, fill: Sequence[float]) -> Any:
         return resize(array, self.shape)
+
+    def coordinate_factors(self) -> list[float]:
+        return list(self.factors) if self.factors else [n / s for n, s in zip(self.new_shape, self.shape)]
+
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        return boxes * _per_corner(self.coordinate_factors(), boxes)
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        return boxes / _per_corner(self.coordinate_factors(), boxes)
+
+
+def _per_corner(values: Sequence[float], boxes: Any) -> Any:
+    """Per-axis values for (N, 2 * dims) corner boxes, in the boxes' own type."""
+    row = [*values, *values]
+    if isinstance(boxes, torch.Tensor):
+        return torch.tensor(row, dtype=boxes.dtype, device=boxes.device)
+    return np.asarray(row, dtype=boxes.dtype if np.issubdtype(np.asarray(boxes).dtype, np.floating) else np.float64)
 
 
 @dataclass
@@ -66,6 +96,18 @@ class Prepared:
         for entry in reversed(self.history):
             array = entry.invert(array, resize, fill)
         return array
+
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 2 * dims) corner boxes of the source grid onto the network's grid."""
+        for entry in self.history:
+            boxes = entry.map_boxes(boxes)
+        return boxes
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        """Boxes found on the network's grid back to the source grid, the steps undone last first."""
+        for entry in reversed(self.history):
+            boxes = entry.invert_boxes(boxes)
+        return boxes
 
 
 # the steps ------------------------------------------------------------------------------------------------------
@@ -273,9 +315,10 @@ def apply_steps(image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any
         elif name in INTENSITY_STEPS:  # intensities only: the label is left alone
             state = replace(state, image=INTENSITY_STEPS[name](as_numpy(state.image), state.spacing, **options_of(entry)))
         elif name in GEOMETRIC:
-            before = tuple(state.image.shape[1:])
+            before, recorded = tuple(state.image.shape[1:]), len(state.history)
             state = task_steps[name](state)
-            state = replace(state, history=(*state.history, Resized(before)))
+            if len(state.history) == recorded:  # the step did not record itself: its shapes say what it did
+                state = replace(state, history=(*state.history, Resized(before, tuple(state.image.shape[1:]))))
         else:
             state = task_steps[name](state)
     return state
