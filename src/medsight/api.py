@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from medsight.config import TrainConfig
+from medsight.dicom.outputs import predict_with_results
 from medsight.errors import MedsightError
 from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
 from medsight.evaluation.folders import evaluate_folders as run_folders
 from medsight.evaluation.runs import evaluate_run
 from medsight.inference.predictor import Predictor
 from medsight.io import formats
+from medsight.io.dicom_series import SeriesRule, describe_study, is_study
 from medsight.models import get_entry, list_models
 from medsight.run import RunFolder, load_run
 from medsight.tasks.base import Task
@@ -39,8 +41,11 @@ def read_dataset(data: str | Path, seed: int = 0, fold: int = 0) -> tuple[type[T
     return get_task(dataset.task), dataset
 
 
-def check(data: str | Path) -> dict[str, Any]:
-    """Validate a data set and describe it (format, task, cases, classes, shapes, spacing)."""
+def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
+    """Validate a data set and describe it (format, task, cases, classes, shapes, spacing); a DICOM tree: its
+    series and the one that would be used."""
+    if is_study(Path(data), with_volume=True):
+        return describe_study(data, SeriesRule(uid=series))
     _, dataset = read_dataset(data)
     validate = getattr(dataset, "validate", None)
     if callable(validate):
@@ -126,27 +131,39 @@ def run_info(dataset) -> dict[str, Any]:
     return info
 
 
-def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
-    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
-    return evaluate_run(run_path, data, split)
+def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test",
+             nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
+    """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html.
+
+    nsd_tolerance (segmentation): NSD tolerance in mm, one number or one per foreground class, instead of the
+    plan's ``evaluation.nsd_tolerance_mm``.
+    """
+    return evaluate_run(run_path, data, split, nsd_tolerance)
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
-    return run_ensemble(runs, data, split, out)
+    return run_ensemble(runs, data, split, out, nsd_tolerance)
 
 
-def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None,
+                     nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
     """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
-    return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval")
+    return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval", nsd_tolerance)
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
-            engine: str = "torch") -> list[dict[str, Any]]:
-    """Predict files or folders with one run, or an ensemble of several runs of the same task."""
+            engine: str = "torch", fmt: str = "nifti", series: str | None = None,
+            codes: str | Path | None = None) -> list[dict[str, Any]]:
+    """Predict files or folders with one run, or an ensemble of several runs of the same task.
+
+    fmt "dicom-seg" / "dicom-sr" also writes DICOM results (OUT/dicom/) for DICOM inputs; series picks a
+    study's series by UID; codes is a JSON file mapping class names to coded concepts.
+    """
     predictor = Predictor([Path(r) for r in runs], engine=engine)
-    return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
+    return predict_with_results(predictor, [Path(i) for i in inputs], Path(out), explain=explain, fmt=fmt,
+                                series=series, codes_file=codes)
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:

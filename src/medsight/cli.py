@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
     p.add_argument("--minutes", type=float, default=None, help="training budget per task")
 
-    p = sub.add_parser("check", help="validate a data set and describe it")
+    p = sub.add_parser("check", help="validate a data set and describe it (a DICOM tree: its series)")
     p.add_argument("data")
+    p.add_argument("--series", help="DICOM: the SeriesInstanceUID to use")
 
     p = sub.add_parser("plan", help="fingerprint a data set and write RUN/plan.json")
     p.add_argument("data")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
     p.add_argument("--ref", help="folder of reference masks")
+    p.add_argument("--nsd-tolerance", metavar="MM[,MM...]",
+                   help="segmentation: NSD tolerance in mm, one number or one per foreground class "
+                        "(default: the plan's evaluation.nsd_tolerance_mm, 1 mm)")
     p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval) or for an ensemble "
                                  "(default RUN1/eval/SPLIT-ensemble)")
 
@@ -64,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--format", choices=("nifti", "dicom-seg", "dicom-sr"), default="nifti",
+                   help="DICOM inputs: also write a DICOM SEG (+ volumes SR) or a measurement report SR")
+    p.add_argument("--series", help="DICOM study: the SeriesInstanceUID to predict (default: the plan's rule)")
+    p.add_argument("--codes", help="JSON mapping class names to coded concepts, for DICOM results")
+    p.add_argument("--dicomweb", metavar="URL", help="fetch the study from a DICOMweb server (QIDO/WADO-RS)")
+    p.add_argument("--study", help="with --dicomweb: the StudyInstanceUID")
+    p.add_argument("--store", action="store_true", help="with --dicomweb: send the DICOM results back (STOW-RS)")
 
     p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
     p.add_argument("run")
@@ -74,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--token", help="bearer token required on every route but /health (default: $MEDSIGHT_TOKEN); "
+                                   "needed to listen on anything but 127.0.0.1")
+    p.add_argument("--max-upload-mb", type=int, default=64, help="largest upload in MiB (default 64)")
+    p.add_argument("--max-voxels", type=int, default=1 << 28,
+                   help="largest image in voxels, read from its header before the pixels (default 268435456)")
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", help="only the models of this task (classification, segmentation, detection...)")
@@ -105,6 +121,17 @@ def _print_json(obj) -> None:
     print(json.dumps(jsonable(obj), indent=2))
 
 
+def _tolerance(text: str | None) -> float | list[float] | None:
+    """--nsd-tolerance: "2" -> 2.0, "1,2.5" -> [1.0, 2.5] (one per foreground class)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise MedsightError(None, f"--nsd-tolerance {text!r} is not a number of mm or a comma-separated list of them") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     """Run folders (they hold config.json) come first, then the inputs."""
     runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
@@ -127,7 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
         report = run_demo(args.task, args.out, args.minutes)
         print(f"report: {report}")
     elif args.command == "check":
-        _print_json(api.check(args.data))
+        _print_json(api.check(args.data, series=args.series))
     elif args.command == "plan":
         api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
@@ -158,20 +185,30 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "evaluate":
+        args.nsd_tolerance = _tolerance(args.nsd_tolerance)
         if args.pred or args.ref:
             if not (args.pred and args.ref):
                 raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
-            result = api.evaluate_folders(args.pred, args.ref, args.out)
+            result = api.evaluate_folders(args.pred, args.ref, args.out, nsd_tolerance=args.nsd_tolerance)
         elif len(args.run) > 1:
-            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out)
+            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out,
+                                           nsd_tolerance=args.nsd_tolerance)
         elif args.run:
-            result = api.evaluate(args.run[0], data=args.data, split=args.split)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split, nsd_tolerance=args.nsd_tolerance)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
     elif args.command == "predict":
+        if args.dicomweb:
+            from medsight.dicom.web import predict_dicomweb
+
+            result = predict_dicomweb(args.paths, args.dicomweb, args.study, args.out, series=args.series,
+                                      fmt=args.format, store=args.store, codes=args.codes, engine=args.engine)
+            print(result)
+            return 0
         runs, inputs = _split_runs(args.paths)
-        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine)
+        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine, fmt=args.format,
+                              series=args.series, codes=args.codes)
         print(f"predicted {len(records)} input(s) into {args.out}")
     elif args.command == "export":
         from medsight.export.onnx import export_run
@@ -181,7 +218,9 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "serve":
         from medsight.serving.app import serve
 
-        serve(args.run, host=args.host, port=args.port, engine=args.engine)
+        serve(args.run, host=args.host, port=args.port, engine=args.engine,
+              token=args.token or os.environ.get("MEDSIGHT_TOKEN"), max_upload_mb=args.max_upload_mb,
+              max_voxels=args.max_voxels)
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"tasks"},  # one subpackage per task, and the task registry
     {"run"},  # the run folder, and loading a trained model from it
     {"training"},
-    {"evaluation", "inference", "export", "serving", "synthetic"},
+    {"evaluation", "inference", "export", "serving", "synthetic", "dicom"},
     {"api"},
     {"demo"},
     {"cli", "__main__"},

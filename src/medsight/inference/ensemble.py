@@ -13,7 +13,8 @@ from medsight.errors import MedsightError
 from medsight.run import RunFolder
 
 # Plan entries that only steer training; runs may differ in them and still be ensembled.
-TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape"}
+# settings that do not change what a model outputs ("evaluation": how its outputs are scored)
+TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape", "evaluation"}
 # dataset.json entries that must agree: what the outputs mean and what the inputs are.
 INFO_KEYS = ("task", "classes", "spatial_dims", "channels", "multilabel")
 

@@ -81,7 +81,7 @@ def is_dicom_series(path: Path) -> bool:
 
 
 def read_image(path: str | Path) -> Image:
-    """Read a picture, a volume, a DICOM file or a folder holding one DICOM series."""
+    """Read a picture, a volume, a DICOM file, or a folder of DICOM files (one series is chosen, see medsight.io.dicom_series)."""
     path = Path(path)
     if path.is_dir():
         return _read_dicom_series(path)
@@ -104,11 +104,13 @@ def _read_raster(path: Path) -> Image:
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as picture:
+        with PILImage.open(path) as picture:  # Pillow refuses decompression bombs (DecompressionBombError)
             picture.load()
             if picture.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "HSV", "1"):
                 picture = picture.convert("RGB" if picture.mode not in ("1", "LA") else "L")
             array = np.asarray(picture)
+    except PILImage.DecompressionBombError as exc:
+        raise MedsightError(path, f"is too large to decode safely ({_first_line(exc)})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MedsightError(path, f"is not a readable {_FORMATS[suffix_of(path)].upper()} image ({_first_line(exc)})") from None
     return _picture(array, path, _FORMATS[suffix_of(path)])
@@ -155,21 +157,10 @@ def _read_sitk(path: Path, fmt: str) -> Image:
 
 
 def _read_dicom_series(folder: Path) -> Image:
-    import SimpleITK as sitk
+    """A folder holding one series, or a whole study tree: the series the current rule chooses."""
+    from medsight.io.dicom_series import read_study
 
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise MedsightError(folder, "is a folder without a DICOM series")
-    if len(series) > 1:
-        raise MedsightError(folder, f"holds {len(series)} DICOM series; give the folder of one series")
-    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(files)
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise MedsightError(folder, f"holds a DICOM series that cannot be read ({_sitk_reason(exc)})") from None
-    return _from_sitk(image, folder, "dicom")
+    return read_study(folder)
 
 
 def _from_sitk(image: Any, path: Path, fmt: str) -> Image:

@@ -20,6 +20,7 @@ from medsight.report import plots
 from medsight.metrics.bootstrap import bootstrap_ci
 from medsight.report.html import Section, escape, format_value, metric_label, write_report
 from medsight.jsonio import atomic_write, save_json
+from medsight.metrics.definitions import classification_definitions
 from medsight.metrics.classification import classification_metrics, multilabel_metrics
 from medsight.metrics.operating_point import apply_operating_point
 
@@ -66,6 +67,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
         "ci_method": f"percentile bootstrap over cases, {N_BOOT} resamples, seed {BOOT_SEED}"
                      + ("; sensitivity and specificity: Wilson score interval" if "sensitivity" in ci else ""),
         "operating_point": used_point, "metrics_argmax": argmax["metrics"],
+        "definitions": classification_definitions(multilabel, ordinal),
     }
     write_predictions(out_dir / "predictions" / "predictions.csv", case_ids, labels, decisions, probs, names, multilabel)
     save_json(out_dir / "metrics.json", metrics)
@@ -73,7 +75,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     details = _details(run, task, metrics)
     subtitle = f"{details['model']} · {metrics['num_cases']} cases · {'multi-label' if multilabel else f'{len(names)} classes'}"
     report = write_report(out_dir / "report.html", _title(task, dataset, split), headline(metrics), sections,
-                          details=details, subtitle=subtitle)
+                          details=details, subtitle=subtitle, definitions=metrics["definitions"])
     return {**metrics, "report": str(report)}
 
 

@@ -173,17 +173,20 @@ class ClassificationTask(Task):
     def validate(self, model, dataset, indices):
         from sklearn.metrics import balanced_accuracy_score
 
+        from medsight.metrics.classification import selection_auc
+
         logits = self.predict_tensor(model, self.prepared(dataset, indices))
         labels = torch.as_tensor(dataset.labels[indices])
         probs = self.probabilities(logits)
         out = {"val_loss": float(self.loss(logits, labels))}
-        auc = safe_auc(labels.numpy(), probs, self.plan["multilabel"])
+        auc = selection_auc(labels.numpy(), probs, self.plan["multilabel"])
         if not self.plan["multilabel"]:
             out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
             out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
         if auc is not None:
             out["auc"] = auc
-        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
+        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen; over the
+        # classes present, so a class missing from validation keeps the score an AUC
         out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
         return out
 
@@ -202,26 +205,6 @@ class ClassificationTask(Task):
 
     def predict_files(self, run, models, inputs, out_dir, explain=False):
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
-
-
-def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
-    """ROC-AUC (binary: positive class 1; multiclass: one-vs-rest macro), None when undefined."""
-    from sklearn.metrics import roc_auc_score
-
-    try:
-        if multilabel:
-            keep = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
-            return float(roc_auc_score(labels[:, keep], probs[:, keep], average="macro")) if keep else None
-        present = np.unique(labels)
-        if len(present) < 2:
-            return None
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels, probs[:, 1]))
-        if len(present) < probs.shape[1]:
-            return None
-        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-    except ValueError:
-        return None
 
 
 def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
