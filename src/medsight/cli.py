@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from medsight.errors import MedsightError
@@ -41,12 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--balance", choices=BALANCE, default="none", help="handling of imbalanced classes")
     p.add_argument("--operating-point", default="balanced_accuracy",
-                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
+                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax, "
+                        "qwk (ordered grades: cuts on the expected grade for quadratic kappa)")
     p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--init", metavar="RUN_OR_WEIGHTS",
-                   help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
+                   help="start from a run's (a packed run's, a .safetensors file's) tensors whose name and shape match")
     p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
     p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
+    p.add_argument("--track", action="append", default=[], metavar="mlflow:URI|tensorboard:DIR",
+                   help="experiment tracking (repeatable): an MLflow file store or server, or a TensorBoard folder")
 
     p = sub.add_parser("pretrain", help="self-supervised pre-training on a data set's images, for train --init")
     _add_run_options(p)
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(default RUN1/eval/SPLIT-ensemble)")
 
     p = sub.add_parser("predict", help="predict files or folders with one run or an ensemble of runs")
-    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders first)")
+    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders or packed runs first)")
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
@@ -90,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=int, default=64, help="largest upload in MiB (default 64)")
     p.add_argument("--max-voxels", type=int, default=1 << 28,
                    help="largest image in voxels, read from its header before the pixels (default 268435456)")
+
+    p = sub.add_parser("compare", help="runs side by side, with paired bootstrap differences on the same test cases")
+    p.add_argument("run", nargs="+", help="two or more evaluated run folders; the first is the reference A")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default="compare.html", help="the HTML page (default ./compare.html)")
+
+    p = sub.add_parser("card", help="write RUN/MODEL_CARD.md (Hugging Face model-card format)")
+    p.add_argument("run")
+    p.add_argument("--split", default="test", help="the evaluation whose figures the card reports")
+    p.add_argument("--out", help="default RUN/MODEL_CARD.md")
+
+    p = sub.add_parser("pack", help="one archive of what predict, serve and train --init need, with sha256 manifest")
+    p.add_argument("run")
+    p.add_argument("--out", help="default RUN.medsight.zip beside the run folder")
+    p.add_argument("--monai-bundle", action="store_true", help="lay the archive out as a MONAI bundle")
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", help="only the models of this task (classification, segmentation, detection...)")
@@ -133,10 +152,11 @@ def _tolerance(text: str | None) -> float | list[float] | None:
 
 
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Run folders (they hold config.json) come first, then the inputs."""
-    runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
+    """Run folders (they hold config.json) or packed runs come first, then the inputs."""
+    from medsight.packed import is_packed
+
     count = 0
-    while count < len(paths) and paths[count] in runs:
+    while count < len(paths) and (os.path.isfile(os.path.join(paths[count], "config.json")) or is_packed(paths[count])):
         count += 1
     if count == 0:
         raise MedsightError(paths[0], "is not a run folder (no config.json); usage: medsight predict RUN... INPUT... --out DIR")
@@ -167,7 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale)
+                            init_lr_scale=args.init_lr_scale, track=args.track)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
@@ -214,6 +234,10 @@ def run_command(args: argparse.Namespace) -> int:
         from medsight.export.onnx import export_run
 
         result = export_run(args.run)
+        if os.path.isfile(os.path.join(args.run, "tracking.json")):
+            from medsight.tracking import after_export
+
+            after_export(args.run, Path(result["path"]).parent)
         print(f"exported: {result['path']} (max abs difference {result['max_abs_diff']:.2e})")
     elif args.command == "serve":
         from medsight.serving.app import serve
@@ -221,6 +245,13 @@ def run_command(args: argparse.Namespace) -> int:
         serve(args.run, host=args.host, port=args.port, engine=args.engine,
               token=args.token or os.environ.get("MEDSIGHT_TOKEN"), max_upload_mb=args.max_upload_mb,
               max_voxels=args.max_voxels)
+    elif args.command == "compare":
+        result = api.compare(args.run, split=args.split, out=args.out)
+        print(result["table"] + f"page: {result['page']}")
+    elif args.command == "card":
+        print(f"model card: {api.card(args.run, split=args.split, out=args.out)}")
+    elif args.command == "pack":
+        print(f"packed: {api.pack(args.run, out=args.out, monai_bundle=args.monai_bundle)}")
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")

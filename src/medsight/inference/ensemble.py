@@ -81,7 +81,7 @@ def combine_operating_points(points: Sequence[dict[str, Any] | None]) -> dict[st
     if len(points) == 1:
         return dict(points[0])
     rules = {p.get("rule") for p in points}
-    for key in ("threshold", "thresholds", "log_offsets"):
+    for key in ("threshold", "thresholds", "log_offsets", "grade_cuts"):
         if all(key in p for p in points) and len(rules) == 1:
             values = np.mean([np.asarray(p[key], dtype=np.float64) for p in points], axis=0)
             combined = {k: v for k, v in points[0].items() if k not in (key, "val", "labels_at_default")}

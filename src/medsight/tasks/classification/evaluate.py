@@ -43,7 +43,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     names = list(dataset.classes) or [str(k) for k in range(probs.shape[1])]
     case_ids = [dataset.case_ids[int(i)] for i in indices]
     multilabel = bool(task.plan.get("multilabel", False))
-    ordinal = bool(task.info.get("ordinal") or getattr(dataset, "ordinal", False))
+    ordinal = bool(task.plan.get("ordinal") or task.info.get("ordinal") or getattr(dataset, "ordinal", False))
     point = run.load_state().get("operating_point")
     if multilabel:
         labels = labels.astype(np.int64)
@@ -117,7 +117,8 @@ def _single_label_decisions(probs: np.ndarray, point: dict[str, Any] | None) -> 
     num_classes = probs.shape[1]
     fits = point is not None and "thresholds" not in point and (
         ("threshold" not in point or num_classes == 2)
-        and ("log_offsets" not in point or len(point["log_offsets"]) == num_classes))
+        and ("log_offsets" not in point or len(point["log_offsets"]) == num_classes)
+        and ("grade_cuts" not in point or len(point["grade_cuts"]) == num_classes - 1))
     if not fits:
         note = "no operating point in state.json" if point is None else f"stored point {point} does not fit {num_classes} classes"
         return probs.argmax(axis=1), {"rule": "argmax", "note": note}
