@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -93,10 +92,3 @@ def decode_size(plan: dict[str, Any]) -> tuple[int, int] | None:
     if plan.get("spatial_dims") != 2:
         return None
     return tuple(2 * int(s) for s in plan["input_size"])
-
-
-def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
-    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
-    from medsight.io.images import read_image
-
-    return read_image(path, reduce_to=decode_size(plan)).array

@@ -12,7 +12,7 @@ import torch.nn as nn
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
 from medsight.data.input_cache import check_fits_in_memory
-from medsight.data.preprocess import intensity_range, prepare_many, read_input
+from medsight.data.preprocess import decode_size, intensity_range, prepare_many
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
 from medsight.io.images import read_image
@@ -26,6 +26,11 @@ from medsight.tasks.classification.predict import predict_classification
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
 EVAL_BATCH = 256
+
+
+def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
+    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
+    return read_image(path, reduce_to=decode_size(plan)).array
 
 
 STATISTICS_SIDE = 256  # images are thinned to about this side for the plan's intensity statistics
