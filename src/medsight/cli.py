@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monai-bundle", action="store_true", help="lay the archive out as a MONAI bundle")
 
     p = sub.add_parser("models", help="list the model registry")
-    p.add_argument("--task", choices=("classification", "segmentation", "detection"))
+    p.add_argument("--task", help="only the models of this task (classification, segmentation, detection...)")
     return parser
 
 
@@ -145,9 +145,9 @@ def _version() -> str:
 
 
 def _print_json(obj) -> None:
-    from medsight.jsonio import _jsonable
+    from medsight.jsonio import jsonable
 
-    print(json.dumps(_jsonable(obj), indent=2))
+    print(json.dumps(jsonable(obj), indent=2))
 
 
 def _tolerance(text: str | None) -> float | list[float] | None:

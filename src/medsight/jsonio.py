@@ -14,13 +14,13 @@ import numpy as np
 from medsight.errors import MedsightError
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating, float)):
@@ -84,7 +84,7 @@ def _discard(tmp: str | None) -> None:
 
 def save_json(path: str | Path, obj: Any) -> None:
     """Write obj as indented JSON, atomically; NaN and inf become null."""
-    text = json.dumps(_jsonable(obj), indent=2)
+    text = json.dumps(jsonable(obj), indent=2)
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as handle:

@@ -43,10 +43,10 @@ def test_heat_map_lies_on_the_evidence(method):
     assert np.unravel_index(heat.argmax(), heat.shape) == pytest.approx((8, 22), abs=1)
 
 
-# At 16 px VGG-11 pools down to 1 px, so its map is taken before its fourth pool (features.20, 2x2).
-@pytest.mark.parametrize("name,layer", [("resnet18", "layer4"), ("lenet5", "features.4"), ("vgg11", "features.20"),
-                                        ("alexnet", "features.16"), ("convnext_small_input", "stages"),
-                                        ("efficientnet_b0", "_bn1")])
+# At 16 px VGG-11 pools down to 1 px, so its map is taken before its fourth pool (encoder.20, 2x2).
+@pytest.mark.parametrize("name,layer", [("resnet18", "encoder.layer4"), ("lenet5", "encoder.4"),
+                                        ("vgg11", "encoder.20"), ("alexnet", "encoder.16"),
+                                        ("convnext_small_input", "encoder.stages"), ("efficientnet_b0", "encoder._bn1")])
 def test_every_classifier_family_gets_a_layer_and_a_map(name, layer):
     from medsight.models import create_model
 
@@ -68,10 +68,10 @@ def test_unknown_families_are_traced_and_wrappers_are_seen_through():
 
     wrapped = nn.Sequential(nn.Identity(), create_model("resnet18", task="classification", spatial_dims=2,
                                                         in_channels=1, num_classes=2, input_size=28))
-    assert target_layer(wrapped) == "1.layer4"
+    assert target_layer(wrapped) == "1.encoder.layer4"
     lenet = nn.Sequential(nn.Identity(), create_model("lenet5", task="classification", spatial_dims=2, in_channels=1,
                                                       num_classes=2))
-    assert target_layer(lenet, torch.zeros(1, 1, 28, 28)) == "1.features.4"
+    assert target_layer(lenet, torch.zeros(1, 1, 28, 28)) == "1.encoder.4"
 
 
 def test_ensemble_map_is_the_rescaled_mean():
@@ -88,8 +88,7 @@ def test_segmentation_networks_are_explained_per_class():
     from medsight.models import create_model
 
     torch.manual_seed(0)
-    net = create_model("dynunet_tiny", task="segmentation", spatial_dims=3, in_channels=1, num_classes=3,
-                       patch_size=[16, 16, 16]).eval()
+    net = create_model("dynunet_tiny", task="segmentation", spatial_dims=3, in_channels=1, num_classes=3).eval()
     volume = torch.randn(1, 16, 16, 16)
     assert target_layer(net, volume[None]) == "upsamples.2"
     maps = explain([net], volume, class_index=2)

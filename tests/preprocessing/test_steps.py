@@ -156,7 +156,7 @@ def test_segmentation_plan_chooses_steps_from_the_data():
     assert volume["n4_bias_field"]["shrink_factor"] == 5  # 200^3 shrunk to about 48^3
 
 
-def test_old_plans_without_the_section_keep_the_old_steps():
+def test_a_plan_without_the_section_runs_the_task_steps():
     old = seg_plan()
     del old["preprocessing"]
     assert [s["name"] for s in steps.enabled_steps(old)] == ["resample", "normalize"]
@@ -305,7 +305,7 @@ def test_classification_training_and_prediction_run_the_same_clahe(tmp_path, tin
 
 
 def test_classification_crop_feeds_the_network_only_the_non_zero_box():
-    from medsight.data.preprocess import prepare_image
+    from medsight.data.preprocess import prepare_image, prepare_record
 
     image = np.zeros((1, 40, 60), np.float32)
     image[0, 5:35, 10:50] = np.random.default_rng(0).uniform(10, 200, (30, 40))
@@ -316,4 +316,22 @@ def test_classification_crop_feeds_the_network_only_the_non_zero_box():
     cropped = prepare_image(image, plan)
     assert cropped.shape == (3, 16, 16)  # grey into an RGB model, then cropped and resized
     torch.testing.assert_close(cropped, prepare_image(image[:, 5:35, 10:50], plain))
-    assert steps.crop_box(image, plan) == (slice(5, 35), slice(10, 50)) and steps.crop_box(image, plain) is None
+    assert prepare_record(image, plan).history == (steps.Cropped((slice(5, 35), slice(10, 50)), (40, 60)),
+                                                   steps.Resized((30, 40), (16, 16)))
+    assert prepare_record(image, plain).history == (steps.Resized((40, 60), (16, 16)),)
+
+
+def test_the_record_puts_a_map_of_the_network_grid_back_on_the_source_grid():
+    from medsight.data.preprocess import prepare_record, resize
+
+    image = np.zeros((1, 40, 60), np.float32)
+    image[0, 5:35, 10:50] = 7.0
+    plan = {"task": "classification", "in_channels": 1, "input_size": [15, 20],
+            "normalization": {"clip": [0.0, 255.0], "mean": [0.0], "std": [1.0]},
+            "preprocessing": {"steps": [{"name": "crop_nonzero"}, {"name": "resize"}, {"name": "normalize"}]}}
+    record = prepare_record(image, plan)
+    assert record.image.shape == (1, 15, 20)
+    back = record.invert(record.image, resize, fill=[-1.0])  # resize up to the 30 x 40 box, then uncrop
+    expected = np.full((1, 40, 60), -1.0, np.float32)
+    expected[0, 5:35, 10:50] = 7.0
+    np.testing.assert_allclose(back.numpy(), expected, atol=1e-5)

@@ -16,6 +16,13 @@ import torch
 from faults import final_state, medsight_env, read_log, runner_command
 
 AUDIT = Path(__file__).with_name("rank_audit")
+
+
+def audited_path() -> str:
+    """The audit hook first, then the PYTHONPATH these tests run under (so the ranks run the same medsight)."""
+    return os.pathsep.join(p for p in (str(AUDIT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 EPOCHS = 3
 
 
@@ -76,7 +83,7 @@ def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz
 def test_rank_audit_sees_a_write(tmp_path):
     """The audit that proves rank 1 writes nothing does see a write when one happens."""
     log = tmp_path / "audit.log"
-    env = {**os.environ, "PYTHONPATH": str(AUDIT), "RANK": "1", "MEDSIGHT_AUDIT_ROOT": str(tmp_path / "run"),
+    env = {**os.environ, "PYTHONPATH": audited_path(), "RANK": "1", "MEDSIGHT_AUDIT_ROOT": str(tmp_path / "run"),
            "MEDSIGHT_AUDIT_LOG": str(log)}
     (tmp_path / "run").mkdir()
     subprocess.run([sys.executable, "-c", f"open({str(tmp_path / 'run' / 'x')!r}, 'w').close()"], env=env, check=True)
@@ -94,7 +101,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
 
     # the command a torchrun user types; ranks other than 0 are audited for any write into the run folder
     audit_log = tmp_path / "rank_writes.log"
-    env = {**medsight_env(), "PYTHONPATH": str(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(double),
+    env = {**medsight_env(), "PYTHONPATH": audited_path(), "MEDSIGHT_AUDIT_ROOT": str(double),
            "MEDSIGHT_AUDIT_LOG": str(audit_log)}
     two = torchrun(["-m", "medsight", *train_args(ddp_npz, double)], env)
     assert two.returncode == 0, two.stderr
@@ -158,7 +165,7 @@ def test_other_tasks_train_in_two_processes(make_data, tmp_path):
         if "inference" in plan:
             plan["inference"]["mirror_axes"] = [0]
         (run / "plan.json").write_text(json.dumps(plan))
-        env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": str(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(run),
+        env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": audited_path(), "MEDSIGHT_AUDIT_ROOT": str(run),
                "MEDSIGHT_AUDIT_LOG": str(audit_log)}
         done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(run), "--epochs", "2",
                                "--nproc", str(nproc), *options], capture_output=True, encoding="utf-8", errors="replace", timeout=500, env=env)

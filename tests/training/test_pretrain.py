@@ -36,18 +36,18 @@ def test_contrastive_loss_decreases_and_the_run_is_complete(pretrained):
 
 
 def test_pretrained_encoder_initialises_a_classification_run(pretrained, tiny_npz, tmp_path):
-    from medsight.api import load_run
+    from medsight.run import load_run
 
     weights = load_weights(pretrained / "model.safetensors")
-    assert not any(name.startswith("fc.") for name in weights)  # the head was the projection, kept under pretext.
+    assert not any(name.startswith("head.") for name in weights)  # the head was the projection, kept under pretext.
     assert main(["train", str(tiny_npz), "--out", str(tmp_path / "run"), "--epochs", "1", "--model", "resnet18_half",
                  "--init", str(pretrained)]) == 0
     record = json.loads((tmp_path / "run" / "init.json").read_text())
     _, task, model = load_run(tmp_path / "run")
-    encoder = [n for n in model.state_dict() if not n.startswith("fc.")]
+    encoder = [n for n in model.state_dict() if not n.startswith("head.")]
     matched = set(record["loaded"]) & set(encoder)
     assert len(matched) / len(encoder) > 0.9
-    assert set(record["skipped"]) == {"fc.weight", "fc.bias"}
+    assert set(record["skipped"]) == {"head.weight", "head.bias"}
     assert all(n.startswith("pretext.") for n in record["unused"])
 
 

@@ -17,7 +17,7 @@ from medsight.training.checkpoint import load_checkpoint
 from medsight.training.transfer import aligned_names, encoder_names, load_matching
 
 MODEL = "resnet18_half"
-HEAD = {"fc.weight", "fc.bias"}
+HEAD = {"head.weight", "head.bias"}
 
 
 def relabelled(source: Path, out: Path, classes: int) -> Path:
@@ -59,14 +59,14 @@ def test_init_loads_every_matching_tensor_and_reports_the_new_head(sources, tiny
     assert not all(torch.equal(model.state_dict()[n], source[n]) for n in encoder)  # the check can fail
     record = load_matching(model, sources["three"] / "model.safetensors")
     assert all(torch.equal(model.state_dict()[n], source[n]) for n in encoder)
-    assert set(record.skipped) == HEAD and "source (3, 256)" in record.skipped["fc.weight"]
+    assert set(record.skipped) == HEAD and "source (3, 256)" in record.skipped["head.weight"]
     assert sorted(record.loaded) == sorted(encoder)
 
     run = train(tiny_npz, tmp_path / "run", "--init", str(sources["three"]))
     err = capsys.readouterr().err
     summary = [line for line in err.splitlines() if line.startswith("init:")]
     assert 1 <= len(summary) <= 2 and f"loaded {len(encoder)} of {len(encoder) + 2}" in summary[0]
-    assert "fc.weight (shape (2, 256), source (3, 256))" in summary[0]
+    assert "head.weight (shape (2, 256), source (3, 256))" in summary[0]
     assert json.loads((run / "config.json").read_text())["init"] == str(sources["three"].resolve())
     written = json.loads((run / "init.json").read_text())
     assert set(written["skipped"]) == HEAD and len(written["loaded"]) == len(encoder)
@@ -100,7 +100,7 @@ def test_freeze_encoder_keeps_the_encoder_and_trains_the_head(sources, tiny_npz,
     assert not all(torch.equal(free[n], source[n]) for n in encoder)
     assert all(not torch.equal(frozen[n], source[n]) for n in HEAD)
     record = json.loads((tmp_path / "frozen" / "init.json").read_text())
-    assert set(record["frozen"]) == set(encoder_names(fresh_model(sources["two"]), MODEL))
+    assert set(record["frozen"]) == set(encoder_names(fresh_model(sources["two"])))
 
 
 def test_pretrained_tensors_train_at_the_scaled_learning_rate(sources, tiny_npz, tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,8 +33,11 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
     """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size), through the plan's steps."""
-    from dataclasses import replace
+    return as_float_tensor(prepare_record(image, plan).image)
 
+
+def prepare_record(image: np.ndarray, plan: dict[str, Any]) -> Prepared:
+    """prepare_image with the record of its geometric steps, to map maps of the network's grid back."""
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]
     if x.shape[0] != channels:
@@ -53,15 +56,26 @@ def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
 
     # classification images carry no spacing: the steps work in pixel units
     state = apply_steps(x, (1.0,) * (x.ndim - 1), plan, {"resize": resize_step, "normalize": normalize_step})
-    return as_float_tensor(state.image)
+    return replace(state, image=as_float_tensor(state.image))
+
+
+def zscore(x: torch.Tensor, mean: Any, std: Any, clip: Sequence[float] | None = None) -> torch.Tensor:
+    """(x, clipped to clip) minus mean, over std: one number each, or one per channel of a (C, *spatial) x.
+
+    Every task normalises through this: classification and detection with the plan's clip and statistics,
+    segmentation per channel (CT clip and global statistics, or the case's own mean and deviation).
+    """
+    if clip is not None:
+        x = x.clamp(clip[0], clip[1])
+    shape = (-1, *[1] * (x.ndim - 1))
+    mean = torch.as_tensor(mean, dtype=torch.float32).reshape(shape)
+    std = torch.as_tensor(std, dtype=torch.float32).reshape(shape)
+    return (x - mean) / std
 
 
 def normalize(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
     """Clip to the plan's range, then z-score per channel with the plan's statistics."""
-    x = x.clamp(norm["clip"][0], norm["clip"][1])
-    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    return (x - mean) / std
+    return zscore(x, norm["mean"], norm["std"], norm["clip"])
 
 
 def prepare_many(load: Callable[[int], np.ndarray], indices: Sequence[int], plan: dict[str, Any]) -> torch.Tensor:
@@ -78,10 +92,3 @@ def decode_size(plan: dict[str, Any]) -> tuple[int, int] | None:
     if plan.get("spatial_dims") != 2:
         return None
     return tuple(2 * int(s) for s in plan["input_size"])
-
-
-def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
-    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
-    from medsight.io.images import read_image
-
-    return read_image(path, reduce_to=decode_size(plan)).array

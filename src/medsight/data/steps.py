@@ -19,22 +19,95 @@ import torch
 
 from medsight.errors import MedsightError
 
-# What plans written before the preprocessing section always did.
-LEGACY_STEPS = {"segmentation": ("resample", "normalize"), "classification": ("resize", "normalize")}
-TASK_STEPS = {"segmentation": ("resample", "normalize"), "classification": ("resize", "normalize")}
+TASK_STEPS = {"segmentation": ("resample", "normalize"), "classification": ("resize", "normalize"),
+              "detection": ("normalize", "scale")}
 REQUIRED = {"classification": ("resize",)}  # the network takes exactly input_size
-GEOMETRIC = ("resample", "resize")
+GEOMETRIC = ("resample", "resize", "scale")
 ENTRY_KEYS = ("name", "enabled", "reason")  # keys of a step entry that are not options of its function
+
+
+# One entry per geometric step: what it changed, and how to undo it. ``resize(array, shape)`` is the
+# interpolation the caller wants for what it maps back (probabilities, heat maps); ``fill`` the value per
+# channel outside a crop.
+Resize = Callable[[Any, Sequence[int]], Any]
+
+
+@dataclass(frozen=True)
+class Cropped:
+    """crop_nonzero kept ``box`` of a grid of ``shape``."""
+
+    box: tuple[slice, ...]
+    shape: tuple[int, ...]
+
+    def invert(self, array: Any, resize: Resize, fill: Sequence[float]) -> Any:
+        return uncrop(array, self.box, self.shape, fill)
+
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        return boxes - _per_corner([b.start for b in self.box], boxes)
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        return boxes + _per_corner([b.start for b in self.box], boxes)
+
+
+@dataclass(frozen=True)
+class Resized:
+    """resample, resize or scale took the grid from ``shape`` to another.
+
+    ``factors``: how coordinates scale per axis, when the step says so (detection's scale, which its boxes
+    follow); else the ratio of the shapes.
+    """
+
+    shape: tuple[int, ...]
+    new_shape: tuple[int, ...]
+    factors: tuple[float, ...] | None = None
+
+    def invert(self, array: Any, resize: Resize, fill: Sequence[float]) -> Any:
+        return resize(array, self.shape)
+
+    def coordinate_factors(self) -> list[float]:
+        return list(self.factors) if self.factors else [n / s for n, s in zip(self.new_shape, self.shape)]
+
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        return boxes * _per_corner(self.coordinate_factors(), boxes)
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        return boxes / _per_corner(self.coordinate_factors(), boxes)
+
+
+def _per_corner(values: Sequence[float], boxes: Any) -> Any:
+    """Per-axis values for (N, 2 * dims) corner boxes, in the boxes' own type."""
+    row = [*values, *values]
+    if isinstance(boxes, torch.Tensor):
+        return torch.tensor(row, dtype=boxes.dtype, device=boxes.device)
+    return np.asarray(row, dtype=boxes.dtype if np.issubdtype(np.asarray(boxes).dtype, np.floating) else np.float64)
 
 
 @dataclass
 class Prepared:
-    """An image on its way through the steps, with what is needed to map a prediction back."""
+    """An image on its way through the steps, with the record of the geometric steps that maps a prediction back."""
 
     image: Any  # (C, *spatial) numpy array or torch tensor
     spacing: tuple[float, ...]
     label: Any | None = None  # (*spatial); follows the geometric steps only
-    box: tuple[slice, ...] | None = None  # the region of the source grid that crop_nonzero kept
+    history: tuple[Cropped | Resized, ...] = ()
+
+    def invert(self, array: Any, resize: Resize, fill: Sequence[float] = (0.0,)) -> Any:
+        """A (C, *network grid) array back on the source grid: the geometric steps undone, the last one first."""
+        for entry in reversed(self.history):
+            array = entry.invert(array, resize, fill)
+        return array
+
+    def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 2 * dims) corner boxes of the source grid onto the network's grid."""
+        for entry in self.history:
+            boxes = entry.map_boxes(boxes)
+        return boxes
+
+    def invert_boxes(self, boxes: Any) -> Any:
+        """Boxes found on the network's grid back to the source grid, the steps undone last first."""
+        for entry in reversed(self.history):
+            boxes = entry.invert_boxes(boxes)
+        return boxes
 
 
 # the steps ------------------------------------------------------------------------------------------------------
@@ -175,11 +248,11 @@ def planned_steps(task: str, choices: dict[str, tuple[bool, str]], **options: di
 
 
 def enabled_steps(plan: dict[str, Any], path: Any = "plan.json") -> list[dict[str, Any]]:
-    """The plan's switched-on steps in order, checked; a plan without the section gets what old plans did."""
+    """The plan's switched-on steps in order, checked; a plan without the section runs the task's own steps."""
     task = plan.get("task")
     section = plan.get("preprocessing")
     if section is None:
-        return [{"name": name} for name in LEGACY_STEPS.get(task, ())]
+        return [{"name": name} for name in TASK_STEPS.get(task, ())]
     if not isinstance(section, dict) or not isinstance(section.get("steps"), list):
         raise MedsightError(path, 'preprocessing must be {"steps": [{"name": ...}, ...]}')
     known = (*INTENSITY_STEPS, "crop_nonzero", *TASK_STEPS.get(task, ()))
@@ -217,13 +290,6 @@ def options_of(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
 
 
-def crop_box(image: np.ndarray, plan: dict[str, Any]) -> tuple[slice, ...] | None:
-    """The box crop_nonzero keeps of this image under the plan, or None when the plan does not crop."""
-    if any(s["name"] == "crop_nonzero" for s in enabled_steps(plan)):
-        return nonzero_box(np.asarray(image))
-    return None
-
-
 def as_numpy(image: Any) -> np.ndarray:
     return image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
 
@@ -243,10 +309,16 @@ def apply_steps(image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any
         name = entry["name"]
         if name == "crop_nonzero":
             box = nonzero_box(as_numpy(state.image))
-            state = replace(state, image=state.image[(slice(None), *box)], box=box,
-                            label=None if state.label is None else state.label[box])
+            state = replace(state, image=state.image[(slice(None), *box)],
+                            label=None if state.label is None else state.label[box],
+                            history=(*state.history, Cropped(box, tuple(state.image.shape[1:]))))
         elif name in INTENSITY_STEPS:  # intensities only: the label is left alone
             state = replace(state, image=INTENSITY_STEPS[name](as_numpy(state.image), state.spacing, **options_of(entry)))
+        elif name in GEOMETRIC:
+            before, recorded = tuple(state.image.shape[1:]), len(state.history)
+            state = task_steps[name](state)
+            if len(state.history) == recorded:  # the step did not record itself: its shapes say what it did
+                state = replace(state, history=(*state.history, Resized(before, tuple(state.image.shape[1:]))))
         else:
             state = task_steps[name](state)
     return state

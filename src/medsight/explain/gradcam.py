@@ -15,10 +15,10 @@ METHODS = ("gradcam", "gradcampp")
 
 
 def _in_features(model: nn.Module, example: torch.Tensor | None) -> str:
-    """For `features` stacks (pools are skipped on small inputs): the last layer there with a map over 1 voxel."""
+    """For `encoder` stacks (pools are skipped on small inputs): the last layer there with a map over 1 voxel."""
     if example is None:
         raise ValueError(f"{type(model).__name__} needs an example input to find its Grad-CAM layer")
-    return traced_target_layer(model, example, within="features.")
+    return traced_target_layer(model, example, within="encoder.")
 
 
 # Model class name -> the layer whose feature map Grad-CAM weighs: the last full-resolution map before pooling.
@@ -27,7 +27,7 @@ FAMILY_LAYERS = {
     "LeNet5": _in_features,
     "AlexNet": _in_features,
     "VGG": _in_features,
-    "ConvNeXt": lambda m, x: "stages",
+    "ConvNeXtEncoder": lambda m, x: "stages",
     "EfficientNet": lambda m, x: "_bn1",  # _swish is shared with the stem, so its backward hook would fire twice
     # segmentation (MONAI DynUNet and medsight's subclass): the last decoder stage, at full resolution or
     # nearly; the score is the class's logits summed over the volume (MONAI's class_score)

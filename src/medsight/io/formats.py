@@ -1,8 +1,8 @@
 """The data set formats medsight reads: each one a sniffer, a reader and the task it feeds.
 
 A format is recognised from the folder or file itself, never from a flag. Sniffers are tried in the order
-the formats were registered, except the fallbacks (a folder of class folders matches almost anything),
-which are tried last.
+the formats were registered (the built-in ones first, then those of plugins: see medsight.plugins), except
+the fallbacks (a folder of class folders matches almost anything), which are tried last.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Callable
 
 from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
+from medsight.plugins import load_plugins
 
 # What a folder may be, for messages that tell a user which layouts medsight reads.
 KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv, an nnU-Net folder with "
@@ -50,6 +51,7 @@ def register_format(name: str, task: str, sniff: Sniffer, read: Callable[..., Ta
 
 def formats() -> list[Format]:
     """The registered formats in the order their sniffers are tried."""
+    load_plugins()
     values = list(_FORMATS.values())
     return [f for f in values if not f.fallback] + [f for f in values if f.fallback]
 

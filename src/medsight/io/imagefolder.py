@@ -127,7 +127,7 @@ def _build(path: Path, fmt: str, rows: list[Row], fold: int = 0) -> Classificati
 
         raise MedsightError(path, f"has a single class ({train_labels[0]}) among its training cases; a classifier "
                                   f"needs two or more (expected {KNOWN_LAYOUTS})")
-    from medsight.metrics.ordinal import ordinal_class_order
+    from medsight.io.class_order import ordinal_class_order
 
     graded = ordinal_class_order(train_labels)  # grade_0..grade_4 or 0..4: ordered by number, scored by QWK
     train_labels = graded or train_labels

@@ -9,29 +9,14 @@ argmax is kept when it scores at least as well on validation.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import numpy as np
 
+from medsight.io.class_order import GRADE_NAME, grade_number, ordinal_class_order  # noqa: F401 (re-exported)
 from medsight.metrics.classification import confusion_matrix, kappa_from_confusion
 
-# "grade_0", "Grade 3", "level-2", "stage1", "DR2" or a bare number: the number orders the class
-GRADE_NAME = re.compile(r"^(?:grade|level|stage|class|dr)?[ _\-]?(\d+)$", re.IGNORECASE)
 SEARCH_PASSES = 3
-
-
-def grade_number(name: str) -> int | None:
-    found = GRADE_NAME.match(name.strip())
-    return int(found.group(1)) if found else None
-
-
-def ordinal_class_order(names: Sequence[str]) -> list[str] | None:
-    """The class names in grade order when every name is a grade (three or more distinct), else None."""
-    numbers = [grade_number(n) for n in names]
-    if len(names) < 3 or any(n is None for n in numbers) or len(set(numbers)) != len(numbers):
-        return None
-    return [name for _, name in sorted(zip(numbers, names))]
 
 
 def quadratic_kappa(y_true: Any, y_pred: Any, num_classes: int) -> float:

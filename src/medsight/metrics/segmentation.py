@@ -1,7 +1,7 @@
 """Segmentation metrics per case and class with MONAI: Dice, IoU, HD95, normalised surface Dice (NSD), and
 lesion-wise detection (F1, precision, recall over connected components).
 
-Conventions (DESIGN.md): foreground classes only; a class absent from both prediction and reference counts
+Conventions: foreground classes only; a class absent from both prediction and reference counts
 as Dice 1, IoU 1, HD95 0 and NSD 1. A class present in only one of them gets Dice 0, IoU 0, NSD 0 and, as
 HD95, the diagonal of the image in mm (the worst distance possible inside it) so that the mean stays finite.
 Distances are in mm from the voxel spacing. HD95 is MONAI's: the larger of the two directed 95th percentiles

@@ -7,6 +7,7 @@ import torch.nn as nn
 from monai.networks.nets.efficientnet import EfficientNet
 
 from medsight.models.layers import conv
+from medsight.models.parts import Classifier
 from medsight.models.registry import register_model
 
 
@@ -37,10 +38,10 @@ class ConvNeXtBlock(nn.Module):
         return x + y.movedim(-1, 1)
 
 
-class ConvNeXt(nn.Module):
-    """A small ConvNeXt; the patchify stem strides 1 or 2 for small images instead of 4."""
+class ConvNeXtEncoder(nn.Module):
+    """A small ConvNeXt up to its pooled, normalised features; the patchify stem strides 1 or 2 for small images."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28,
+    def __init__(self, spatial_dims: int, in_channels: int, input_size: int = 28,
                  depths=(2, 2, 4, 2), widths=(32, 64, 128, 256), kernel: int = 7):
         super().__init__()
         d = spatial_dims
@@ -58,18 +59,19 @@ class ConvNeXt(nn.Module):
             stages.extend(ConvNeXtBlock(d, width, kernel) for _ in range(depth))
         self.stages = nn.Sequential(*stages)
         self.norm = nn.LayerNorm(widths[-1], eps=1e-6)
-        self.head = nn.Linear(widths[-1], num_classes)
+        self.out_features = widths[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         x = x.flatten(2).mean(-1)  # global average pool
-        return self.head(self.norm(x))
+        return self.norm(x)
 
 
-@register_model("convnext_small_input", task="classification", default_lr=2e-3, head=(r"head\.",))
-def convnext_small_input(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28, **_) -> nn.Module:
+@register_model("convnext_small_input", task="classification", default_lr=2e-3)
+def convnext_small_input(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 28) -> nn.Module:
     """ConvNeXt with widths 32-256 (about 2.6M parameters in 2D), stem adapted to small images."""
-    return ConvNeXt(spatial_dims, in_channels, num_classes, input_size)
+    encoder = ConvNeXtEncoder(spatial_dims, in_channels, input_size)
+    return Classifier(encoder, nn.Linear(encoder.out_features, num_classes))
 
 
 # EfficientNet-B0's stages (Tan & Le 2019) in MONAI's block notation.
@@ -84,11 +86,13 @@ EFFICIENTNET_B0_BLOCKS = [
 ]
 
 
-@register_model("efficientnet_b0", task="classification", default_lr=2e-3, head=(r"_fc\.",))
-def efficientnet_b0(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 224, **_) -> nn.Module:
+@register_model("efficientnet_b0", task="classification", default_lr=2e-3)
+def efficientnet_b0(spatial_dims: int, in_channels: int, num_classes: int, input_size: int = 224) -> nn.Module:
     """EfficientNet-B0 (MONAI), from scratch; below 64 px the second stage keeps full resolution."""
     blocks = list(EFFICIENTNET_B0_BLOCKS)
     if input_size < 64:
         blocks[1] = blocks[1].replace("_s22_", "_s11_")
-    return EfficientNet(blocks, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
-                        image_size=input_size)
+    network = EfficientNet(blocks, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
+                           image_size=input_size)
+    head, network._fc = network._fc, nn.Identity()  # MONAI's own classifier, initialised as MONAI does
+    return Classifier(network, head)

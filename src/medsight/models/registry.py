@@ -1,19 +1,21 @@
 """Names to model builders (as timm's register_model / create_model / list_models).
 
 A builder takes keyword arguments that the task supplies from the plan, e.g. for classification
-``spatial_dims, in_channels, num_classes, input_size``; variants are data, not copied classes.
+``spatial_dims, in_channels, num_classes, input_size``; variants are data, not copied classes. Every model
+exposes its ``encoder`` and ``head`` (and a U-Net its ``decoder``): see ``medsight.models.parts``.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
 import torch.nn as nn
 
 from medsight.errors import MedsightError
+from medsight.plugins import load_plugins
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,6 @@ class ModelEntry:
     spatial_dims: tuple[int, ...]
     description: str
     default_lr: float = 1e-3
-    # Patterns (re.match on parameter names) of the task-specific part: the head, and for segmentation the
-    # decoder. Everything else is the encoder that --freeze encoder keeps fixed and pre-training learns.
-    head: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -43,7 +42,6 @@ _MODEL_MODULES = (
 
 def register_model(
     name: str, task: str, spatial_dims: tuple[int, ...] = (2, 3), description: str = "", default_lr: float = 1e-3,
-    head: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register builder under name for task."""
 
@@ -51,13 +49,14 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         doc = description or ((builder.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = ModelEntry(name, task, builder, tuple(spatial_dims), doc, default_lr, tuple(head))
+        _REGISTRY[name] = ModelEntry(name, task, builder, tuple(spatial_dims), doc, default_lr)
         return builder
 
     return wrap
 
 
 def _load_all() -> None:
+    load_plugins()  # a plugin's models as well as medsight's own
     for module in _MODEL_MODULES:
         try:
             importlib.import_module(module)
@@ -81,15 +80,15 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     return entry
 
 
-def is_head(entry: ModelEntry, parameter: str) -> bool:
-    """Whether a parameter or buffer name belongs to the model's head (or decoder), not its encoder."""
-    return any(re.match(pattern, parameter) for pattern in entry.head)
-
-
 def create_model(name: str, task: str | None = None, **kwargs) -> nn.Module:
     """Build a registered model; kwargs are the task's plan-derived arguments."""
     entry = get_entry(name, task)
     dims = kwargs.get("spatial_dims")
     if dims is not None and dims not in entry.spatial_dims:
         raise MedsightError(None, f"model {name!r} supports {entry.spatial_dims}D inputs, not {dims}D")
+    accepted = inspect.signature(entry.builder).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise MedsightError("plan.json", f"model {name!r} takes no {unknown[0]!r} (it takes "
+                                         f"{', '.join(accepted)})")
     return entry.builder(**kwargs)

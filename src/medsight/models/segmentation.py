@@ -11,15 +11,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch.nn as nn
+from monai.networks.layers.simplelayers import SkipConnection
 from monai.networks.nets import DynUNet, UNet
 
+from medsight.models.parts import PartList
 from medsight.models.registry import register_model
 
 # (base filters, cap): nnU-Net uses 32 doubling to 320 (3D) / 512 (2D); the lighter variants suit a CPU
-# The decoder and output heads are task-specific; input block, downsampling stages and bottleneck are the encoder.
-DYNUNET_DECODER = (r"upsamples\.", r"output_block\.", r"deep_supervision_heads\.")
-# MONAI UNet nests (down, SkipConnection(...), up) per level: index 2 at each level is the up path.
-UNET_DECODER = (r"model\.(1\.submodule\.)*2\.",)
 DYNUNET_WIDTHS = {"dynunet": (32, 320), "dynunet_lite": (16, 128), "dynunet_tiny": (8, 64)}
 DEEP_SUPERVISION_HEADS = 2
 
@@ -48,6 +46,44 @@ class DynUNetWeights(DynUNet):
                                f"unexpected {result.unexpected_keys[:5]}")
         return result
 
+    # the parts (models/parts.py): input block, downsampling stages and bottleneck; upsampling; output convolutions
+    @property
+    def encoder(self) -> PartList:
+        return PartList([self.input_block, *self.downsamples, self.bottleneck])
+
+    @property
+    def decoder(self) -> PartList:
+        return PartList(self.upsamples)
+
+    @property
+    def head(self) -> PartList:
+        return PartList([self.output_block, *self.deep_supervision_heads])
+
+
+class UNetParts(UNet):
+    """MONAI's residual UNet with its parts named; it nests (down, SkipConnection(next level), up) per level."""
+
+    def _levels(self) -> tuple[list[nn.Module], nn.Module, list[nn.Module]]:
+        downs, ups, level = [], [], self.model
+        while isinstance(level, nn.Sequential) and len(level) == 3 and isinstance(level[1], SkipConnection):
+            downs.append(level[0])
+            ups.append(level[2])
+            level = level[1].submodule
+        return downs, level, ups  # the innermost level is the bottom block
+
+    @property
+    def encoder(self) -> PartList:
+        downs, bottom, _ = self._levels()
+        return PartList([*downs, bottom])
+
+    @property
+    def decoder(self) -> PartList:
+        return PartList(self._levels()[2][1:])
+
+    @property
+    def head(self) -> PartList:
+        return PartList(self._levels()[2][:1])  # the top up block ends in the class convolution
+
 
 def default_topology(spatial_dims: int, levels: int = 4) -> tuple[list[list[int]], list[list[int]]]:
     """3x3(x3) kernels and stride-2 pooling at every level but the first: when a plan gives none."""
@@ -73,11 +109,11 @@ def _register_dynunet(name: str, description: str) -> None:
     base, cap = DYNUNET_WIDTHS[name]
 
     def builder(spatial_dims: int, in_channels: int, num_classes: int, kernel_sizes=None, strides=None,
-                deep_supervision: bool = True, **_) -> nn.Module:
+                deep_supervision: bool = True) -> nn.Module:
         return build_dynunet(spatial_dims, in_channels, num_classes, kernel_sizes, strides, base, cap, deep_supervision)
 
     builder.__doc__ = description
-    register_model(name, task="segmentation", description=description, default_lr=1e-3, head=DYNUNET_DECODER)(builder)
+    register_model(name, task="segmentation", description=description, default_lr=1e-3)(builder)
 
 
 _register_dynunet("dynunet", "nnU-Net's U-Net (MONAI DynUNet), 32-320 filters, deep supervision")
@@ -85,13 +121,17 @@ _register_dynunet("dynunet_lite", "DynUNet with 16-128 filters and deep supervis
 _register_dynunet("dynunet_tiny", "DynUNet with 8-64 filters and deep supervision: a quarter of nnU-Net's width")
 
 
-@register_model("unet", task="segmentation", description="MONAI residual UNet, 16-256 channels, stride-2 pooling",
-                head=UNET_DECODER)
-def build_unet(spatial_dims: int, in_channels: int, num_classes: int, strides=None, **_) -> nn.Module:
-    """MONAI residual UNet; as many stride-2 levels as the plan's topology pools on every axis."""
+@register_model("unet", task="segmentation", description="MONAI residual UNet, 16-256 channels, stride-2 pooling")
+def build_unet(spatial_dims: int, in_channels: int, num_classes: int, kernel_sizes=None, strides=None,
+               deep_supervision: bool = False) -> nn.Module:
+    """MONAI residual UNet; as many stride-2 levels as the plan's topology pools on every axis.
+
+    It has 3x3(x3) kernels and one output whatever the plan's ``kernel_sizes`` and ``deep_supervision`` say
+    (those shape DynUNet); only the pooling of ``strides`` is followed.
+    """
     levels = len(strides) if strides is not None else 4
     if strides is not None:  # UNet pools all axes together: stop at the first level that skips an axis
         levels = 1 + next((i for i, s in enumerate(strides[1:]) if min(s) < 2), levels - 1)
     channels = [min(16 * 2**i, 256) for i in range(max(2, levels))]
-    return UNet(spatial_dims, in_channels, num_classes, channels=channels, strides=[2] * (len(channels) - 1),
+    return UNetParts(spatial_dims, in_channels, num_classes, channels=channels, strides=[2] * (len(channels) - 1),
                 num_res_units=2, norm="INSTANCE")

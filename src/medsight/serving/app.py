@@ -27,7 +27,7 @@ from medsight.errors import MedsightError
 from medsight.inference.predictor import Predictor
 from medsight.io.images import IMAGE_SUFFIXES
 from medsight.io.inputs import discover_inputs
-from medsight.jsonio import _jsonable
+from medsight.jsonio import jsonable
 from medsight.serving.limits import BearerToken, BodyLimit
 from medsight.serving.slices import label_slices
 from medsight.serving.uploads import UploadError, check_self_contained, check_voxels, problem_text, safe_name, save_upload
@@ -132,7 +132,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
         """Task, classes, input format, operating point and evaluation metrics of the served run."""
         uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)"], "max_upload_mb": int(max_upload_mb),
                    "max_voxels": int(max_voxels)}
-        return _jsonable({**predictor.describe(), "uploads": uploads})
+        return jsonable({**predictor.describe(), "uploads": uploads})
 
     @app.post("/predict")
     def predict(file: UploadFile = File(..., description="an image or volume, or a zip of one DICOM series"),
@@ -160,7 +160,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                 return JSONResponse({"detail": exc.message}, exc.status)
             except MedsightError as exc:
                 return JSONResponse({"detail": problem_text(exc, upload_dir, name)}, 400)
-        return JSONResponse(_jsonable(body))
+        return JSONResponse(jsonable(body))
 
     app.add_middleware(BodyLimit, limit_bytes=limit + (1 << 20), shown_limit_mb=int(max_upload_mb))  # room for the multipart framing
     if token:

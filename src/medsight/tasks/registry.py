@@ -1,4 +1,7 @@
-"""Task names to their Task classes, imported on first use so that `import medsight` stays cheap."""
+"""Task names to their Task classes, imported on first use so that `import medsight` stays cheap.
+
+A task defined outside medsight registers itself here from a plugin (see medsight.plugins).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from medsight.errors import MedsightError
+from medsight.plugins import load_plugins
 
 if TYPE_CHECKING:
     from medsight.tasks.base import Task
@@ -25,11 +29,13 @@ def register_task(name: str, target: str) -> None:
 
 
 def task_names() -> list[str]:
+    load_plugins()
     return list(_TASKS)
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class for a task name."""
+    load_plugins()
     if name not in _TASKS:
         raise MedsightError(None, f"unknown task {name!r}; choose one of {', '.join(_TASKS)}")
     module, cls = _TASKS[name].split(":")

@@ -16,8 +16,7 @@ import torch.nn as nn
 
 from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
-from medsight.models import get_entry
-from medsight.models.registry import is_head
+from medsight.models.parts import part_parameter_names
 from medsight.run import RunFolder, load_weights
 
 SHOWN = 4  # names listed in the one-line summary before "and N more"
@@ -42,13 +41,9 @@ def init_weights_path(source: str | Path) -> Path:
     return path.resolve()
 
 
-def encoder_names(model: nn.Module, model_name: str) -> list[str]:
-    """Parameter names of the model's encoder: everything the registry does not mark as head or decoder."""
-    entry = get_entry(model_name)
-    if not entry.head:
-        raise MedsightError(None, f"model {model_name!r} does not say which part is its encoder; --freeze encoder "
-                                  f"works with models whose registry entry names their head")
-    return [name for name, _ in model.named_parameters() if not is_head(entry, name)]
+def encoder_names(model: nn.Module) -> list[str]:
+    """Parameter names of the model's encoder (``model.encoder``)."""
+    return part_parameter_names(model, "encoder")
 
 
 @dataclass
@@ -196,7 +191,7 @@ def prepare_transfer(model: nn.Module, config: Any, run: RunFolder, resuming: bo
         record.lr_scale = float(config.init_lr_scale)
         if config.freeze == "encoder":
             loaded = set(record.loaded)
-            record.frozen = [n for n in encoder_names(model, config.model) if n in loaded]
+            record.frozen = [n for n in encoder_names(model) if n in loaded]
         if is_main:
             record.save(record_path)
         say(record.table)

@@ -2,21 +2,18 @@
 
 Every builder takes the plan's ``spatial_dims, in_channels, num_classes, anchor_shapes, feature_map_scales,
 stem_stride, max_pool``; the model's ``forward(images, targets)`` returns a dict of losses in training and a
-list of ``{"boxes", "labels", "scores"}`` per image in eval, as ``postprocess(head(images), image_sizes)``
-(``dense.py``: the head is what ONNX runs). Boxes are corner boxes in array-axis order.
+list of ``{"boxes", "labels", "scores"}`` per image in eval, as ``postprocess(dense_outputs(images), image_sizes)``
+(``dense.py``: the dense outputs are what ONNX runs); ``encoder`` is the ResNet + FPN, ``head`` the box and class heads. Boxes are corner boxes in array-axis order.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import torch.nn as nn
 
 from medsight.models.registry import register_model
-
-# The ResNet+FPN feature extractor is the encoder; the box and class heads are task-specific.
-RETINANET_HEADS = (r"network\.classification_head\.", r"network\.regression_head\.")
-FASTER_RCNN_HEADS = (r"rpn\.", r"box_head\.")
 
 # Backbone variants are data: depth, widths and FPN channels.
 BACKBONES: dict[str, dict[str, Any]] = {
@@ -63,25 +60,13 @@ def build_faster_rcnn(variant: str, spatial_dims: int, in_channels: int, num_cla
     return FasterRCNN(spatial_dims, in_channels, num_classes, anchor_shapes, feature_map_scales, backbone, hidden=hidden)
 
 
-@register_model("retinanet", task="detection", default_lr=1e-3, head=RETINANET_HEADS)
-def retinanet(**kwargs: Any) -> nn.Module:
-    """RetinaNet (MONAI) on a small ResNet-10 + FPN, 2D or 3D."""
-    return build_retinanet("resnet10", **kwargs)
+def _register(name: str, build: Any, variant: str, description: str) -> None:
+    register_model(name, task="detection", default_lr=1e-3, description=description)(partial(build, variant))
 
 
-@register_model("retinanet_resnet18", task="detection", default_lr=1e-3, head=RETINANET_HEADS)
-def retinanet_resnet18(**kwargs: Any) -> nn.Module:
-    """RetinaNet (MONAI) on ResNet-18 + FPN, 2D or 3D."""
-    return build_retinanet("resnet18", **kwargs)
-
-
-@register_model("faster_rcnn", task="detection", default_lr=1e-3, head=FASTER_RCNN_HEADS)
-def faster_rcnn(**kwargs: Any) -> nn.Module:
-    """Faster R-CNN (RPN, RoI align, box head) on a small ResNet-10 + FPN, 2D or 3D."""
-    return build_faster_rcnn("resnet10", **kwargs)
-
-
-@register_model("faster_rcnn_resnet18", task="detection", default_lr=1e-3, head=FASTER_RCNN_HEADS)
-def faster_rcnn_resnet18(**kwargs: Any) -> nn.Module:
-    """Faster R-CNN (RPN, RoI align, box head) on ResNet-18 + FPN, 2D or 3D."""
-    return build_faster_rcnn("resnet18", **kwargs)
+_register("retinanet", build_retinanet, "resnet10", "RetinaNet (MONAI) on a small ResNet-10 + FPN, 2D or 3D.")
+_register("retinanet_resnet18", build_retinanet, "resnet18", "RetinaNet (MONAI) on ResNet-18 + FPN, 2D or 3D.")
+_register("faster_rcnn", build_faster_rcnn, "resnet10",
+          "Faster R-CNN (RPN, RoI align, box head) on a small ResNet-10 + FPN, 2D or 3D.")
+_register("faster_rcnn_resnet18", build_faster_rcnn, "resnet18",
+          "Faster R-CNN (RPN, RoI align, box head) on ResNet-18 + FPN, 2D or 3D.")

@@ -1,6 +1,6 @@
 """The split every detector offers: a dense tensor part (exportable) and the box decoding that follows it.
 
-``detector.head(images)`` returns a flat tuple of tensors (the part ONNX runs); ``detector.postprocess(
+``detector.dense_outputs(images)`` returns a flat tuple of tensors (the part ONNX runs); ``detector.postprocess(
 head_outputs, image_sizes)`` turns such a tuple into ``{"boxes", "labels", "scores"}`` per image. The eval
 forward is exactly the two in a row, so the torch and onnxruntime engines share every step of decoding.
 """
@@ -21,7 +21,7 @@ class DenseHead(nn.Module):
         self.detector = detector
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.detector.head(images)
+        return self.detector.dense_outputs(images)
 
 
 def detector_of(model: Any) -> Any:

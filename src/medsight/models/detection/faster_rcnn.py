@@ -23,6 +23,7 @@ from medsight.models.detection.boxes import nms
 from medsight.models.detection.dense import anchor_images, input_shape_of
 from medsight.models.detection.monai_compat import IoUMatcher, ResNetFPN
 from medsight.models.detection.roi_align import roi_align
+from medsight.models.parts import PartList
 
 
 def flatten_maps(maps: Sequence[torch.Tensor], per_anchor: int) -> torch.Tensor:
@@ -107,18 +108,26 @@ class FasterRCNN(nn.Module):
     # ------------------------------------------------------------------------------------------------
     exported_part = "backbone + FPN + RPN heads (proposals, RoI align and the box head run after, in PyTorch)"
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.feature_extractor  # ResNet + FPN
+
+    @property
+    def head(self) -> PartList:
+        return PartList([self.rpn, self.box_head])
+
     def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
         image_sizes = [list(images.shape[2:])] * len(images)
         if not self.training:
-            return self.postprocess(self.head(images), image_sizes)
+            return self.postprocess(self.dense_outputs(images), image_sizes)
         if targets is None:
             raise ValueError("training needs targets")
-        maps, anchors, objectness, deltas = self.rpn_outputs(self.head(images))
+        maps, anchors, objectness, deltas = self.rpn_outputs(self.dense_outputs(images))
         proposals = self.propose(anchors, objectness.detach(), deltas.detach(), image_sizes, maps)
         rpn_losses = self.rpn_loss(anchors, objectness, deltas, targets)
         return {**rpn_losses, **self.roi_loss(maps, proposals, targets, images.shape[2:])}
 
-    def head(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def dense_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The FPN maps, then per-level objectness (B, A, *S), then per-level RPN deltas (B, A*2D, *S)."""
         maps = list(self.feature_extractor(images).values())[: self.num_levels]
         objectness, deltas = self.rpn(maps)

@@ -25,6 +25,7 @@ from monai.networks.nets import resnet
 
 from medsight.models.detection.boxes import FastBoxSelector
 from medsight.models.detection.dense import anchor_images, input_shape_of
+from medsight.models.parts import PartList
 
 BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS = -1, -2
 
@@ -98,6 +99,14 @@ class IoUMatcher:
 class MedsightRetinaNetDetector(RetinaNetDetector):
     """MONAI's RetinaNetDetector with the torchvision Matcher replaced by IoUMatcher (ATSS still works)."""
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.network.feature_extractor  # ResNet + FPN
+
+    @property
+    def head(self) -> PartList:
+        return PartList([self.network.classification_head, self.network.regression_head])
+
     def set_regular_matcher(self, fg_iou_thresh: float, bg_iou_thresh: float,
                             allow_low_quality_matches: bool = True) -> None:
         self.proposal_matcher = IoUMatcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches)
@@ -111,13 +120,13 @@ class MedsightRetinaNetDetector(RetinaNetDetector):
     exported_part = "backbone + FPN + per-level classification and box regression heads"
 
     def forward(self, input_images, targets=None, use_inferer: bool = False):
-        """Losses in training; in eval ``postprocess(head(images))``, the same decoding the ONNX engine runs."""
+        """Losses in training; in eval ``postprocess(dense_outputs(images))``, the same decoding the ONNX engine runs."""
         if self.training or use_inferer:
             return super().forward(input_images, targets, use_inferer)
         images, image_sizes = preprocess_images(input_images, self.spatial_dims, self.size_divisible)
-        return self.postprocess(self.head(images), image_sizes)
+        return self.postprocess(self.dense_outputs(images), image_sizes)
 
-    def head(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def dense_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per-level class logits (B, A*K, *S), then per-level box regressions (B, A*2D, *S)."""
         outputs = self.network(images)
         if isinstance(outputs, dict):

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from medsight.data.preprocess import decode_size, prepare_image
-from medsight.data.steps import crop_box, uncrop
+from medsight.data.preprocess import decode_size, prepare_record
+from medsight.data.steps import Prepared
 from medsight.errors import MedsightError
 from medsight.explain.gradcam import explain
 from medsight.explain.overlay import blend_heat, display_rgb, key_slices, resize_map, save_picture
@@ -79,14 +79,15 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
     chunks = [list(range(i, min(i + CHUNK, len(inputs)))) for i in range(0, len(inputs), CHUNK)]
     meter = Progress(len(inputs), "predict")
     for chunk in chunks:
-        images, tensors, kept = [], [], []
+        images, tensors, kept, prepared = [], [], [], []
         for i in chunk:
             try:
                 image = read_image(inputs[i], reduce_to=decode_size(plan))
                 if image.spatial_dims != plan["spatial_dims"]:
                     raise MedsightError(inputs[i], f"is {image.spatial_dims}D but this model takes "
                                                    f"{plan['spatial_dims']}D images")
-                tensors.append(prepare_image(image.array, plan))
+                prepared.append(prepare_record(image.array, plan))
+                tensors.append(prepared[-1].image)
                 images.append(image)
                 kept.append(i)
             except MedsightError as exc:
@@ -106,7 +107,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
                 if explain:
                     class_index = int(np.argmax(probs[row])) if multilabel else classes.index(labels[row])
                     write_explanations(models, batch[row], class_index, images[row].array, record, out_dir / "explain",
-                                       crop_box(images[row].array, plan))
+                                       prepared[row])
                 records.append(record)
         meter.advance(len(chunk))
     if not records:
@@ -148,18 +149,15 @@ def write_overlay(array: np.ndarray, record: dict[str, Any], folder: Path, name:
 
 
 def write_explanations(models: Sequence[Any], prepared: torch.Tensor, class_index: int, array: np.ndarray,
-                       record: dict[str, Any], folder: Path, box: tuple[slice, ...] | None = None) -> None:
+                       record: dict[str, Any], folder: Path, steps: Prepared) -> None:
     """Grad-CAM and Grad-CAM++ for the decided class: PNG overlays and .npy maps at the image's resolution.
 
-    box: the region the plan's crop_nonzero kept, where the network's maps belong (zero outside it)."""
+    steps: the record of the input's preprocessing, which maps the network's maps back (zero outside a crop)."""
     name = record["name"]
     maps = explain(models, prepared, class_index)
     record["arrays"] = {}
     for method, heat in maps.items():
-        if box is None:
-            heat = resize_map(heat, array.shape[1:])
-        else:
-            heat = uncrop(resize_map(heat, [b.stop - b.start for b in box])[None], box, array.shape[1:], [0.0])[0]
+        heat = steps.invert(heat[None], lambda a, shape: resize_map(a[0], shape)[None], fill=[0.0])[0]
         npy = folder / f"{name}_{method}.npy"
         npy.parent.mkdir(parents=True, exist_ok=True)
         np.save(npy, heat.astype(np.float32))

@@ -12,7 +12,7 @@ import torch.nn as nn
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
 from medsight.data.input_cache import check_fits_in_memory
-from medsight.data.preprocess import intensity_range, prepare_many, read_input
+from medsight.data.preprocess import decode_size, intensity_range, prepare_many
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
 from medsight.io.images import read_image
@@ -28,6 +28,11 @@ MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
 EVAL_BATCH = 256
 
 
+def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
+    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
+    return read_image(path, reduce_to=decode_size(plan)).array
+
+
 STATISTICS_SIDE = 256  # images are thinned to about this side for the plan's intensity statistics
 
 
@@ -37,9 +42,8 @@ def thinned(image: np.ndarray) -> np.ndarray:
     return np.array(image[(slice(None), *[slice(None, None, step)] * (image.ndim - 1))])
 
 
-def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
-    """The registry model that gave the best accuracy per CPU-second in benchmarks/classification."""
-    return "resnet18_half"
+# The registry model that gave the best accuracy per CPU-second in benchmarks/classification, 2D and 3D.
+DEFAULT_MODEL = "resnet18_half"
 
 
 MIN_STEPS_PER_EPOCH = 16
@@ -137,7 +141,7 @@ class ClassificationTask(Task):
             "epochs": int(np.clip(3000 // steps_per_epoch, 10, 200)),
             # the weights validated and kept are an average over about the last EMA_EPOCHS epochs of steps
             "ema_decay": float(np.clip(1.0 - 1.0 / (EMA_EPOCHS * steps_per_epoch), 0.9, 0.999)),
-            "model": default_model(dataset.spatial_dims, input_size),
+            "model": DEFAULT_MODEL,
             "augment": {"flip_axes": [1] if dataset.spatial_dims == 2 else [0, 1, 2], "rotate_degrees": 15.0,
                         "scale": [0.9, 1.1], "translate": 0.1, "brightness": 0.1, "contrast": [0.9, 1.1],
                         "noise": 0.0, "probability": 0.8},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from monai.apps.detection.transforms.box_ops import flip_boxes, rot90_boxes
 
+from medsight.data.preprocess import normalize
+from medsight.data.steps import Prepared, Resized, apply_steps, as_float_tensor
 
-def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
-    """A raw (C, *spatial) image -> normalised float tensor in the plan's channels and scale."""
-    norm = plan["normalization"]
+
+def prepare_record(image: np.ndarray, plan: dict[str, Any]) -> Prepared:
+    """The plan's steps (normalize, then scale) on a raw image, with the record that maps boxes back."""
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]
     if x.shape[0] != channels:
@@ -23,16 +25,22 @@ def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
             x = x[:3].mean(0, keepdim=True)
         else:
             x = x[:channels]
-    x = x.clamp(norm["clip"][0], norm["clip"][1])
-    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, *[1] * (x.ndim - 1))
-    x = (x - mean) / std
-    scale = plan.get("scale", 1.0)
-    if scale != 1.0:
-        size = [max(1, int(round(s * scale))) for s in x.shape[1:]]
-        mode = "bilinear" if x.ndim == 3 else "trilinear"
-        x = F.interpolate(x[None], size=size, mode=mode, align_corners=False, antialias=x.ndim == 3)[0]
-    return x
+
+    def normalize_step(state: Prepared) -> Prepared:
+        return replace(state, image=normalize(as_float_tensor(state.image), plan["normalization"]))
+
+    def scale_step(state: Prepared) -> Prepared:
+        x, scale = as_float_tensor(state.image), float(plan.get("scale", 1.0))
+        before = tuple(x.shape[1:])
+        if scale != 1.0:
+            size = [max(1, int(round(s * scale))) for s in x.shape[1:]]
+            mode = "bilinear" if x.ndim == 3 else "trilinear"
+            x = F.interpolate(x[None], size=size, mode=mode, align_corners=False, antialias=x.ndim == 3)[0]
+        # boxes follow the plan's scale exactly (the grid's sides are rounded to whole pixels)
+        entry = Resized(before, tuple(x.shape[1:]), (scale,) * len(before))
+        return replace(state, image=x, history=(*state.history, entry))
+
+    return apply_steps(x, (1.0,) * (x.ndim - 1), plan, {"normalize": normalize_step, "scale": scale_step})
 
 
 def pad_to(x: torch.Tensor, size: list[int]) -> torch.Tensor:
@@ -59,11 +67,13 @@ def crop_boxes(boxes: np.ndarray, labels: np.ndarray, start: np.ndarray, size: n
 
 @dataclass
 class Case:
-    """A prepared training case: normalised image (float16 to halve memory) and scaled boxes."""
+    """A prepared training case: normalised image (float16 to halve memory), its boxes on the same grid, and
+    the record of the geometric steps that maps boxes found on it back."""
 
     image: torch.Tensor
     boxes: np.ndarray
     labels: np.ndarray
+    steps: tuple = ()
 
 
 def sample_patch(case: Case, patch: list[int], positive: bool, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

@@ -61,7 +61,7 @@ def export_agreement(model: nn.Module, engine: Callable[[torch.Tensor], Any], in
     detector = detector_of(model)
     sizes = [list(inputs.shape[2:])] * len(inputs)
     with torch.no_grad():
-        expected = detector.postprocess(detector.head(inputs), sizes)
+        expected = detector.postprocess(detector.dense_outputs(inputs), sizes)
         got = detector.postprocess(engine(inputs), sizes)
     matches = [match_boxes(e, g) for e, g in zip(expected, got)]
     return {"cases": len(inputs), "boxes_torch": sum(len(e["boxes"]) for e in expected),

@@ -11,7 +11,7 @@ import torch.nn as nn
 from medsight.errors import MedsightError
 from medsight.models.detection.boxes import nms
 from medsight.models.detection.dense import detector_of
-from medsight.tasks.detection.data import pad_to, prepare_image
+from medsight.tasks.detection.data import pad_to, prepare_record
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
 MERGE_IOU = 0.5
@@ -102,6 +102,7 @@ def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], d
     for model in models:
         if isinstance(model, nn.Module):
             model.eval()
-    found = detect_prepared(models, prepare_image(raw, plan), plan, device)
-    found["boxes"] = found["boxes"] / float(plan.get("scale", 1.0))
+    record = prepare_record(raw, plan)
+    found = detect_prepared(models, record.image, plan, device)
+    found["boxes"] = record.invert_boxes(found["boxes"])
     return found

@@ -10,10 +10,11 @@ import torch
 import torch.nn as nn
 
 from medsight.data.dataset import TaskDataset
+from medsight.data.steps import Prepared, as_float_tensor
 from medsight.metrics.detection import DetectionMetric
 from medsight.models import create_model
 from medsight.tasks.base import Task
-from medsight.tasks.detection.data import Case, EpochBatches, prepare_image
+from medsight.tasks.detection.data import Case, EpochBatches, prepare_record
 from medsight.tasks.detection.evaluate import evaluate_detection
 from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
@@ -50,9 +51,9 @@ class DetectionTask(Task):
     def prepared(self, dataset: TaskDataset, index: int):
         """A case normalised and scaled as the plan says, kept in memory (float16) once prepared."""
         if index not in self._prepared:
-            scale = float(self.plan.get("scale", 1.0))
-            image = prepare_image(dataset.load_case(index), self.plan).half()
-            self._prepared[index] = Case(image, dataset.boxes[index] * scale, dataset.labels[index])
+            record = prepare_record(dataset.load_case(index), self.plan)
+            self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
+                                         dataset.labels[index], record.history)
         return self._prepared[index]
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
@@ -67,8 +68,9 @@ class DetectionTask(Task):
 
     def predict_case(self, models: list[Any], dataset: TaskDataset, index: int) -> dict[str, np.ndarray]:
         """Boxes of one data set case in its original voxel coordinates."""
-        found = detect_prepared(models, self.prepared(dataset, index).image.float(), self.plan, self.device)
-        found["boxes"] = found["boxes"] / float(self.plan.get("scale", 1.0))
+        case = self.prepared(dataset, index)
+        found = detect_prepared(models, case.image.float(), self.plan, self.device)
+        found["boxes"] = Prepared(None, (), history=case.steps).invert_boxes(found["boxes"])
         return found
 
     def score_cases(self, models: list[Any], dataset: TaskDataset, indices: np.ndarray) -> tuple[dict[str, Any], list]:

@@ -19,8 +19,8 @@ import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.errors import MedsightError
-from medsight.models import create_model, get_entry
-from medsight.models.registry import is_head
+from medsight.models import create_model
+from medsight.models.parts import in_part, part_prefixes
 from medsight.tasks.base import Task
 from medsight.tasks.classification.task import ClassificationTask, EpochBatches
 from medsight.tasks.segmentation.data import PatchBatches
@@ -47,10 +47,10 @@ class PretrainNet(nn.Module):
         return out if self.projector is None else self.projector(out)
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        entry = get_entry(self.model_name)
+        encoder = part_prefixes(self.network, "encoder")
         out = OrderedDict()
         for name, value in self.network.state_dict(keep_vars=keep_vars).items():
-            out[(PRETEXT + "network." + name) if is_head(entry, name) else name] = value
+            out[name if in_part(name, encoder) else (PRETEXT + "network." + name)] = value
         if self.projector is not None:
             for name, value in self.projector.state_dict(keep_vars=keep_vars).items():
                 out[PRETEXT + "projector." + name] = value
@@ -69,16 +69,9 @@ class PretrainNet(nn.Module):
         return result
 
 
-def drop_head(network: nn.Module, model_name: str) -> nn.Module:
-    """Replace the largest modules that hold only head parameters by identities (the network then returns features)."""
-    entry = get_entry(model_name)
-    for name, module in list(network.named_modules()):
-        names = [f"{name}.{p}" for p, _ in module.named_parameters()]
-        parent = name.rpartition(".")[0]
-        if name and names and all(is_head(entry, n) for n in names):
-            if parent and all(is_head(entry, f"{parent}.{p}") for p, _ in network.get_submodule(parent).named_parameters()):
-                continue  # a bigger head module holds it and is replaced instead
-            network.set_submodule(name, nn.Identity())
+def drop_head(network: nn.Module) -> nn.Module:
+    """The classifier without its head: it then returns the encoder's features."""
+    network.head = nn.Identity()
     return network
 
 
@@ -98,7 +91,7 @@ class ContrastivePretraining(ClassificationTask):
     objective = "contrastive"
 
     def build_model(self, model_name: str) -> nn.Module:
-        network = drop_head(super().build_model(model_name), model_name)
+        network = drop_head(super().build_model(model_name))
         network.eval()
         with torch.no_grad():
             features = network(torch.zeros(2, self.plan["in_channels"], *self.plan["input_size"])).flatten(1).shape[1]
@@ -150,7 +143,7 @@ class MaskedReconstruction(SegmentationTask):
         p = self.plan
         network = create_model(model_name, task="segmentation", spatial_dims=p["spatial_dims"],
                                in_channels=p["in_channels"], num_classes=p["in_channels"], kernel_sizes=p["kernel_sizes"],
-                               strides=p["strides"], patch_size=p["patch_size"], deep_supervision=False)
+                               strides=p["strides"], deep_supervision=False)
         return PretrainNet(network, model_name)
 
     def configure(self, config: Any, dataset) -> None:

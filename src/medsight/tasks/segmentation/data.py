@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medsight.data.preprocess import zscore
 from medsight.data.steps import Prepared, apply_steps, as_float_tensor, step_settings
 
 FOREGROUND_LOCATIONS = 2000  # voxel positions kept per class and case for oversampling
@@ -48,10 +49,9 @@ def normalize(image: torch.Tensor, schemes: Sequence[dict[str, Any]]) -> torch.T
     for ch, scheme in enumerate(schemes):
         x = image[ch].float()
         if scheme["scheme"] == "ct":
-            x = (x.clamp(*scheme["clip"]) - scheme["mean"]) / scheme["std"]
+            out[ch] = zscore(x, scheme["mean"], scheme["std"], scheme["clip"])
         else:
-            x = (x - x.mean()) / x.std().clamp_min(1e-8)
-        out[ch] = x
+            out[ch] = zscore(x, x.mean(), x.std().clamp_min(1e-8))
     return out
 
 
@@ -105,9 +105,8 @@ def cache_key(dataset, plan: dict[str, Any]) -> str:
     files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for case in dataset.cases
              for p in [*case.images, case.label] if p is not None and p.exists()]
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
-            "normalization": plan["normalization"], "labels": plan["labels"], "files": files}
-    if "preprocessing" in plan:  # plans from before the steps keep their caches
-        keys["steps"] = step_settings(plan)
+            "normalization": plan["normalization"], "labels": plan["labels"], "files": files,
+            "steps": step_settings(plan)}
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medsight.data.steps import uncrop
 from medsight.tasks.segmentation.data import prepare_case, resample
 
 
@@ -77,11 +76,8 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
     prepared = prepare_case(image, spacing, plan)
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
     probs = sliding_probabilities(models, prepared.image, plan, use_tta, device)
-    if prepared.box is None:
-        probs = resample(probs, image.shape[1:], is_label=False)
-    else:  # back onto the cropped region, then into the full grid, where outside the crop is background
-        probs = resample(probs, [b.stop - b.start for b in prepared.box], is_label=False)
-        probs = uncrop(probs, prepared.box, image.shape[1:], fill=[1.0])
+    # back through resampling and cropping: outside the crop is background (probability 1 for class 0)
+    probs = prepared.invert(probs, lambda p, shape: resample(p, shape, is_label=False), fill=[1.0])
     label = argmax_slabs(probs)
     keep = state.get("postprocessing", {}).get("largest_component", [])
     return (largest_component(label, keep) if keep else label), probs

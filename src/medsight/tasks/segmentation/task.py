@@ -50,7 +50,7 @@ class SegmentationTask(Task):
         p = self.plan
         return create_model(model_name, task="segmentation", spatial_dims=p["spatial_dims"], in_channels=p["in_channels"],
                             num_classes=p["num_classes"], kernel_sizes=p["kernel_sizes"], strides=p["strides"],
-                            patch_size=p["patch_size"], deep_supervision=p.get("deep_supervision", True))
+                            deep_supervision=p.get("deep_supervision", True))
 
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
