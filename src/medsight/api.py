@@ -48,8 +48,12 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
           minutes: float | None = None, fold: int = 0, seed: int = 0, resume: bool = False, balance: str = "none",
           learning_rate: float | None = None, batch_size: int | None = None,
           operating_point: str = "balanced_accuracy", init: str | Path | None = None, freeze: str = "none",
-          init_lr_scale: float = 0.1, pretext: bool = False) -> dict[str, Any]:
+          init_lr_scale: float = 0.1, pretext: bool = False, device: str = "auto", amp: str = "auto",
+          workers: int = 0, deterministic: bool = False) -> dict[str, Any]:
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
+
+    device, workers: where this process trains and its data workers (a resume may change them);
+    amp, deterministic: recorded in config.json with the run (a resume keeps the run's own).
 
     init: a run folder or .safetensors file whose tensors of matching name and shape start the model.
     pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretrain).
@@ -66,7 +70,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     if resume:
         if not run.config_path.is_file():
             raise MedsightError(run.path, "cannot resume: not a run folder (no config.json); give DATA to start it")
-        config = run.load_config()
+        config = run.load_config().replace(device=device, num_workers=workers)
         task_cls, dataset = read_dataset(data or config.data, config.seed, config.fold)
         result_plan = run.load_plan()
         pretext = bool(config.extra.get("pretrain"))
@@ -81,7 +85,9 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             init_weights_path(init)  # a wrong --init fails before any work
             init = str(Path(init).resolve())
         task_cls, dataset = read_dataset(data, seed, fold)
-        is_main = DistContext.from_env().is_main
+        from medsight.training.device import resolve_device
+
+        is_main = DistContext.from_env(cuda=resolve_device(device, 0).type == "cuda").is_main
         if run.plan_path.is_file():
             result_plan = run.load_plan()
             if result_plan.get("task") != task_cls.name:
@@ -95,7 +101,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             task=task_cls.name, data=str(Path(data).resolve()), model=model or result_plan["model"], epochs=epochs,
             minutes=minutes, seed=seed, fold=fold, balance=balance, learning_rate=learning_rate,
             batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
-            init_lr_scale=init_lr_scale, extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
+            init_lr_scale=init_lr_scale, device=device, amp=amp, num_workers=workers, deterministic=deterministic,
+            extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
         from medsight.models import get_entry
 
@@ -115,10 +122,12 @@ def pretext_task(task_cls):
 
 def pretrain(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
              minutes: float | None = None, seed: int = 0, resume: bool = False, batch_size: int | None = None,
-             learning_rate: float | None = None) -> dict[str, Any]:
-    """Self-supervised pre-training on DATA's images into a run folder that `train --init` accepts."""
+             learning_rate: float | None = None, **settings: Any) -> dict[str, Any]:
+    """Self-supervised pre-training on DATA's images into a run folder that `train --init` accepts.
+
+    settings: train's device, amp, workers, deterministic."""
     return train(data, out, model=model, epochs=epochs, minutes=minutes, seed=seed, resume=resume,
-                 batch_size=batch_size, learning_rate=learning_rate, operating_point="argmax", pretext=True)
+                 batch_size=batch_size, learning_rate=learning_rate, operating_point="argmax", pretext=True, **settings)
 
 
 def run_info(dataset) -> dict[str, Any]:
@@ -128,12 +137,12 @@ def run_info(dataset) -> dict[str, Any]:
 
 
 def load_run(run_path: str | Path, device: str = "cpu"):
-    """(run, task, model) from a trained run folder: nothing else is needed."""
-    import torch
-
+    """(run, task, model) from a trained run folder: nothing else is needed; device as --device (auto, cpu, cuda:N)."""
     from medsight.run import RunFolder
     from medsight.tasks.base import get_task
+    from medsight.training.device import resolve_device
 
+    device = resolve_device(str(device))
     run = RunFolder(run_path).require_trained()
     config = run.load_config()
     if config.extra.get("pretrain"):
@@ -146,13 +155,14 @@ def load_run(run_path: str | Path, device: str = "cpu"):
         model.load_state_dict(run.load_weights())
     except RuntimeError as exc:
         raise MedsightError(run.weights_path, f"does not match the model {config.model!r} of this run ({str(exc).splitlines()[0]})") from None
-    model.to(torch.device(device)).eval()
+    model.to(device).eval()
     return run, task, model
 
 
-def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
+def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test",
+             device: str = "auto") -> dict[str, Any]:
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
-    run, task, model = load_run(run_path)
+    run, task, model = load_run(run_path, device)
     config = run.load_config()
     source = data or config.data
     _, dataset = read_dataset(source, config.seed, config.fold)
@@ -162,11 +172,11 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
     from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
 
-    return run_ensemble(runs, data, split, out)
+    return run_ensemble(runs, data, split, out, device=device)
 
 
 def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
@@ -177,12 +187,17 @@ def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None =
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
-            engine: str = "torch") -> list[dict[str, Any]]:
-    """Predict files or folders with one run, or an ensemble of several runs of the same task."""
+            engine: str = "torch", device: str = "auto", shard: str | None = None, resume: bool = False,
+            tta: str | None = None, overlap: float | None = None, batch: int | None = None) -> list[dict[str, Any]]:
+    """Predict files or folders with one run, or an ensemble of several runs of the same task.
+
+    shard "i/n": this job's share of the inputs; resume: skip what OUT/predictions.jsonl holds for these weights;
+    tta, overlap, batch: test-time settings in place of the plan's.
+    """
     from medsight.inference.predictor import Predictor
 
-    predictor = Predictor([Path(r) for r in runs], engine=engine)
-    return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
+    predictor = Predictor([Path(r) for r in runs], engine=engine, device=device, tta=tta, overlap=overlap, batch=batch)
+    return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain, shard=shard, resume=resume)
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, an ensemble of runs, or two folders")
     p.add_argument("run", nargs="*", help="one run, or several (folds, seeds) evaluated as an ensemble")
+    _add_device(p)
     p.add_argument("--data")
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
@@ -64,16 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    _add_device(p)
+    p.add_argument("--shard", metavar="I/N", help="predict only shard I of N (0-based) of the sorted inputs")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip the inputs OUT/predictions.jsonl says these same weights already predicted")
+    p.add_argument("--tta", choices=("off", "mirror"), help="test-time mirroring (segmentation; default: the plan's)")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the plan's)")
+    p.add_argument("--batch", type=int, help="inputs per forward pass: windows (segmentation) or images")
 
     p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
     p.add_argument("run")
     p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--device", default="cpu", help="where the PyTorch reference of the check runs: cpu (default), "
+                   "auto, cuda or cuda:N (the export itself is traced on the CPU)")
 
     p = sub.add_parser("serve", help="serve a run over HTTP with a web page")
     p.add_argument("run")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    _add_device(p)
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", choices=("classification", "segmentation", "detection"))
@@ -90,7 +101,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
     p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="the global batch of a step (split between DDP processes)")
+    _add_device(p)
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                   help="mixed precision on CUDA (auto: bf16 where supported, else fp16); the CPU trains in fp32")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes for patch sampling and augmentation (0: in the training process)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels and no cudnn.benchmark (slower on GPUs; CPU runs always are)")
+
+
+def _add_device(p: argparse.ArgumentParser, what: str = "auto (CUDA when available), cpu, cuda or cuda:N") -> None:
+    p.add_argument("--device", default="auto", help=what)
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    return {"device": args.device, "amp": args.amp, "workers": args.workers, "deterministic": args.deterministic}
 
 
 def _version() -> str:
@@ -140,7 +166,7 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale)
+                            init_lr_scale=args.init_lr_scale, **_train_settings(args))
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
@@ -154,7 +180,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "pretrain":
         summary = api.pretrain(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
                                seed=args.seed, resume=args.resume, batch_size=args.batch_size,
-                               learning_rate=args.learning_rate)
+                               learning_rate=args.learning_rate, **_train_settings(args))
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "evaluate":
@@ -163,25 +189,26 @@ def run_command(args: argparse.Namespace) -> int:
                 raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
             result = api.evaluate_folders(args.pred, args.ref, args.out)
         elif len(args.run) > 1:
-            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out)
+            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out, device=args.device)
         elif args.run:
-            result = api.evaluate(args.run[0], data=args.data, split=args.split)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split, device=args.device)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
     elif args.command == "predict":
         runs, inputs = _split_runs(args.paths)
-        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine)
+        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine, device=args.device,
+                              shard=args.shard, resume=args.resume, tta=args.tta, overlap=args.overlap, batch=args.batch)
         print(f"predicted {len(records)} input(s) into {args.out}")
     elif args.command == "export":
         from medsight.export.onnx import export_run
 
-        result = export_run(args.run)
+        result = export_run(args.run, device=args.device)
         print(f"exported: {result['path']} (max abs difference {result['max_abs_diff']:.2e})")
     elif args.command == "serve":
         from medsight.serving.app import serve
 
-        serve(args.run, host=args.host, port=args.port, engine=args.engine)
+        serve(args.run, host=args.host, port=args.port, engine=args.engine, device=args.device)
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")

@@ -47,18 +47,19 @@ def default_out(first_run: str | Path, split: str) -> Path:
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
     from medsight.api import evaluate, load_run, read_dataset
     from medsight.inference.ensemble import EnsembleRun, check_members
 
-    loaded = [load_run(r) for r in runs]
+    loaded = [load_run(r, device) for r in runs]
     task = loaded[0][1]
     if task.info.get("task") not in SUPPORTED:
         raise MedsightError(loaded[0][0].path, f"ensemble evaluation supports {', '.join(SUPPORTED)} runs, "
                                                f"not {task.info.get('task')}")
     adapters = check_members([(run, member_task) for run, member_task, _ in loaded])
-    networks = [model if adapter is None else nn.Sequential(adapter, model) for (_, _, model), adapter in zip(loaded, adapters)]
+    networks = [model if adapter is None else nn.Sequential(adapter, model).to(task.device)
+                for (_, _, model), adapter in zip(loaded, adapters)]
     model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
@@ -66,7 +67,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     _, dataset = read_dataset(source, config.seed, config.fold)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    members = [{"run": str(Path(r).resolve()), "metrics": evaluate(r, data=data, split=split)["metrics"]} for r in runs]
+    members = [{"run": str(Path(r).resolve()), "metrics": evaluate(r, data=data, split=split, device=device)["metrics"]} for r in runs]
     out_dir = Path(out) if out else default_out(runs[0], split)
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"

@@ -89,7 +89,7 @@ def response_body(predictor: Predictor, name: str, record: dict[str, Any], out_d
 
 
 def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb: int = MAX_UPLOAD_MB,
-               concurrency: int = 2, threads: int | None = None) -> FastAPI:
+               concurrency: int = 2, threads: int | None = None, device: str | None = None) -> FastAPI:
     """The FastAPI application of one run (or of a ready Predictor, e.g. an ensemble).
 
     ``concurrency`` predictions run at once, each on ``threads`` onnxruntime threads (None: one per core).
@@ -97,7 +97,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
     from medsight import __version__
     from medsight.jsonio import _jsonable
 
-    predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads)
+    predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads, device=device)
     limit = int(max_upload_mb) << 20
     gate = threading.Semaphore(concurrency)  # more parallel predictions than cores only add waiting
     app = FastAPI(title="medsight", version=__version__,
@@ -163,7 +163,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
 
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: str = "torch",
-          threads: int = 1, concurrency: int | None = None) -> None:
+          threads: int = 1, concurrency: int | None = None, device: str = "auto") -> None:
     """Run the server under uvicorn until interrupted (``concurrency`` defaults to one prediction per core)."""
     import os
     import sys
@@ -174,7 +174,7 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: st
     # one thread per prediction and one prediction per core: requests overlap instead of fighting for cores
     cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    app = create_app(run, engine=engine, concurrency=concurrency or cores, threads=threads)
+    app = create_app(run, engine=engine, concurrency=concurrency or cores, threads=threads, device=device)
     print(f"serving {run} ({app.state.predictor.task.name}, {engine}) at http://{host}:{port}/  (API docs: /docs)",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

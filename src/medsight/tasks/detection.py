@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from medsight.models import create_model
 from medsight.tasks.base import Task, TaskDataset
+from medsight.training.distributed import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
 
@@ -62,8 +63,8 @@ class DetectionTask(Task):
         from medsight.tasks.detection_data import EpochBatches
 
         generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch * 1_009 + rank)
-        steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
-        return EpochBatches(self.train_cases, self.plan, self.batch_size, steps, generator)
+        steps = max(1, int(self.plan["iterations_per_epoch"]))  # the plan's batch is global: each rank its share
+        return EpochBatches(self.train_cases, self.plan, per_rank_batch(self.batch_size, world_size), steps, generator)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         targets = [{"boxes": b.to(self.device), "labels": l.to(self.device)} for b, l in zip(batch["boxes"], batch["labels"])]
@@ -121,7 +122,12 @@ class DetectionTask(Task):
 
         return export_agreement(model, engine, inputs)
 
-    def predict_files(self, run, models, inputs, out_dir, explain=False):
+    def predict_files(self, run, models, inputs, out_dir, explain=False, names=None):
         from medsight.tasks.detection_report import predict_detection
 
-        return predict_detection(self, run, list(models), inputs, Path(out_dir))
+        return predict_detection(self, run, list(models), inputs, Path(out_dir), names)
+
+    def write_prediction_summary(self, run, out_dir, records, failures):
+        from medsight.jsonio import save_json
+
+        save_json(Path(out_dir) / "results.json", [box for r in records for box in r.get("detections", [])])
