@@ -125,27 +125,48 @@ class PreprocessedCache:
         return (self.folder / f"{case_id}_image.npy", self.folder / f"{case_id}_label.npy",
                 self.folder / f"{case_id}_locations.npz")
 
+    def missing(self, indices: Sequence[int]) -> list[int]:
+        return [int(i) for i in indices if not self.paths(self.dataset.case_ids[int(i)])[2].exists()]
+
     def ensure(self, indices: Sequence[int], echo=None) -> None:
-        """Preprocess the cases that are not cached yet, with progress."""
-        missing = [int(i) for i in indices if not self.paths(self.dataset.case_ids[int(i)])[2].exists()]
-        if not missing:
+        """Preprocess the cases that are not cached yet, with progress.
+
+        Several processes (folds, ranks, machines sharing the folder) may call this at once: one builds under the
+        folder's lock while the others wait, then find the cases done. Every file is written to a temporary and
+        renamed into place, the locations file last, so a case is never seen half-written.
+        """
+        from medsight.data.folder_lock import folder_lock
+
+        if not self.missing(indices):
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        say(f"preprocessing {len(missing)} case(s) into {self.folder}")
+        with folder_lock(self.folder, lambda: say(f"waiting for another process preprocessing into {self.folder}")):
+            missing = self.missing(indices)  # what the lock's previous holder did not build
+            if missing:
+                say(f"preprocessing {len(missing)} case(s) into {self.folder}")
+            for done, index in enumerate(missing, 1):
+                self.build(index)
+                if done % 25 == 0 or done == len(missing):
+                    say(f"  preprocessed {done}/{len(missing)}")
+
+    def build(self, index: int) -> None:
+        from medsight.jsonio import atomic_write
+
+        def saved(write):
+            def to_file(tmp: str) -> None:
+                with open(tmp, "wb") as handle:
+                    write(handle)
+            return to_file
+
+        case = self.dataset.load_case(index)
+        image, label = preprocess(case.image, case.spacing, self.plan, case.label)
+        image_path, label_path, locations_path = self.paths(case.case_id)
+        atomic_write(image_path, saved(lambda f: np.save(f, image.numpy())))
+        atomic_write(label_path, saved(lambda f: np.save(f, label.numpy())))
         classes = [int(c) for c in self.plan["labels"] if int(c) != 0]
-        for done, index in enumerate(missing, 1):
-            case = self.dataset.load_case(index)
-            image, label = preprocess(case.image, case.spacing, self.plan, case.label)
-            image_path, label_path, locations_path = self.paths(case.case_id)
-            np.save(image_path, image.numpy())
-            np.save(label_path, label.numpy())
-            rng = np.random.default_rng(index)
-            locations = foreground_locations(label.numpy(), classes, rng)
-            # written last: its presence marks the case as complete
-            np.savez(locations_path, **{str(c): v for c, v in locations.items()})
-            if done % 25 == 0 or done == len(missing):
-                say(f"  preprocessed {done}/{len(missing)}")
+        locations = foreground_locations(label.numpy(), classes, np.random.default_rng(index))
+        # written last: its presence marks the case as complete
+        atomic_write(locations_path, saved(lambda f: np.savez(f, **{str(c): v for c, v in locations.items()})))
 
     def get(self, index: int) -> CachedCase:
         index = int(index)
