@@ -32,12 +32,22 @@ def check(data: str | Path) -> dict[str, Any]:
     return dataset.summary()
 
 
-def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
-    """Fingerprint the data set and write RUN/plan.json."""
+def make_plan(task_cls, dataset, device: str = "cpu") -> dict[str, Any]:
+    """The task's plan for the device (--device), which it records under "planned_for"."""
+    from medsight.tasks.plan_target import plan_target
+
+    target = plan_target(device)
+    result = task_cls.make_plan(dataset, target)
+    result.setdefault("planned_for", target.record())
+    return result
+
+
+def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0, device: str = "auto") -> dict[str, Any]:
+    """Fingerprint the data set and write RUN/plan.json, for the device --device names."""
     from medsight.run import RunFolder
 
     task_cls, dataset = read_dataset(data, seed, fold)
-    result = task_cls.make_plan(dataset)
+    result = make_plan(task_cls, dataset, device)
     run = RunFolder(out)
     run.path.mkdir(parents=True, exist_ok=True)
     run.save_plan(result)
@@ -93,7 +103,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             if result_plan.get("task") != task_cls.name:
                 raise MedsightError(run.plan_path, f"is a {result_plan.get('task')} plan but {data} is a {task_cls.name} data set")
         else:
-            result_plan = task_cls.make_plan(dataset)
+            result_plan = make_plan(task_cls, dataset, device)
             if is_main:
                 run.path.mkdir(parents=True, exist_ok=True)
                 run.save_plan(result_plan)

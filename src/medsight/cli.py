@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    _add_device(p, "the device to plan for: auto (CUDA when available), cpu, cuda or cuda:N")
 
     p = sub.add_parser("train", help="train a model into a run folder")
     _add_run_options(p)
@@ -112,6 +113,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_device(p: argparse.ArgumentParser, what: str = "auto (CUDA when available), cpu, cuda or cuda:N") -> None:
+    """--device, read by medsight.training.device.resolve_device for every command."""
     p.add_argument("--device", default="auto", help=what)
 
 
@@ -155,7 +157,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "check":
         _print_json(api.check(args.data))
     elif args.command == "plan":
-        api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
+        api.plan(args.data, args.out, seed=args.seed, fold=args.fold, device=args.device)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
     elif args.command == "train":
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:

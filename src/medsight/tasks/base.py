@@ -77,8 +77,11 @@ class Task(ABC):
 
     @classmethod
     @abstractmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
-        """Compute the preprocessing/training plan from the data (JSON-able, saved as plan.json)."""
+    def make_plan(cls, dataset: TaskDataset, target: Any = None) -> dict[str, Any]:
+        """Compute the preprocessing/training plan from the data (JSON-able, saved as plan.json).
+
+        target: the device planned for (tasks.plan_target.PlanTarget; None: the CPU).
+        """
 
     # training ------------------------------------------------------------
     @abstractmethod

@@ -85,7 +85,7 @@ class ClassificationTask(Task):
         return read_classification(path, fmt)
 
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
         images = [dataset.load_case(int(i)) for i in sample]

@@ -27,7 +27,7 @@ class DetectionTask(Task):
         return read_detection(path, fmt, seed)
 
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         from medsight.tasks.detection_plan import make_detection_plan
 
         return make_detection_plan(dataset)

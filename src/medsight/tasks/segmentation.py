@@ -42,10 +42,10 @@ class SegmentationTask(Task):
         return read_segmentation(Path(path), seed=seed, fold=fold)
 
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:
         from medsight.tasks.segmentation_plan import make_segmentation_plan
 
-        return make_segmentation_plan(dataset)
+        return make_segmentation_plan(dataset, target)
 
     @property
     def foreground(self) -> list[int]:
