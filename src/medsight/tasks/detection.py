@@ -62,9 +62,9 @@ class DetectionTask(Task):
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
         from medsight.tasks.detection_data import EpochBatches
 
-        generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch * 1_009 + rank)
+        stream = int(seed) * 100_003 + epoch * 1_009 + rank
         steps = max(1, int(self.plan["iterations_per_epoch"]))  # the plan's batch is global: each rank its share
-        return EpochBatches(self.train_cases, self.plan, per_rank_batch(self.batch_size, world_size), steps, generator)
+        return EpochBatches(self.train_cases, self.plan, per_rank_batch(self.batch_size, world_size), steps, stream)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         targets = [{"boxes": b.to(self.device), "labels": l.to(self.device)} for b, l in zip(batch["boxes"], batch["labels"])]

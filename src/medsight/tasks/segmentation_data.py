@@ -250,30 +250,36 @@ def plain_tensor(value: Any) -> torch.Tensor:
 
 
 class PatchBatches:
-    """One epoch of augmented patch batches (a sized iterable; the loop counts the steps)."""
+    """One epoch of augmented patch batches (a sized iterable; the loop counts the steps).
+
+    Each step draws from its own generator, seeded from (seed, step), so a step's batch is the same whichever
+    process makes it: in the training process, or in any DataLoader worker (medsight.data.workers).
+    """
 
     def __init__(self, cache: PreprocessedCache, indices: Sequence[int], plan: dict[str, Any], batch_size: int,
                  steps: int, seed: int, augment=None):
         self.cache, self.indices, self.plan = cache, [int(i) for i in indices], plan
-        self.batch_size, self.steps, self.augment = batch_size, steps, augment
-        self.rng = np.random.default_rng(seed)
-        if augment is not None:
-            augment.set_random_state(seed=seed % 2**32)
+        self.batch_size, self.steps, self.augment, self.seed = batch_size, steps, augment, int(seed)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return (self.batch(step) for step in range(self.steps))
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(rng.integers(2**32)))
         patch = self.plan["patch_size"]
         forced = int(round(self.batch_size * self.plan["oversample_foreground"]))
-        for _ in range(self.steps):
-            images, labels = [], []
-            for k in range(self.batch_size):
-                case = self.cache.get(self.indices[int(self.rng.integers(len(self.indices)))])
-                image, label = sample_patch(case, patch, self.rng, foreground=k >= self.batch_size - forced)
-                if self.augment is not None:
-                    out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
-                    image, label = out["image"], out["label"]
-                images.append(plain_tensor(image).float())
-                labels.append(plain_tensor(label).to(torch.uint8))
-            yield {"image": torch.stack(images), "label": torch.stack(labels)}
+        images, labels = [], []
+        for k in range(self.batch_size):
+            case = self.cache.get(self.indices[int(rng.integers(len(self.indices)))])
+            image, label = sample_patch(case, patch, rng, foreground=k >= self.batch_size - forced)
+            if self.augment is not None:
+                out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
+                image, label = out["image"], out["label"]
+            images.append(plain_tensor(image).float())
+            labels.append(plain_tensor(label).to(torch.uint8))
+        return {"image": torch.stack(images), "label": torch.stack(labels)}

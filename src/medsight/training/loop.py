@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from medsight.config import TrainConfig
+from medsight.data.workers import in_workers
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
 from medsight.run import RunFolder
@@ -116,7 +117,7 @@ def validate(task: Task, model: nn.Module, kept: nn.Module, dataset: TaskDataset
     that can (shares_validation); otherwise rank 0 validates alone and broadcasts."""
     model.eval()
     kept.eval()
-    if task.shares_validation:
+    if task.shares_validation and ctx.enabled:
         with torch.no_grad():
             part = task.validation_part(kept, dataset, val_idx, ctx.rank, ctx.world_size)
         return task.reduce_validation(ctx.gather(part))
@@ -191,7 +192,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         started = time.perf_counter()
         seed_everything(rank_seed(config.seed, epoch, ctx.rank))  # dropout: each rank its own stream
         model.train()
-        batches = task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size)
+        batches = in_workers(task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size),
+                             config.num_workers, task.device)
         steps = ctx.min_int(len(batches)) if hasattr(batches, "__len__") else 0
         losses, lr = [], base_lr
         for step, batch in enumerate(in_step(batches, steps, ctx)):
