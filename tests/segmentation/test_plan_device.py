@@ -21,7 +21,7 @@ def test_gpu_budgets_scale_the_batch_with_memory_and_cap_the_patch():
 
 def test_the_plan_records_its_device_and_sizes_for_it(make_folder, tmp_path):
     from medsight.api import read_dataset
-    from medsight.tasks.segmentation import SegmentationTask
+    from medsight.tasks.segmentation.task import SegmentationTask
 
     data = make_folder(tmp_path / "big2d", cases=2, shape=(640, 640), ending=".png")
     _, dataset = read_dataset(data)

@@ -60,7 +60,7 @@ def metric_columns(run: Path) -> dict[str, np.ndarray]:
 def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz):
     from medsight.api import read_dataset
     from medsight.config import TrainConfig
-    from medsight.tasks.classification import ClassificationTask
+    from medsight.tasks.classification.task import ClassificationTask
 
     _, dataset = read_dataset(tiny_npz)
     task = ClassificationTask(ClassificationTask.make_plan(dataset), dataset.info())
@@ -84,7 +84,7 @@ def test_ranks_draw_their_own_augmentations_from_seed_epoch_and_rank(ddp_npz, tm
     """Augmentation on: under torchrun each rank draws different warps, each the ones (seed, epoch, rank) give."""
     from medsight import api
     from medsight.data.augment import AugmentSettings, BatchAugment
-    from medsight.tasks.classification import augment_generator
+    from medsight.tasks.classification.task import augment_generator
 
     sys.path.insert(0, str(PROBE))
     try:

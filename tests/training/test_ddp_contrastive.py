@@ -26,7 +26,7 @@ def views() -> tuple[torch.Tensor, torch.Tensor]:
 def global_loss(model: nn.Module, first: torch.Tensor, second: torch.Tensor, across_ranks: bool) -> torch.Tensor:
     from monai.losses import ContrastiveLoss
 
-    from medsight.tasks.pretrain import TEMPERATURE, gather_with_grad
+    from medsight.tasks.pretraining.task import TEMPERATURE, gather_with_grad
 
     a, b = model(first), model(second)
     if across_ranks:

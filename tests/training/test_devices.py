@@ -29,7 +29,7 @@ BALANCES = [("none", False), ("weights", False), ("focal", False), ("weights", T
 
 
 def classification_task(dims: int, multilabel: bool = False):
-    from medsight.tasks.classification import ClassificationTask
+    from medsight.tasks.classification.task import ClassificationTask
 
     size = 32 if dims == 2 else 16
     plan = {"task": "classification", "spatial_dims": dims, "in_channels": 1, "num_classes": 3,
@@ -39,7 +39,7 @@ def classification_task(dims: int, multilabel: bool = False):
 
 
 def segmentation_task(dims: int):
-    from medsight.tasks.segmentation import SegmentationTask
+    from medsight.tasks.segmentation.task import SegmentationTask
 
     kernels, strides = TOPOLOGY[dims]
     plan = {"task": "segmentation", "spatial_dims": dims, "in_channels": 1, "num_classes": 3, "kernel_sizes": kernels,
@@ -49,7 +49,7 @@ def segmentation_task(dims: int):
 
 
 def detection_task(dims: int):
-    from medsight.tasks.detection import DetectionTask
+    from medsight.tasks.detection.task import DetectionTask
 
     plan = {"task": "detection", "spatial_dims": dims, "in_channels": 1, "num_classes": 2,
             "anchor_shapes": [[4.0] * dims, [6.0] * dims], "feature_map_scales": [1, 2, 4, 8], "stem_stride": 2,

@@ -15,11 +15,13 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
+from medsight.data.steps import step_settings
 from medsight.errors import MedsightError
 from medsight.inference.engines import ENGINES, OnnxEngine
 from medsight.inference.ensemble import EnsembleRun, check_members
-from medsight.inference.inputs import discover_inputs
-from medsight.run import RunFolder
+from medsight.io.inputs import discover_inputs
+from medsight.jsonio import load_json
+from medsight.run import RunFolder, load_run
 
 
 class Predictor:
@@ -32,7 +34,6 @@ class Predictor:
     def __init__(self, runs: Sequence[str | Path], engine: str = "torch", device: str | None = None,
                  threads: int | None = None, tta: str | None = None, overlap: float | None = None,
                  batch: int | None = None):
-        from medsight.api import load_run
         from medsight.inference.settings import test_time_plan
         from medsight.training.device import resolve_device
 
@@ -69,9 +70,9 @@ class Predictor:
         and skipped (a single input fails the call instead). shard "i/n": only every n-th input from the i-th.
         resume (--continue): skip the inputs the journal says these same weights already predicted.
         """
-        from medsight.inference.inputs import output_names
+        from medsight.io.inputs import output_names
         from medsight.inference.journal import JOURNAL, Journal, latest_entries, parse_shard, shard_inputs
-        from medsight.inference.progress import Progress
+        from medsight.progress import Progress
 
         echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         found = discover_inputs([Path(p) for p in inputs])
@@ -118,9 +119,6 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What the server's GET /model reports: task, classes, input format, engine, metrics of the run."""
-        from medsight.data.steps import step_settings
-        from medsight.jsonio import load_json
-
         plan, info = self.task.plan, self.task.info
         metrics = {}
         for path in sorted(self.runs[0].path.glob("eval/*/metrics.json")):

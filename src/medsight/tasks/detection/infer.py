@@ -11,7 +11,7 @@ import torch.nn as nn
 from medsight.errors import MedsightError
 from medsight.models.detection.boxes import nms
 from medsight.models.detection.dense import detector_of
-from medsight.tasks.detection_data import pad_to, prepare_image
+from medsight.tasks.detection.data import pad_to, prepare_image
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
 MERGE_IOU = 0.5

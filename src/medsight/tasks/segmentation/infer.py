@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation_data import prepare_case, resample
+from medsight.data.steps import uncrop
+from medsight.tasks.segmentation.data import prepare_case, resample
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -73,8 +74,6 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
                   state: dict[str, Any], tta: bool | None = None,
                   device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
     """A raw (C, *spatial) image -> (label map in the image's own grid, probabilities in that grid)."""
-    from medsight.data.steps import uncrop
-
     prepared = prepare_case(image, spacing, plan)
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
     probs = sliding_probabilities(models, prepared.image, plan, use_tta, device)

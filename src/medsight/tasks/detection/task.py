@@ -9,8 +9,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from medsight.data.dataset import TaskDataset
+from medsight.jsonio import save_json
+from medsight.metrics.detection import DetectionMetric
 from medsight.models import create_model
-from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.base import Task
+from medsight.tasks.detection.data import Case, EpochBatches, prepare_image
+from medsight.tasks.detection.evaluate import evaluate_detection
+from medsight.tasks.detection.predict import predict_detection
+from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
+from medsight.tasks.detection.infer import detect_prepared
+from medsight.tasks.detection.plan import make_detection_plan
 from medsight.training.distributed import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
@@ -18,18 +27,9 @@ VALIDATION_CASES = 40  # validation during training looks at this many cases at 
 
 class DetectionTask(Task):
     name = "detection"
-    formats = ("coco", "voc", "nndetection")
-
-    @classmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        from medsight.io.detection import read_detection
-
-        return read_detection(path, fmt, seed)
 
     @classmethod
     def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
-        from medsight.tasks.detection_plan import make_detection_plan
-
         return make_detection_plan(dataset)
 
     # training ------------------------------------------------------------
@@ -51,8 +51,6 @@ class DetectionTask(Task):
 
     def prepared(self, dataset: TaskDataset, index: int):
         """A case normalised and scaled as the plan says, kept in memory (float16) once prepared."""
-        from medsight.tasks.detection_data import Case, prepare_image
-
         if index not in self._prepared:
             scale = float(self.plan.get("scale", 1.0))
             image = prepare_image(dataset.load_case(index), self.plan).half()
@@ -60,8 +58,6 @@ class DetectionTask(Task):
         return self._prepared[index]
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        from medsight.tasks.detection_data import EpochBatches
-
         stream = int(seed) * 100_003 + epoch * 1_009 + rank
         steps = max(1, int(self.plan["iterations_per_epoch"]))  # the plan's batch is global: each rank its share
         return EpochBatches(self.train_cases, self.plan, per_rank_batch(self.batch_size, world_size), steps, stream)
@@ -73,15 +69,11 @@ class DetectionTask(Task):
 
     def predict_case(self, models: list[Any], dataset: TaskDataset, index: int) -> dict[str, np.ndarray]:
         """Boxes of one data set case in its original voxel coordinates."""
-        from medsight.tasks.detection_infer import detect_prepared
-
         found = detect_prepared(models, self.prepared(dataset, index).image.float(), self.plan, self.device)
         found["boxes"] = found["boxes"] / float(self.plan.get("scale", 1.0))
         return found
 
     def score_cases(self, models: list[Any], dataset: TaskDataset, indices: np.ndarray) -> tuple[dict[str, Any], list]:
-        from medsight.metrics.detection import DetectionMetric
-
         metric = DetectionMetric(self.plan["num_classes"], list(self.info.get("classes", [])) or None)
         predictions = []
         for index in indices:
@@ -102,32 +94,20 @@ class DetectionTask(Task):
 
     # evaluation and inference ----------------------------------------------
     def evaluate(self, run, model, dataset, split, out_dir):
-        from medsight.tasks.detection_report import evaluate_detection
-
         return evaluate_detection(self, run, model, dataset, split, Path(out_dir))
 
     # export (ONNX): the dense part, checked on prepared cases and by the boxes decoded from it ----------
     def export_module(self, model: nn.Module) -> nn.Module:
-        from medsight.tasks.detection_export import export_module
-
         return export_module(model)
 
     def export_inputs(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
-        from medsight.tasks.detection_export import export_inputs
-
         return export_inputs(self, dataset, indices)
 
     def export_agreement(self, model: nn.Module, engine: Any, inputs: torch.Tensor) -> dict[str, Any]:
-        from medsight.tasks.detection_export import export_agreement
-
         return export_agreement(model, engine, inputs)
 
     def predict_files(self, run, models, inputs, out_dir, explain=False, names=None):
-        from medsight.tasks.detection_report import predict_detection
-
         return predict_detection(self, run, list(models), inputs, Path(out_dir), names)
 
     def write_prediction_summary(self, run, out_dir, records, failures):
-        from medsight.jsonio import save_json
-
         save_json(Path(out_dir) / "results.json", [box for r in records for box in r.get("detections", [])])
