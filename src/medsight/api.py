@@ -22,7 +22,7 @@ from medsight.tasks.base import Task
 from medsight.tasks.plan_target import plan_target
 from medsight.tasks.pretraining.task import pretext_task
 from medsight.tasks.registry import get_task
-from medsight.training.device import resolve_device
+from medsight.device import resolve_device
 from medsight.training.distributed import DistContext
 from medsight.training.loop import fit
 from medsight.training.transfer import init_weights_path

@@ -113,7 +113,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_device(p: argparse.ArgumentParser, what: str = "auto (CUDA when available), cpu, cuda or cuda:N") -> None:
-    """--device, read by medsight.training.device.resolve_device for every command."""
+    """--device, read by medsight.device.resolve_device for every command."""
     p.add_argument("--device", default="auto", help=what)
 
 

@@ -33,7 +33,7 @@ class TrainConfig:
     deterministic: bool = False  # --deterministic: deterministic CUDA kernels, no cudnn.benchmark (CPU always is)
     operating_point: str = "balanced_accuracy"  # or "youden", "sensitivity:0.9", "argmax"
     num_workers: int = 0  # --workers: DataLoader processes for patch sampling and augmentation (0: in the loop)
-    device: str = "auto"  # --device auto|cpu|cuda[:N] (medsight.training.device)
+    device: str = "auto"  # --device auto|cpu|cuda[:N] (medsight.device)
     amp: str = "auto"  # --amp auto|bf16|fp16|off: mixed precision on CUDA; the CPU always trains in fp32
     init: str | None = None  # --init: a run folder or .safetensors file whose matching tensors start the model
     freeze: str = "none"  # or "encoder": the pretrained encoder stays fixed

@@ -140,7 +140,7 @@ def load_weights(path: str | Path) -> dict[str, Any]:
 
 def load_run(run_path: str | Path, device: str = "cpu") -> tuple[RunFolder, Any, Any]:
     """(run, task, model) from a trained run folder: nothing else is needed; device as --device (auto, cpu, cuda:N)."""
-    from medsight.training.device import resolve_device
+    from medsight.device import resolve_device
 
     device = resolve_device(str(device))
     run = RunFolder(run_path).require_trained()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from faults import final_state, medsight_env, read_log, runner_command
-from medsight.training.seeding import epoch_seed
+from medsight.data.ranks import epoch_seed
 
 AUDIT = Path(__file__).with_name("rank_audit")
 PROBE = Path(__file__).with_name("augment_probe")

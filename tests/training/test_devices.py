@@ -19,7 +19,7 @@ import torch.nn as nn
 from medsight.config import TrainConfig
 from medsight.errors import MedsightError
 from medsight.models import create_model, list_models
-from medsight.training.device import resolve_device
+from medsight.device import resolve_device
 from medsight.training.precision import Precision, amp_dtype
 
 META = torch.device("meta")

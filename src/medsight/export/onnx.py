@@ -27,7 +27,7 @@ from medsight.inference.engines import OnnxEngine
 from medsight.io.formats import read_dataset
 from medsight.jsonio import atomic_write, save_json
 from medsight.run import load_run, software_versions
-from medsight.training.device import resolve_device
+from medsight.device import resolve_device
 
 OPSET = 17
 TOLERANCE_FP32 = 1e-4

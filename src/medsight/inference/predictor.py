@@ -35,7 +35,7 @@ class Predictor:
                  threads: int | None = None, tta: str | None = None, overlap: float | None = None,
                  batch: int | None = None):
         from medsight.inference.settings import test_time_plan
-        from medsight.training.device import resolve_device
+        from medsight.device import resolve_device
 
         if engine not in ENGINES:
             raise MedsightError(None, f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

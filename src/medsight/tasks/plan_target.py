@@ -32,10 +32,10 @@ class PlanTarget:
 
 
 def plan_target(device: str = "auto") -> PlanTarget:
-    """The target of --device (medsight.training.device's rule): the CPU, or a GPU and its memory."""
+    """The target of --device (medsight.device's rule): the CPU, or a GPU and its memory."""
     import torch
 
-    from medsight.training.device import resolve_device
+    from medsight.device import resolve_device
 
     resolved = resolve_device(device, 0)
     if resolved.type != "cuda":

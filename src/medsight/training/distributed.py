@@ -13,15 +13,6 @@ import torch.distributed as dist
 PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 
 
-def per_rank_batch(batch_size: int, world_size: int) -> int:
-    """The batch rule for every task: the plan's (or --batch-size) batch is the global batch of one step.
-
-    Each of N ranks takes batch_size // N samples (at least one), so the optimiser sees the same batch, the same
-    steps per epoch and the same learning rate whatever N is.
-    """
-    return max(1, int(batch_size) // max(1, world_size))
-
-
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -56,8 +47,8 @@ class DistContext:
         return cls(rank, world_size, local_rank)
 
     def device(self, spec: str = "auto") -> torch.device:
-        """This process's device for --device spec (medsight.training.device's rule)."""
-        from medsight.training.device import resolve_device
+        """This process's device for --device spec (medsight.device's rule)."""
+        from medsight.device import resolve_device
 
         return resolve_device(spec, self.local_rank)
 

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from medsight.config import TrainConfig
 from medsight.data.dataset import TaskDataset
+from medsight.data.ranks import rank_seed
 from medsight.data.workers import in_workers
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
@@ -25,7 +26,7 @@ from medsight.tasks.base import Task
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
-from medsight.training.seeding import rank_seed, seed_everything, set_deterministic
+from medsight.training.seeding import seed_everything, set_deterministic
 from medsight.training.transfer import prepare_transfer
 
 GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
@@ -134,7 +135,7 @@ def validate(task: Task, model: nn.Module, kept: nn.Module, dataset: TaskDataset
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds)."""
-    from medsight.training.device import resolve_device
+    from medsight.device import resolve_device
 
     ctx = DistContext.from_env(cuda=resolve_device(config.device, 0).type == "cuda")
     echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))

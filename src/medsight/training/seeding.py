@@ -1,4 +1,5 @@
-"""Seeds: every source of randomness is reset from (seed, epoch, rank), so a resumed run replays exactly."""
+"""Seeds: every source of randomness is reset from (seed, epoch, rank) (medsight.data.ranks), so a resumed run
+replays exactly; deterministic kernels."""
 
 from __future__ import annotations
 
@@ -7,22 +8,6 @@ import random
 
 import numpy as np
 import torch
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed every rank shares for an epoch (the shuffled order of the training cases)."""
-    return (seed * 100_003 + epoch * 7_919) % (2**31 - 1)
-
-
-def rank_seed(seed: int, epoch: int, rank: int, worker: int = 0, stream: int = 0) -> int:
-    """A DDP rank's (and a data worker's) own seed for an epoch: augmentation, dropout, patch sampling.
-
-    stream separates independent uses within one process (the global RNG, the augmentation generator).
-    Rank 0's global RNG gets epoch_seed itself, so a one-process run's dropout draws what it always drew.
-    """
-    if rank == 0 and worker == 0 and stream == 0:
-        return epoch_seed(seed, epoch)
-    return int(np.random.SeedSequence([seed, epoch, rank, worker, stream]).generate_state(1)[0]) % (2**31 - 1)
 
 
 def seed_everything(seed: int) -> None:

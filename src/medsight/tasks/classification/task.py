@@ -12,6 +12,7 @@ import torch.nn as nn
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
 from medsight.data.preprocess import intensity_range, prepare_many
+from medsight.data.ranks import epoch_seed, per_rank_batch, rank_seed
 from medsight.data.steps import planned_steps
 from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
@@ -20,8 +21,6 @@ from medsight.models import create_model
 from medsight.tasks.base import Task
 from medsight.tasks.classification.evaluate import evaluate_classification
 from medsight.tasks.classification.predict import predict_classification, write_summary
-from medsight.training.distributed import per_rank_batch
-from medsight.training.seeding import epoch_seed, rank_seed
 
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64

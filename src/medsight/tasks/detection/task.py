@@ -20,7 +20,7 @@ from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
-from medsight.training.distributed import per_rank_batch
+from medsight.data.ranks import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
 

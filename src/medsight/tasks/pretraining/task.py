@@ -25,7 +25,7 @@ from medsight.tasks.base import Task
 from medsight.tasks.classification.task import ClassificationTask, EpochBatches, augment_generator, shared_order
 from medsight.tasks.segmentation.data import PatchBatches
 from medsight.tasks.segmentation.task import SegmentationTask
-from medsight.training.distributed import per_rank_batch
+from medsight.data.ranks import per_rank_batch
 
 PRETEXT = "pretext."
 PROJECTION_DIM = 128

@@ -19,7 +19,7 @@ from medsight.tasks.segmentation.infer import largest_component, sliding_probabi
 from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
-from medsight.training.distributed import per_rank_batch
+from medsight.data.ranks import per_rank_batch
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
 
