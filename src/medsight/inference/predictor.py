@@ -62,16 +62,19 @@ class Predictor:
         return weights_digest(run.weights_path for run in self.runs)
 
     def predict_files(self, inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
-                      shard: str | None = None, resume: bool = False,
+                      series: str | None = None, shard: str | None = None, resume: bool = False,
                       echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-        """Predict image files, folders of them and DICOM series folders; results go to out.
+        """Predict image files, folders of them and DICOM series or study folders; results go to out.
+
+        A study's series is chosen by the plan's ``dicom_series`` rule, or given by its UID (``series``).
 
         Case by case, each finished case appended to out/predictions.jsonl; a case that fails is recorded there
         and skipped (a single input fails the call instead). shard "i/n": only every n-th input from the i-th.
         resume (--continue): skip the inputs the journal says these same weights already predicted.
         """
-        from medsight.io.inputs import output_names
         from medsight.inference.journal import JOURNAL, Journal, latest_entries, parse_shard, shard_inputs
+        from medsight.io.dicom_series import SeriesRule, series_rule
+        from medsight.io.inputs import output_names
         from medsight.progress import Progress
 
         echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -94,7 +97,9 @@ class Predictor:
                 started = time.perf_counter()
                 entry: dict[str, Any] = {"input": str(path), "weights_sha256": digest}
                 try:
-                    records = self.task.predict_files(self.run, self.models, [path], out, explain, names=[names[path]])
+                    with series_rule(SeriesRule.from_plan(self.task.plan, series)):
+                        records = self.task.predict_files(self.run, self.models, [path], out, explain,
+                                                          names=[names[path]])
                     entry.update(status="ok", records=records)
                 except (MedsightError, OSError, ValueError, RuntimeError) as exc:
                     if single:

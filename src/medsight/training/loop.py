@@ -8,7 +8,7 @@ import itertools
 import math
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from medsight.jsonio import atomic_write
 from medsight.models import get_entry
 from medsight.run import RunFolder
 from medsight.tasks.base import Task
+from medsight.training.callbacks import TrainingCallback
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
@@ -133,11 +134,15 @@ def validate(task: Task, model: nn.Module, kept: nn.Module, dataset: TaskDataset
 
 
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
-        echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds)."""
+        echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
+    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
+
+    callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
+    """
     from medsight.device import resolve_device
 
     ctx = DistContext.from_env(cuda=resolve_device(config.device, 0).type == "cuda")
+    callbacks = list(callbacks) if ctx.is_main else []
     echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     say = echo if ctx.is_main else (lambda line: None)
     task.device = ctx.device(config.device)
@@ -180,6 +185,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             say(f"resuming {run.path}: all {progress['planned_epochs']} epochs are done, finishing")
     elif resume:  # killed before the first checkpoint: nothing to lose, start over
         say(f"resuming {run.path}: no checkpoint yet, starting from the first epoch")
+    for callback in callbacks:
+        callback.on_train_start(run, config, task.plan, progress)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[task.device] if task.device.type == "cuda" else None)
 
@@ -214,7 +221,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             if ema is not None:
                 ema.update_parameters(_unwrap(model))
             losses.append(loss.item())
-        train_loss = ctx.mean(float(np.mean(losses)) if losses else float("nan"))
+        local_loss = float(np.mean(losses)) if losses else float("nan")
+        train_loss = ctx.mean(local_loss)
 
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         is_last = epoch + 1 >= planned
@@ -252,6 +260,14 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
                 state["grad_scaler"] = precision.state_dict()
             save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
+        if ctx.enabled:  # each rank's own loss and time, for the trackers on rank 0 (log.csv keeps the mean)
+            per_rank = ctx.gather([local_loss, seconds])
+            tracked = {**row, **{f"rank{r}/{name}": values[i] for r, values in enumerate(per_rank)
+                                 for i, name in enumerate(("train_loss", "seconds"))}}
+        else:
+            tracked = row
+        for callback in callbacks:
+            callback.on_epoch_end(tracked, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
@@ -271,6 +287,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         with torch.no_grad():
             state = task.finish_training(best, dataset, val_idx)
         run.save_state({**state, "training": summary})
+        for callback in callbacks:
+            callback.on_train_end(summary)
     # no rank tears the process group down while rank 0 still writes the run folder
     ctx.barrier()
     ctx.close()

@@ -78,9 +78,19 @@ class DetectionTask(Task):
         predictions = []
         for index in indices:
             found = self.predict_case(models, dataset, int(index))
-            metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index])
+            metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index],
+                          spacing=self.case_spacing(dataset, int(index)))
             predictions.append(found)
         return metric.compute(), predictions
+
+    def case_spacing(self, dataset: TaskDataset, index: int) -> tuple[float, ...] | None:
+        """Voxel spacing in array-axis order (3D scans, for FROC in mm); None in 2D (FROC in pixels)."""
+        if self.plan["spatial_dims"] != 3:
+            return None
+        cache = self.__dict__.setdefault("_spacings", {})
+        if index not in cache:
+            cache[index] = tuple(float(v) for v in reversed(dataset.load_geometry(index).spacing))
+        return cache[index]
 
     def validate(self, model, dataset, indices):
         chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), VALIDATION_CASES)).astype(int)]
