@@ -1,7 +1,8 @@
 """Fault soak: real training runs SIGKILLed at random moments and resumed, N cycles, against one never killed.
 
-python benchmarks/faults/soak.py [--runs 3] [--kills 6] [--out DIR]
-Each run starts `medsight train`, kills it after a random delay (seeded), checks that every file in the run
+python benchmarks/faults/soak.py [--task classification] [--runs 3] [--kills 6] [--out DIR]
+--task segmentation2d|segmentation3d|detection2d|detection3d trains on small synthetic data with the
+preprocessed cache and two DataLoader workers (--workers 2) in play. Each run starts `medsight train`, kills it after a random delay (seeded), checks that every file in the run
 folder still loads, resumes with `medsight train --out RUN --resume`, and repeats until a process finishes on
 its own; the final weights (bytes), log (all columns but seconds) and state must equal the never-killed run's.
 """
@@ -23,8 +24,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "training
 from faults import assert_run_readable, final_state, medsight_env  # noqa: E402
 
 
-def train_options(epochs: int) -> list[str]:
-    return ["--model", "lenet5", "--batch-size", "32", "--epochs", str(epochs)]
+TASKS = ("classification", "segmentation2d", "segmentation3d", "detection2d", "detection3d")
+
+
+def train_options(task: str, epochs: int) -> list[str]:
+    if task == "classification":
+        return ["--model", "lenet5", "--batch-size", "32", "--epochs", str(epochs)]
+    model = ["--model", "dynunet_tiny"] if task.startswith("segmentation") else ["--model", "retinanet", "--batch-size", "2"]
+    return [*model, "--workers", "2", "--epochs", str(epochs)]
+
+
+def make_data(task: str, folder: Path) -> tuple[Path, dict]:
+    """The data set and the plan.json changes that keep an epoch to seconds."""
+    from medsight.synthetic.classification import make_classification_npz
+    from medsight.synthetic.detection import make_blobs_2d, make_spheres_3d
+    from medsight.synthetic.segmentation import make_segmentation_dataset
+
+    if task == "classification":
+        return make_classification_npz(folder / "lesions.npz", size=28, n_train=1024, n_val=128, n_test=16), {}
+    if task.startswith("segmentation"):
+        dims = int(task[-2])
+        data = make_segmentation_dataset(folder / "shapes", spatial_dims=dims, num_cases=8, seed=0, size=32 if dims == 2 else 16)
+        return data, {"iterations_per_epoch": 6, "batch_size": 2, "validation_cases": 2, "inference_tta": False}
+    data = make_blobs_2d(folder / "blobs", seed=0, num_images=10, size=48) if task == "detection2d" else \
+        make_spheres_3d(folder / "spheres", seed=0, num_cases=8, size=24)
+    return data, {"iterations_per_epoch": 6}
+
+
+def write_plan(data: Path, run: Path, changes: dict) -> None:
+    if not changes:
+        return
+    from medsight import api
+
+    plan = api.plan(data, run, device="cpu")
+    changes = dict(changes)
+    if changes.pop("inference_tta", True) is False:
+        plan["inference"]["tta"] = False
+    plan.update(changes)
+    (run / "plan.json").write_text(json.dumps(plan))
 
 
 def medsight(args: list) -> subprocess.Popen:
@@ -71,22 +108,24 @@ def main() -> None:
     parser.add_argument("--window", type=float, nargs=2, default=(0.25, 1.0),
                         help="kill after this range of fractions of the never-killed run's wall time")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--task", choices=TASKS, default="classification")
     args = parser.parse_args()
-    options = train_options(args.epochs)
-    from medsight.synthetic.classification import make_classification_npz
-
-    data = make_classification_npz(args.out / "data" / "lesions.npz", size=28, n_train=1024, n_val=128, n_test=16)
+    options = train_options(args.task, args.epochs)
+    os.environ["HOME"] = str(args.out)  # the preprocessed cache of every process stays under --out
+    data, plan_changes = make_data(args.task, args.out / "data")
     started = time.perf_counter()
     reference = args.out / "never_killed"
+    write_plan(data, reference, plan_changes)
     done = subprocess.run([sys.executable, "-m", "medsight", "train", data, "--out", reference, *options],
                           capture_output=True, text=True, env=medsight_env())
     assert done.returncode == 0, done.stderr
     reference_seconds = time.perf_counter() - started
     expected = digest(final_state(reference))
     rng = random.Random(args.seed)
-    results = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
+    results = {"command": " ".join(sys.argv), "task": args.task, "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
                "reference": {"wall_s": round(reference_seconds, 1), "digest": expected}, "runs": []}
     for number in range(args.runs):
+        write_plan(data, args.out / f"soak{number}", plan_changes)
         result = soak_run(data, args.out / f"soak{number}", options, reference_seconds, args.kills, rng, tuple(args.window))
         result["identical_to_never_killed"] = result["digest"] == expected
         results["runs"].append(result)

@@ -28,8 +28,10 @@ from medsight.run import RunFolder, load_run
 from medsight.sharing.card import write_card
 from medsight.sharing.pack import pack_run
 from medsight.tasks.base import Task
+from medsight.tasks.plan_target import plan_target
 from medsight.tasks.pretraining.task import pretext_task
 from medsight.tasks.registry import get_task
+from medsight.device import resolve_device
 from medsight.tracking import TRACKING_FILE, after_evaluate, open_trackers, parse_track
 from medsight.training.distributed import DistContext
 from medsight.training.loop import fit
@@ -68,11 +70,19 @@ def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
     return {**summary, "warnings": warnings} if warnings else summary
 
 
-def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
-    """Fingerprint the data set and write RUN/plan.json."""
+def make_plan(task_cls: type[Task], dataset, device: str = "cpu") -> dict[str, Any]:
+    """The task's plan for the device (--device), which it records under "planned_for"."""
+    target = plan_target(device)
+    result = task_cls.make_plan(dataset, target)
+    result.setdefault("planned_for", target.record())
+    return result
+
+
+def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0, device: str = "auto") -> dict[str, Any]:
+    """Fingerprint the data set and write RUN/plan.json, for the device --device names."""
     task_cls, dataset = read_dataset(data, seed, fold)
     save_generated(dataset, echo)
-    result = task_cls.make_plan(planning_view(dataset))  # every fold's training cases: folds share one plan
+    result = make_plan(task_cls, planning_view(dataset), device)  # every fold's training cases: folds share one plan
     run = RunFolder(out)
     run.path.mkdir(parents=True, exist_ok=True)
     run.save_plan(result)
@@ -83,8 +93,12 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
           minutes: float | None = None, fold: int = 0, seed: int = 0, resume: bool = False, balance: str = "none",
           learning_rate: float | None = None, batch_size: int | None = None,
           operating_point: str = "balanced_accuracy", init: str | Path | None = None, freeze: str = "none",
-          init_lr_scale: float = 0.1, pretext: bool = False, track: Sequence[str] = ()) -> dict[str, Any]:
+          init_lr_scale: float = 0.1, pretext: bool = False, track: Sequence[str] = (), device: str = "auto",
+          amp: str = "auto", workers: int = 0, deterministic: bool = False) -> dict[str, Any]:
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
+
+    device, workers: where this process trains and its data workers (a resume may change them);
+    amp, deterministic: recorded in config.json with the run (a resume keeps the run's own).
 
     track: 'mlflow:URI' / 'tensorboard:DIR' targets (see medsight.tracking); a resume continues the run's own.
 
@@ -98,7 +112,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     if resume:
         if not run.config_path.is_file():
             raise MedsightError(run.path, "cannot resume: not a run folder (no config.json); give DATA to start it")
-        config = run.load_config()
+        config = run.load_config().replace(device=device, num_workers=workers)
         task_cls, dataset = read_dataset(data or config.data, config.seed, config.fold)
         result_plan = run.load_plan()
         pretext = bool(config.extra.get("pretrain"))
@@ -111,7 +125,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             init_weights_path(init)  # a wrong --init fails before any work
             init = str(Path(init).resolve())
         task_cls, dataset = read_dataset(data, seed, fold)
-        is_main = DistContext.from_env().is_main
+        is_main = DistContext.from_env(cuda=resolve_device(device, 0).type == "cuda").is_main
         if is_main:
             save_generated(dataset, echo)
         if run.plan_path.is_file():
@@ -119,7 +133,7 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             if result_plan.get("task") != task_cls.name:
                 raise MedsightError(run.plan_path, f"is a {result_plan.get('task')} plan but {data} is a {task_cls.name} data set")
         else:
-            result_plan = task_cls.make_plan(planning_view(dataset))  # every fold's cases: folds share one plan
+            result_plan = make_plan(task_cls, planning_view(dataset), device)  # every fold's cases: folds share one plan
             if is_main:
                 run.path.mkdir(parents=True, exist_ok=True)
                 run.save_plan(result_plan)
@@ -127,7 +141,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             task=task_cls.name, data=str(Path(data).resolve()), model=model or result_plan["model"], epochs=epochs,
             minutes=minutes, seed=seed, fold=fold, balance=balance, learning_rate=learning_rate,
             batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
-            init_lr_scale=init_lr_scale, extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
+            init_lr_scale=init_lr_scale, device=device, amp=amp, num_workers=workers, deterministic=deterministic,
+            extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
         get_entry(config.model, task_cls.name)  # unknown model names fail before any work
         if is_main:
@@ -159,10 +174,12 @@ def track_specs(track: Sequence[str]) -> list[Any]:
 
 def pretrain(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
              minutes: float | None = None, seed: int = 0, resume: bool = False, batch_size: int | None = None,
-             learning_rate: float | None = None) -> dict[str, Any]:
-    """Self-supervised pre-training on DATA's images into a run folder that `train --init` accepts."""
+             learning_rate: float | None = None, **settings: Any) -> dict[str, Any]:
+    """Self-supervised pre-training on DATA's images into a run folder that `train --init` accepts.
+
+    settings: train's device, amp, workers, deterministic."""
     return train(data, out, model=model, epochs=epochs, minutes=minutes, seed=seed, resume=resume,
-                 batch_size=batch_size, learning_rate=learning_rate, operating_point="argmax", pretext=True)
+                 batch_size=batch_size, learning_rate=learning_rate, operating_point="argmax", pretext=True, **settings)
 
 
 def run_info(dataset) -> dict[str, Any]:
@@ -173,13 +190,13 @@ def run_info(dataset) -> dict[str, Any]:
 
 
 def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test",
-             nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
+             nsd_tolerance: float | Sequence[float] | None = None, device: str = "auto") -> dict[str, Any]:
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html.
 
     nsd_tolerance (segmentation): NSD tolerance in mm, one number or one per foreground class, instead of the
     plan's ``evaluation.nsd_tolerance_mm``.
     """
-    result = evaluate_run(run_path, data, split, nsd_tolerance)
+    result = evaluate_run(run_path, data, split, nsd_tolerance, device=device)
     run = RunFolder(run_path)
     if (run.path / TRACKING_FILE).is_file():  # a tracked run: its figures join the same tracking run
         after_evaluate(run.path, split, result, run.eval_dir(split))
@@ -187,9 +204,10 @@ def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = 
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None, nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, nsd_tolerance: float | Sequence[float] | None = None,
+                      device: str = "auto") -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
-    return run_ensemble(runs, data, split, out, nsd_tolerance)
+    return run_ensemble(runs, data, split, out, nsd_tolerance, device=device)
 
 
 def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float | None = None,
@@ -207,15 +225,18 @@ def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None =
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
             engine: str = "torch", fmt: str = "nifti", series: str | None = None,
-            codes: str | Path | None = None) -> list[dict[str, Any]]:
+            codes: str | Path | None = None, device: str = "auto", shard: str | None = None, resume: bool = False,
+            tta: str | None = None, overlap: float | None = None, batch: int | None = None) -> list[dict[str, Any]]:
     """Predict files or folders with one run, or an ensemble of several runs of the same task.
 
     fmt "dicom-seg" / "dicom-sr" also writes DICOM results (OUT/dicom/) for DICOM inputs; series picks a
     study's series by UID; codes is a JSON file mapping class names to coded concepts.
+    shard "i/n": this job's share of the inputs; resume: skip what OUT/predictions.jsonl holds for these weights;
+    tta, overlap, batch: test-time settings in place of the plan's.
     """
-    predictor = Predictor([Path(r) for r in runs], engine=engine)
+    predictor = Predictor([Path(r) for r in runs], engine=engine, device=device, tta=tta, overlap=overlap, batch=batch)
     return predict_with_results(predictor, [Path(i) for i in inputs], Path(out), explain=explain, fmt=fmt,
-                                series=series, codes_file=codes)
+                                series=series, codes_file=codes, shard=shard, resume=resume)
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:

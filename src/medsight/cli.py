@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    _add_device(p, "the device to plan for: auto (CUDA when available), cpu, cuda or cuda:N")
 
     p = sub.add_parser("train", help="train a model into a run folder")
     _add_run_options(p)
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics.json and report.html for a run, an ensemble of runs, or two folders")
     p.add_argument("run", nargs="*", help="one run, or several (folds, seeds) evaluated as an ensemble")
+    _add_device(p)
     p.add_argument("--data")
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
@@ -82,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    _add_device(p)
+    p.add_argument("--shard", metavar="I/N", help="predict only shard I of N (0-based) of the sorted inputs")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip the inputs OUT/predictions.jsonl says these same weights already predicted")
+    p.add_argument("--tta", choices=("off", "mirror"), help="test-time mirroring (segmentation; default: the plan's)")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the plan's)")
+    p.add_argument("--batch", type=int, help="inputs per forward pass: windows (segmentation) or images")
     p.add_argument("--format", choices=("nifti", "dicom-seg", "dicom-sr"), default="nifti",
                    help="DICOM inputs: also write a DICOM SEG (+ volumes SR) or a measurement report SR")
     p.add_argument("--series", help="DICOM study: the SeriesInstanceUID to predict (default: the plan's rule)")
@@ -93,12 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
     p.add_argument("run")
     p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--device", default="cpu", help="where the PyTorch reference of the check runs: cpu (default), "
+                   "auto, cuda or cuda:N (the export itself is traced on the CPU)")
 
     p = sub.add_parser("serve", help="serve a run over HTTP with a web page")
     p.add_argument("run")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    _add_device(p)
     p.add_argument("--token", help="bearer token required on every route but /health (default: $MEDSIGHT_TOKEN); "
                                    "needed to listen on anything but 127.0.0.1")
     p.add_argument("--max-upload-mb", type=int, default=64, help="largest upload in MiB (default 64)")
@@ -135,7 +147,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
     p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="the global batch of a step (split between DDP processes)")
+    _add_device(p)
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                   help="mixed precision on CUDA (auto: bf16 where supported, else fp16); the CPU trains in fp32")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes for patch sampling and augmentation (0: in the training process)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels and no cudnn.benchmark (slower on GPUs; CPU runs always are)")
+
+
+def _add_device(p: argparse.ArgumentParser, what: str = "auto (CUDA when available), cpu, cuda or cuda:N") -> None:
+    """--device, read by medsight.device.resolve_device for every command."""
+    p.add_argument("--device", default="auto", help=what)
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    return {"device": args.device, "amp": args.amp, "workers": args.workers, "deterministic": args.deterministic}
 
 
 def _version() -> str:
@@ -186,7 +214,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "check":
         _print_json(api.check(args.data, series=args.series))
     elif args.command == "plan":
-        api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
+        api.plan(args.data, args.out, seed=args.seed, fold=args.fold, device=args.device)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
     elif args.command == "train":
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -197,7 +225,7 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale, track=args.track)
+                            init_lr_scale=args.init_lr_scale, track=args.track, **_train_settings(args))
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
@@ -211,7 +239,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "pretrain":
         summary = api.pretrain(args.data, args.out, model=args.model, epochs=args.epochs, minutes=args.minutes,
                                seed=args.seed, resume=args.resume, batch_size=args.batch_size,
-                               learning_rate=args.learning_rate)
+                               learning_rate=args.learning_rate, **_train_settings(args))
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "crossval":
@@ -226,9 +254,10 @@ def run_command(args: argparse.Namespace) -> int:
             result = api.evaluate_folders(args.pred, args.ref, args.out, nsd_tolerance=args.nsd_tolerance)
         elif len(args.run) > 1:
             result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out,
-                                           nsd_tolerance=args.nsd_tolerance)
+                                           nsd_tolerance=args.nsd_tolerance, device=args.device)
         elif args.run:
-            result = api.evaluate(args.run[0], data=args.data, split=args.split, nsd_tolerance=args.nsd_tolerance)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split, nsd_tolerance=args.nsd_tolerance,
+                                  device=args.device)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
@@ -242,12 +271,13 @@ def run_command(args: argparse.Namespace) -> int:
             return 0
         runs, inputs = _split_runs(args.paths)
         records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine, fmt=args.format,
-                              series=args.series, codes=args.codes)
+                              series=args.series, codes=args.codes, device=args.device, shard=args.shard,
+                              resume=args.resume, tta=args.tta, overlap=args.overlap, batch=args.batch)
         print(f"predicted {len(records)} input(s) into {args.out}")
     elif args.command == "export":
         from medsight.export.onnx import export_run
 
-        result = export_run(args.run)
+        result = export_run(args.run, device=args.device)
         if os.path.isfile(os.path.join(args.run, "tracking.json")):
             from medsight.tracking import after_export
 
@@ -256,7 +286,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "serve":
         from medsight.serving.app import serve
 
-        serve(args.run, host=args.host, port=args.port, engine=args.engine,
+        serve(args.run, host=args.host, port=args.port, engine=args.engine, device=args.device,
               token=args.token or os.environ.get("MEDSIGHT_TOKEN"), max_upload_mb=args.max_upload_mb,
               max_voxels=args.max_voxels)
     elif args.command == "compare":

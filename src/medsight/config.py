@@ -11,6 +11,7 @@ from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
 
 BALANCE_CHOICES = ("none", "weights", "sampler", "focal", "smote")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 FREEZE_CHOICES = ("none", "encoder")
 
 
@@ -29,9 +30,11 @@ class TrainConfig:
     learning_rate: float | None = None  # None: the model's default
     weight_decay: float = 1e-4
     batch_size: int | None = None  # None: the plan's
-    deterministic: bool = True
+    deterministic: bool = False  # --deterministic: deterministic CUDA kernels, no cudnn.benchmark (CPU always is)
     operating_point: str = "balanced_accuracy"  # or "youden", "sensitivity:0.9", "argmax"
-    num_workers: int = 0
+    num_workers: int = 0  # --workers: DataLoader processes for patch sampling and augmentation (0: in the loop)
+    device: str = "auto"  # --device auto|cpu|cuda[:N] (medsight.device)
+    amp: str = "auto"  # --amp auto|bf16|fp16|off: mixed precision on CUDA; the CPU always trains in fp32
     init: str | None = None  # --init: a run folder or .safetensors file whose matching tensors start the model
     freeze: str = "none"  # or "encoder": the pretrained encoder stays fixed
     init_lr_scale: float = 0.1  # learning rate of pretrained tensors relative to new ones
@@ -44,6 +47,10 @@ class TrainConfig:
             raise MedsightError(None, f"--freeze must be one of {', '.join(FREEZE_CHOICES)}, not {self.freeze!r}")
         if not self.init_lr_scale >= 0:
             raise MedsightError(None, f"--init-lr-scale must be zero or more, not {self.init_lr_scale}")
+        if self.amp not in AMP_CHOICES:
+            raise MedsightError(None, f"--amp must be one of {', '.join(AMP_CHOICES)}, not {self.amp!r}")
+        if self.num_workers < 0:
+            raise MedsightError(None, f"--workers must be zero or more, not {self.num_workers}")
         if self.epochs is not None and self.epochs < 1:
             raise MedsightError(None, f"--epochs must be at least 1, not {self.epochs}")
         if self.minutes is not None and self.minutes <= 0:

@@ -140,7 +140,10 @@ def load_weights(path: str | Path) -> dict[str, Any]:
 
 
 def load_run(run_path: str | Path, device: str = "cpu") -> tuple[RunFolder, Any, Any]:
-    """(run, task, model) from a trained run folder, or a packed one: nothing else is needed."""
+    """(run, task, model) from a trained run folder, or a packed one: nothing else is needed; device as --device."""
+    from medsight.device import resolve_device
+
+    device = resolve_device(str(device))
     run = RunFolder(run_or_unpacked(run_path)).require_trained()
     config = run.load_config()
     if config.extra.get("pretrain"):

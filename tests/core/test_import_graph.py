@@ -16,7 +16,7 @@ import medsight
 PACKAGE = Path(medsight.__file__).parent
 
 LAYERS: list[set[str]] = [
-    {"", "errors", "jsonio", "config", "progress", "plugins"},  # "" is medsight/__init__.py (the version)
+    {"", "errors", "jsonio", "config", "progress", "plugins", "device"},  # "" is medsight/__init__.py (the version)
     {"data"},  # the data set contract, preprocessing steps, augmentation
     {"io"},  # readers and the format registry, which return data's TaskDataset
     {"models", "losses", "metrics"},

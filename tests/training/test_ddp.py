@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from faults import final_state, medsight_env, read_log, runner_command
+from medsight.data.ranks import epoch_seed
 
 AUDIT = Path(__file__).with_name("rank_audit")
-
-
-def audited_path() -> str:
-    """The audit hook first, then the PYTHONPATH these tests run under (so the ranks run the same medsight)."""
-    return os.pathsep.join(p for p in (str(AUDIT), os.environ.get("PYTHONPATH", "")) if p)
-
-
+PROBE = Path(__file__).with_name("augment_probe")
+SOURCE = Path(__import__("medsight").__file__).parents[1]  # the medsight under test, for processes with their own PYTHONPATH
 EPOCHS = 3
+
+
+def with_path(*folders: Path) -> str:
+    return os.pathsep.join(map(str, [*folders, SOURCE]))
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,9 @@ def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz
     task.configure(TrainConfig(task="classification", data=str(tiny_npz), model="lenet5", batch_size=16), dataset)
     epochs = {}
     for rank, world in ((0, 1), (0, 2), (1, 2)):
-        torch.manual_seed(7)
+        torch.manual_seed(rank)  # the global RNG differs between ranks (dropout); the order must not
         epochs[rank, world] = [b["label"] for b in task.train_batches(dataset, dataset.splits["train"], 0, 0, rank, world)]
-    torch.manual_seed(7)
-    order = torch.randperm(len(task.train_labels))
+    order = torch.randperm(len(task.train_labels), generator=torch.Generator().manual_seed(epoch_seed(0, 0)))
     assert len(epochs[0, 2]) == len(epochs[1, 2]) == len(epochs[0, 1])
     for step, whole in enumerate(epochs[0, 1]):
         assert len(epochs[0, 2][step]) == len(epochs[1, 2][step]) == len(whole) // 2
@@ -80,10 +79,46 @@ def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz
         assert torch.equal(epochs[1, 2][step], task.train_labels[used[1::2]])
 
 
+@pytest.mark.slow  # one two-process training of two epochs
+def test_ranks_draw_their_own_augmentations_from_seed_epoch_and_rank(ddp_npz, tmp_path):
+    """Augmentation on: under torchrun each rank draws different warps, each the ones (seed, epoch, rank) give."""
+    from medsight import api
+    from medsight.data.augment import AugmentSettings, BatchAugment
+    from medsight.tasks.classification.task import augment_generator
+
+    sys.path.insert(0, str(PROBE))
+    try:
+        from sitecustomize import digest
+    finally:
+        sys.path.remove(str(PROBE))
+    run, probe_log = tmp_path / "run", tmp_path / "draws.log"
+    plan = api.plan(ddp_npz, run)
+    assert plan["augment"]["probability"] > 0
+    env = {**medsight_env(), "PYTHONPATH": with_path(PROBE), "MEDSIGHT_PROBE_LOG": str(probe_log)}
+    done = torchrun(["-m", "medsight", "train", str(ddp_npz), "--out", str(run), "--epochs", "2", "--model", "lenet5",
+                     "--batch-size", "16"], env)
+    assert done.returncode == 0, done.stderr
+    draws: dict[str, list[str]] = {"0": [], "1": []}
+    for line in probe_log.read_text().splitlines():
+        rank, size, value = line.split()
+        assert size == "8"  # the global batch of 16, half on each rank
+        draws[rank].append(value)
+    steps = 64 // 16
+    assert len(draws["0"]) == len(draws["1"]) == 2 * steps
+    assert all(a != b for a, b in zip(draws["0"], draws["1"]))  # no step where both ranks warp alike
+    augment = BatchAugment(AugmentSettings.from_plan(plan), 2)
+    for rank in ("0", "1"):
+        expected = []
+        for epoch in range(2):
+            generator = augment_generator(0, epoch, int(rank))
+            expected += [digest(augment.draw(8, generator)) for _ in range(steps)]
+        assert draws[rank] == expected  # what a --resume at any epoch replays
+
+
 def test_rank_audit_sees_a_write(tmp_path):
     """The audit that proves rank 1 writes nothing does see a write when one happens."""
     log = tmp_path / "audit.log"
-    env = {**os.environ, "PYTHONPATH": audited_path(), "RANK": "1", "MEDSIGHT_AUDIT_ROOT": str(tmp_path / "run"),
+    env = {**os.environ, "PYTHONPATH": with_path(AUDIT), "RANK": "1", "MEDSIGHT_AUDIT_ROOT": str(tmp_path / "run"),
            "MEDSIGHT_AUDIT_LOG": str(log)}
     (tmp_path / "run").mkdir()
     subprocess.run([sys.executable, "-c", f"open({str(tmp_path / 'run' / 'x')!r}, 'w').close()"], env=env, check=True)
@@ -101,7 +136,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
 
     # the command a torchrun user types; ranks other than 0 are audited for any write into the run folder
     audit_log = tmp_path / "rank_writes.log"
-    env = {**medsight_env(), "PYTHONPATH": audited_path(), "MEDSIGHT_AUDIT_ROOT": str(double),
+    env = {**medsight_env(), "PYTHONPATH": with_path(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(double),
            "MEDSIGHT_AUDIT_LOG": str(audit_log)}
     two = torchrun(["-m", "medsight", *train_args(ddp_npz, double)], env)
     assert two.returncode == 0, two.stderr
@@ -165,7 +200,7 @@ def test_other_tasks_train_in_two_processes(make_data, tmp_path):
         if "inference" in plan:
             plan["inference"]["mirror_axes"] = [0]
         (run / "plan.json").write_text(json.dumps(plan))
-        env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": audited_path(), "MEDSIGHT_AUDIT_ROOT": str(run),
+        env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": with_path(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(run),
                "MEDSIGHT_AUDIT_LOG": str(audit_log)}
         done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(run), "--epochs", "2",
                                "--nproc", str(nproc), *options], capture_output=True, encoding="utf-8", errors="replace", timeout=500, env=env)

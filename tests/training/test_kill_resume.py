@@ -65,3 +65,65 @@ def test_killed_run_resumes_to_identical_results(small_npz, tmp_path):
     again = run_medsight(["train", "--out", run, "--resume"])  # resuming a finished run changes nothing
     assert again.returncode == 0, again.stderr
     assert final_state(run) == killed_state
+
+
+# Segmentation and detection, 2D and 3D: the preprocessed cache and two DataLoader workers in play.
+OTHER_EPOCHS = 3
+OTHER_CHAIN = [
+    "backward::2",  # in the first epoch, before any checkpoint exists
+    "save:checkpoint.pt:1",  # half-way through the first checkpoint
+    "replace:log.csv:2",  # epoch 2 checkpointed, its log row not yet in place
+    "backward::3",  # in the middle of epoch 3
+    "replace:state.json:1",  # after the last epoch, while writing the post-training state
+]
+
+
+def other_task_data(kind: str, folder: Path) -> tuple[Path, dict, list]:
+    from medsight.synthetic.detection import make_blobs_2d, make_spheres_3d
+    from medsight.synthetic.segmentation import make_segmentation_dataset
+
+    if kind.startswith("segmentation"):
+        dims = int(kind[-2])
+        data = make_segmentation_dataset(folder / "shapes", spatial_dims=dims, num_cases=5, seed=0, size=24 if dims == 2 else 16)
+        return data, {"iterations_per_epoch": 3, "batch_size": 2, "validation_cases": 2}, ["--model", "dynunet_tiny"]
+    if kind == "detection2d":
+        data = make_blobs_2d(folder / "blobs", seed=0, num_images=8, size=48)
+    else:
+        data = make_spheres_3d(folder / "spheres", seed=0, num_cases=6, size=24)
+    return data, {"iterations_per_epoch": 3}, ["--model", "retinanet", "--batch-size", 2]
+
+
+@pytest.mark.slow  # about 7 short training processes per task
+@pytest.mark.parametrize("kind", ["segmentation2d", "segmentation3d", "detection2d", "detection3d"])
+def test_killed_segmentation_and_detection_runs_resume_to_identical_results(kind, tmp_path, monkeypatch):
+    import json
+
+    from medsight import api
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the preprocessed cache of the child processes stays in tmp_path
+    data, plan_changes, options = other_task_data(kind, tmp_path)
+    reference, run = tmp_path / "never_killed", tmp_path / "killed"
+    for folder in (reference, run):
+        plan = api.plan(data, folder)
+        plan.update(plan_changes)
+        if "inference" in plan:
+            plan["inference"]["tta"] = False
+        (folder / "plan.json").write_text(json.dumps(plan))
+
+    def args(out: Path) -> list:
+        return ["train", data, "--out", out, "--epochs", OTHER_EPOCHS, "--workers", 2, *options]
+
+    never_killed = start_medsight(args(reference))
+    for number, point in enumerate(OTHER_CHAIN):
+        killed = run_medsight(args(run) + ([] if number == 0 else ["--resume"]), kill=point)
+        assert killed.returncode == -signal.SIGKILL, f"{point} was never reached: {killed.stderr}"
+        assert "Traceback" not in killed.stderr
+        assert_run_readable(run)
+    resumed = run_medsight(["train", "--out", run, "--resume", "--workers", 2])
+    assert resumed.returncode == 0, resumed.stderr
+    assert never_killed.wait(timeout=600) == 0
+
+    killed_state, reference_state = final_state(run), final_state(reference)
+    assert len(killed_state["log"]) == OTHER_EPOCHS
+    for key in ("log", "state", "last_weights", "best_weights", "files"):
+        assert killed_state[key] == reference_state[key], key

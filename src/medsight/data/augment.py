@@ -57,8 +57,13 @@ class BatchAugment:
         self.spatial_dims = spatial_dims
         self.warp = AffineTransform(normalized=True, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def draw(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Draw every random parameter for a batch (from generator, else torch's global RNG)."""
+    def draw(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Draw every random parameter for a batch from generator.
+
+        Never torch's global RNG: DDP ranks share its seed, and would all draw the same warps.
+        """
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("BatchAugment.draw needs its own torch.Generator (one per rank and epoch)")
         s, d = self.settings, self.spatial_dims
 
         def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -101,5 +106,5 @@ class BatchAugment:
             x = x + s.noise * torch.randn(x.shape, generator=gen).to(x)
         return x
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(images, self.draw(len(images), generator))

@@ -296,11 +296,13 @@ def _findings_by_file(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 def predict_with_results(predictor: Any, inputs: Sequence[Path], out: Path, explain: bool = False,
                          fmt: str = "nifti", series: str | None = None,
-                         codes_file: str | Path | None = None) -> list[dict[str, Any]]:
-    """The predictor's records for inputs, and with a DICOM fmt the DICOM results beside them (OUT/dicom/)."""
+                         codes_file: str | Path | None = None, **many: Any) -> list[dict[str, Any]]:
+    """The predictor's records for inputs, and with a DICOM fmt the DICOM results beside them (OUT/dicom/).
+
+    many: the predictor's shard and resume (--shard, --continue)."""
     if fmt not in ("nifti", *DICOM_FORMATS):
         raise MedsightError(None, f"unknown output format {fmt!r}; choose nifti, {', '.join(DICOM_FORMATS)}")
-    records = predictor.predict_files(list(inputs), Path(out), explain=explain, series=series)
+    records = predictor.predict_files(list(inputs), Path(out), explain=explain, series=series, **many)
     if fmt != "nifti":
         write_dicom_results(predictor, records, Path(out), fmt, series=series, codes_file=codes_file)
     return records

@@ -50,15 +50,16 @@ def default_out(first_run: str | Path, split: str) -> Path:
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None, nsd_tolerance: Any = None) -> dict[str, Any]:
+                      out: str | Path | None = None, nsd_tolerance: Any = None, device: str = "auto") -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
-    loaded = [load_run(r) for r in runs]
+    loaded = [load_run(r, device) for r in runs]
     task = loaded[0][1]
     if task.info.get("task") not in SUPPORTED:
         raise MedsightError(loaded[0][0].path, f"ensemble evaluation supports {', '.join(SUPPORTED)} runs, "
                                                f"not {task.info.get('task')}")
     adapters = check_members([(run, member_task) for run, member_task, _ in loaded])
-    networks = [model if adapter is None else nn.Sequential(adapter, model) for (_, _, model), adapter in zip(loaded, adapters)]
+    networks = [model if adapter is None else nn.Sequential(adapter, model).to(task.device)
+                for (_, _, model), adapter in zip(loaded, adapters)]
     set_nsd_tolerance(task, nsd_tolerance, loaded[0][0].path)
     model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
     run = EnsembleRun([r for r, _, _ in loaded])
@@ -68,7 +69,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     members = [{"run": str(Path(r).resolve()),
-                "metrics": evaluate_run(r, data=data, split=split, nsd_tolerance=nsd_tolerance)["metrics"]} for r in runs]
+                "metrics": evaluate_run(r, data=data, split=split, nsd_tolerance=nsd_tolerance, device=device)["metrics"]} for r in runs]
     out_dir = Path(out) if out else default_out(runs[0], split)
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"

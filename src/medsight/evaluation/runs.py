@@ -32,13 +32,13 @@ def record_scored(out_dir: Path, dataset, split: str) -> dict[str, Any]:
 
 
 def evaluate_run(run_path: str | Path, data: str | Path | None = None, split: str = "test",
-                 nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
+                 nsd_tolerance: float | Sequence[float] | None = None, device: str = "auto") -> dict[str, Any]:
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html.
 
     nsd_tolerance (segmentation): NSD tolerance in mm, one number or one per foreground class, instead of the
     plan's ``evaluation.nsd_tolerance_mm``.
     """
-    run, task, model = load_run(run_path)
+    run, task, model = load_run(run_path, device)
     set_nsd_tolerance(task, nsd_tolerance, run.path)
     config = run.load_config()
     source = data or config.data

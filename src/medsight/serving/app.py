@@ -94,14 +94,14 @@ def response_body(predictor: Predictor, name: str, record: dict[str, Any], out_d
 
 def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb: int = MAX_UPLOAD_MB,
                concurrency: int = 2, threads: int | None = None, max_voxels: int = MAX_VOXELS,
-               token: str | None = None) -> FastAPI:
+               token: str | None = None, device: str | None = None) -> FastAPI:
     """The FastAPI application of one run (or of a ready Predictor, e.g. an ensemble).
 
     ``concurrency`` predictions run at once, each on ``threads`` onnxruntime threads (None: one per core).
     An upload over ``max_upload_mb`` bytes or whose headers declare more than ``max_voxels`` voxels gets 413;
     with ``token`` every route but /health needs ``Authorization: Bearer <token>``.
     """
-    predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads)
+    predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads, device=device)
     limit = int(max_upload_mb) << 20
     gate = threading.Semaphore(concurrency)  # more parallel predictions than cores only add waiting
     app = FastAPI(title="medsight", version=__version__,
@@ -173,7 +173,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: str = "torch",
           threads: int = 1, concurrency: int | None = None, token: str | None = None,
-          max_upload_mb: int = MAX_UPLOAD_MB, max_voxels: int = MAX_VOXELS) -> None:
+          max_upload_mb: int = MAX_UPLOAD_MB, max_voxels: int = MAX_VOXELS, device: str = "auto") -> None:
     """Run the server under uvicorn until interrupted (``concurrency`` defaults to one prediction per core).
 
     Binding to anything but loopback needs a token: a model on a network is not left open to anyone.
@@ -191,7 +191,7 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: st
     cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(threads)
     app = create_app(run, engine=engine, concurrency=concurrency or cores, threads=threads, token=token,
-                     max_upload_mb=max_upload_mb, max_voxels=max_voxels)
+                     max_upload_mb=max_upload_mb, max_voxels=max_voxels, device=device)
     print(f"serving {run} ({app.state.predictor.task.name}, {engine}) at http://{host}:{port}/  (API docs: /docs)",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -24,6 +24,8 @@ class Task(ABC):
     name: ClassVar[str]
     # Validate every N epochs (segmentation validation is costly); the last epoch is always validated.
     validate_every: ClassVar[int] = 1
+    # Whether validation splits into parts (validation_part on each DDP rank, then reduce_validation).
+    shares_validation: ClassVar[bool] = False
 
     def __init__(self, plan: dict[str, Any], info: dict[str, Any], device: torch.device | str = "cpu"):
         self.plan = plan
@@ -33,8 +35,11 @@ class Task(ABC):
     # data set level ------------------------------------------------------
     @classmethod
     @abstractmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
-        """Compute the preprocessing/training plan from the data (JSON-able, saved as plan.json)."""
+    def make_plan(cls, dataset: TaskDataset, target: Any = None) -> dict[str, Any]:
+        """Compute the preprocessing/training plan from the data (JSON-able, saved as plan.json).
+
+        target: the device planned for (tasks.plan_target.PlanTarget; None: the CPU).
+        """
 
     # training ------------------------------------------------------------
     @abstractmethod
@@ -58,6 +63,15 @@ class Task(ABC):
     def validate(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray) -> dict[str, float]:
         """Metrics on the validation cases; must hold "val_loss" and "score" (higher is better)."""
 
+    def validation_part(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray, rank: int,
+                        world_size: int) -> Any:
+        """One rank's share of the validation work (JSON-able or tensors), for reduce_validation."""
+        raise NotImplementedError
+
+    def reduce_validation(self, parts: list[Any]) -> dict[str, float]:
+        """The metrics of validate() from every rank's validation_part, in rank order."""
+        raise NotImplementedError
+
     def finish_training(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray) -> dict[str, Any]:
         """After training, with the best weights: state a predictor needs (e.g. operating point)."""
         return {}
@@ -75,9 +89,14 @@ class Task(ABC):
 
     @abstractmethod
     def predict_files(self, run: Any, models: Sequence[Any], inputs: Sequence[Path], out_dir: Path,
-                      explain: bool = False) -> list[dict[str, Any]]:
+                      explain: bool = False, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Predict image files/folders and write results to out_dir; returns one record per input.
 
         ``models`` holds one network, or several (folds, seeds) whose probabilities are averaged; each is
-        a torch module or an ONNX engine that takes and returns tensors the same way.
+        a torch module or an ONNX engine that takes and returns tensors the same way. ``names``: the output
+        name of each input (default: unique stems of the inputs).
         """
+
+    def write_prediction_summary(self, run: Any, out_dir: Path, records: list[dict[str, Any]],
+                                 failures: list[tuple[Path, str]]) -> None:
+        """The summary file of a prediction over many inputs, from every case's records (and the failed ones)."""

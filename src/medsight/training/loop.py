@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from medsight.config import TrainConfig
 from medsight.data.dataset import TaskDataset
+from medsight.data.ranks import rank_seed
+from medsight.data.workers import in_workers
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
 from medsight.models import get_entry
@@ -24,7 +26,8 @@ from medsight.tasks.base import Task
 from medsight.training.callbacks import TrainingCallback
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
-from medsight.training.seeding import epoch_seed, seed_everything, set_deterministic
+from medsight.training.precision import Precision
+from medsight.training.seeding import seed_everything, set_deterministic
 from medsight.training.transfer import prepare_transfer
 
 GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
@@ -113,18 +116,40 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def validate(task: Task, model: nn.Module, kept: nn.Module, dataset: TaskDataset, val_idx: np.ndarray,
+             ctx: DistContext) -> dict[str, Any]:
+    """Validation metrics on every rank: each rank validates its share and the parts are reduced, for the tasks
+    that can (shares_validation); otherwise rank 0 validates alone and broadcasts."""
+    model.eval()
+    kept.eval()
+    if task.shares_validation and ctx.enabled:
+        with torch.no_grad():
+            part = task.validation_part(kept, dataset, val_idx, ctx.rank, ctx.world_size)
+        return task.reduce_validation(ctx.gather(part))
+    metrics = None
+    if ctx.is_main:
+        with torch.no_grad():
+            metrics = task.validate(kept, dataset, val_idx)
+    return ctx.broadcast(metrics)
+
+
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
         echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
     """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
 
     callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
     """
-    ctx = DistContext.from_env()
+    from medsight.device import resolve_device
+
+    ctx = DistContext.from_env(cuda=resolve_device(config.device, 0).type == "cuda")
     callbacks = list(callbacks) if ctx.is_main else []
     echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     say = echo if ctx.is_main else (lambda line: None)
-    set_deterministic(config.deterministic)
-    task.device = ctx.device()
+    task.device = ctx.device(config.device)
+    set_deterministic(config.deterministic, task.device)
+    precision = Precision(config.amp, task.device)
+    if task.device.type == "cuda":
+        say(f"training on {task.device} ({torch.cuda.get_device_name(task.device)}), {precision.name}")
     seed_everything(config.seed)
     # rank 0 configures first: a task that preprocesses into a shared cache does it once, not racing itself
     if not ctx.is_main:
@@ -152,6 +177,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         optimizer.load_state_dict(checkpoint["optimizer"])
         if ema is not None and "ema" in checkpoint:
             ema.load_state_dict(checkpoint["ema"])
+        precision.load_state_dict(checkpoint.get("grad_scaler"))
         progress.update(checkpoint["progress"])
         if progress["epoch"] < progress["planned_epochs"]:
             say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
@@ -162,7 +188,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     for callback in callbacks:
         callback.on_train_start(run, config, task.plan, progress)
     if ctx.enabled:
-        model = nn.parallel.DistributedDataParallel(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[task.device] if task.device.type == "cuda" else None)
 
     train_idx, val_idx = dataset.splits["train"], dataset.splits.get("val", np.array([], dtype=int))
     if len(train_idx) == 0:
@@ -172,9 +198,10 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     while progress["epoch"] < progress["planned_epochs"]:
         epoch, planned = progress["epoch"], progress["planned_epochs"]
         started = time.perf_counter()
-        seed_everything(epoch_seed(config.seed, epoch))
+        seed_everything(rank_seed(config.seed, epoch, ctx.rank))  # dropout: each rank its own stream
         model.train()
-        batches = task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size)
+        batches = in_workers(task.train_batches(dataset, train_idx, epoch, config.seed, ctx.rank, ctx.world_size),
+                             config.num_workers, task.device)
         steps = ctx.min_int(len(batches)) if hasattr(batches, "__len__") else 0
         losses, lr = [], base_lr
         for step, batch in enumerate(in_step(batches, steps, ctx)):
@@ -182,13 +209,15 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             optimizer.zero_grad(set_to_none=True)
-            out = task.training_step(model, batch)
-            loss = out["loss"]
+            with precision.autocast():
+                out = task.training_step(model, batch)
+            loss = out["loss"].float()
             if not torch.isfinite(loss):
                 raise MedsightError(run.path, f"training diverged at epoch {epoch + 1} (loss {loss.item()}); try a lower --lr")
-            loss.backward()
+            precision.backward(loss)
+            precision.unscale(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            optimizer.step()
+            precision.step(optimizer)
             if ema is not None:
                 ema.update_parameters(_unwrap(model))
             losses.append(loss.item())
@@ -198,13 +227,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         is_last = epoch + 1 >= planned
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
-            metrics = None
-            if ctx.is_main:
-                model.eval()
-                kept.eval()
-                with torch.no_grad():
-                    metrics = task.validate(kept, dataset, val_idx)
-            metrics = ctx.broadcast(metrics)
+            metrics = validate(task, model, kept, dataset, val_idx, ctx)
             row.update({k: v for k, v in metrics.items() if k != "score"})
             score = float(metrics["score"])
         else:
@@ -233,6 +256,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress}
             if ema is not None:
                 state["ema"] = ema.state_dict()
+            if precision.scaler is not None:
+                state["grad_scaler"] = precision.state_dict()
             save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
         if ctx.enabled:  # each rank's own loss and time, for the trackers on rank 0 (log.csv keeps the mean)

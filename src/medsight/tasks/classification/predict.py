@@ -67,13 +67,13 @@ def decided_labels(probs: np.ndarray, point: dict[str, Any], classes: Sequence[s
 
 
 def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[Path], out_dir: Path,
-                           explain: bool = False) -> list[dict[str, Any]]:
+                           explain: bool = False, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Predict each input, write predictions.csv and pictures to out_dir, return one record per input."""
     plan, classes = task.plan, list(task.info["classes"])
     multilabel = bool(plan.get("multilabel", False))
     point = operating_point_of(run, len(classes), multilabel)
     point_text = describe_point(point, classes)
-    names = output_names(inputs)
+    names = list(names) if names is not None else output_names(inputs)
     records: list[dict[str, Any]] = []
     failures: list[tuple[Path, str]] = []
     chunks = [list(range(i, min(i + CHUNK, len(inputs)))) for i in range(0, len(inputs), CHUNK)]
@@ -115,6 +115,14 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
                             f"({failures[0][0]}: {failures[0][1]})" if failures else "no inputs to predict")
     write_csv(out_dir / "predictions.csv", records, failures, classes, point_text)
     return records
+
+
+def write_summary(task: Any, run: Any, out_dir: Path, records: list[dict[str, Any]],
+                  failures: list[tuple[Path, str]]) -> None:
+    """predictions.csv over all the inputs of a prediction (predicted case by case)."""
+    classes = list(task.info["classes"])
+    point = describe_point(operating_point_of(run, len(classes), bool(task.plan.get("multilabel", False))), classes)
+    write_csv(out_dir / "predictions.csv", records, failures, classes, point)
 
 
 def write_csv(path: Path, records: list[dict[str, Any]], failures: list[tuple[Path, str]], classes: Sequence[str],

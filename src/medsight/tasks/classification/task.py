@@ -13,6 +13,7 @@ from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
 from medsight.data.input_cache import check_fits_in_memory
 from medsight.data.preprocess import decode_size, intensity_range, prepare_many
+from medsight.data.ranks import epoch_seed, per_rank_batch, rank_seed
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
 from medsight.io.images import read_image
@@ -21,7 +22,7 @@ from medsight.metrics.operating_point import choose_operating_point
 from medsight.models import create_model
 from medsight.tasks.base import Task
 from medsight.tasks.classification.evaluate import evaluate_classification
-from medsight.tasks.classification.predict import predict_classification
+from medsight.tasks.classification.predict import predict_classification, write_summary
 
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
@@ -69,9 +70,9 @@ class EpochBatches:
     """One epoch of augmented training batches (a sized iterable, so the loop knows the step count)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, batch_size: int,
-                 augment: BatchAugment | None):
+                 augment: BatchAugment | None, generator: torch.Generator | None = None):
         self.images, self.labels, self.order = images, labels, order
-        self.batch_size, self.augment = batch_size, augment
+        self.batch_size, self.augment, self.generator = batch_size, augment, generator
 
     def __len__(self) -> int:
         return max(1, len(self.order) // self.batch_size)  # drop the ragged last batch: BatchNorm needs > 1
@@ -81,7 +82,7 @@ class EpochBatches:
             index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
             x = self.images[index]
             if self.augment is not None:
-                x = self.augment(x)
+                x = self.augment(x, self.generator)
             yield {"image": x, "label": self.labels[index]}
 
 
@@ -90,7 +91,7 @@ class ClassificationTask(Task):
 
     # data set level ------------------------------------------------------
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
         shapes, images = [], []
@@ -158,7 +159,7 @@ class ClassificationTask(Task):
         check_selection(self.plan, self.ordinal)
         balance = config.balance
         weights = self.plan["class_weights"] if balance == "weights" else None
-        self.loss = ClassificationLoss("focal" if balance == "focal" else "ce", weights, self.plan["multilabel"])
+        self.loss = ClassificationLoss("focal" if balance == "focal" else "ce", weights, self.plan["multilabel"]).to(self.device)
         self.augment = BatchAugment(AugmentSettings.from_plan(self.plan), self.plan["spatial_dims"])
         self.batch_size = config.batch_size or self.plan["batch_size"]
         self._cache: dict[str, torch.Tensor] = {}
@@ -197,40 +198,48 @@ class ClassificationTask(Task):
         return self._input_cache
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        n = len(self.train_labels)
-        if self.config.balance == "sampler" and not self.plan["multilabel"]:
-            weights = torch.tensor(self.plan["class_weights"], dtype=torch.float64)[self.train_labels]
-            order = torch.multinomial(weights, n, replacement=True)
-        else:
-            order = torch.randperm(n)
-        order = order[rank::world_size]  # same permutation on every rank (same seed), disjoint shares
+        order = shared_order(self.train_labels, self.plan, self.config.balance, seed, epoch)
+        order = order[rank::world_size]  # the same permutation on every rank, disjoint shares
         # each rank takes its share of the batch, so a step sees the same samples as in one process
-        per_rank = max(1, self.batch_size // world_size)
-        return EpochBatches(self.train_images, self.train_labels, order, min(per_rank, len(order)), self.augment)
+        per_rank = per_rank_batch(self.batch_size, world_size)
+        return EpochBatches(self.train_images, self.train_labels, order, min(per_rank, len(order)), self.augment,
+                            augment_generator(seed, epoch, rank))
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
-        logits = model(batch["image"].to(self.device))
+        logits = model(batch["image"].to(self.device, non_blocking=True))
         return {"loss": self.loss(logits, batch["label"].to(self.device)), "output": logits}
 
     @torch.no_grad()
     def predict_tensor(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Logits for a (N, C, *input) tensor, in batches."""
         model.eval()
-        outs = [model(images[i:i + EVAL_BATCH].to(self.device)).float().cpu() for i in range(0, len(images), EVAL_BATCH)]
+        size = int(self.plan.get("inference", {}).get("batch", EVAL_BATCH))  # predict --batch
+        outs = [model(images[i:i + size].to(self.device)).float().cpu() for i in range(0, len(images), size)]
         return torch.cat(outs) if outs else torch.empty(0, self.plan["num_classes"])
 
     def probabilities(self, logits: torch.Tensor) -> np.ndarray:
         return (torch.sigmoid(logits) if self.plan["multilabel"] else torch.softmax(logits, 1)).numpy()
 
+    shares_validation = True
+
+    def validation_part(self, model, dataset, indices, rank, world_size):
+        mine = np.asarray(indices)[rank::world_size]
+        return self.predict_tensor(model, self.prepared(dataset, mine)), torch.as_tensor(dataset.labels[mine])
+
+    def reduce_validation(self, parts):
+        logits, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return self.validation_metrics(logits, labels)
+
     def validate(self, model, dataset, indices):
+        return self.reduce_validation([self.validation_part(model, dataset, indices, 0, 1)])
+
+    def validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         from sklearn.metrics import balanced_accuracy_score
 
         from medsight.metrics.classification import selection_auc
 
-        logits = self.predict_tensor(model, self.prepared(dataset, indices))
-        labels = torch.as_tensor(dataset.labels[indices])
         probs = self.probabilities(logits)
-        out = {"val_loss": float(self.loss(logits, labels))}
+        out = {"val_loss": float(self.loss(logits.to(self.device), labels.to(self.device)))}
         auc = selection_auc(labels.numpy(), probs, self.plan["multilabel"])
         if not self.plan["multilabel"]:
             out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
@@ -264,8 +273,25 @@ class ClassificationTask(Task):
     def evaluate(self, run, model, dataset, split, out_dir):
         return evaluate_classification(self, run, model, dataset, split, Path(out_dir))
 
-    def predict_files(self, run, models, inputs, out_dir, explain=False):
-        return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
+    def predict_files(self, run, models, inputs, out_dir, explain=False, names=None):
+        return predict_classification(self, run, list(models), inputs, Path(out_dir), explain, names)
+
+    def write_prediction_summary(self, run, out_dir, records, failures):
+        write_summary(self, run, Path(out_dir), records, failures)
+
+
+def shared_order(labels: torch.Tensor, plan: dict[str, Any], balance: str, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's order of the training cases, the same on every DDP rank (drawn from (seed, epoch) alone)."""
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    if balance == "sampler" and not plan["multilabel"]:
+        weights = torch.tensor(plan["class_weights"], dtype=torch.float64)[labels]
+        return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+    return torch.randperm(len(labels), generator=generator)
+
+
+def augment_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The generator of a rank's augmentation for an epoch: ranks draw different warps, a resume the same."""
+    return torch.Generator().manual_seed(rank_seed(seed, epoch, rank, stream=1))
 
 
 SELECTION_METRICS = ("auc", "kappa_quadratic", "qwk", "balanced_accuracy", "accuracy", "val_loss")

@@ -120,25 +120,32 @@ def augment(image: torch.Tensor, boxes: torch.Tensor, settings: dict[str, Any],
 
 
 class EpochBatches:
-    """One epoch of patch batches: {"image": (B, C, *patch), "boxes": [...], "labels": [...]}."""
+    """One epoch of patch batches: {"image": (B, C, *patch), "boxes": [...], "labels": [...]}.
 
-    def __init__(self, cases: list[Case], plan: dict[str, Any], batch_size: int, steps: int, generator: torch.Generator):
-        self.cases, self.plan, self.batch_size, self.steps, self.generator = cases, plan, batch_size, steps, generator
+    Each step draws from its own generator, seeded from (seed, step): the same batch in the training process or
+    in any DataLoader worker (medsight.data.workers).
+    """
+
+    def __init__(self, cases: list[Case], plan: dict[str, Any], batch_size: int, steps: int, seed: int):
+        self.cases, self.plan, self.batch_size, self.steps, self.seed = cases, plan, batch_size, steps, int(seed)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        g, patch = self.generator, list(self.plan["patch_size"])
-        for _ in range(self.steps):
-            images, boxes, labels = [], [], []
-            for _ in range(self.batch_size):
-                case = self.cases[int(torch.randint(len(self.cases), (1,), generator=g))]
-                positive = bool(torch.rand(1, generator=g) < self.plan.get("positive_fraction", 0.5))
-                image, case_boxes, case_labels = sample_patch(case, patch, positive, g)
-                image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
-                                            self.plan.get("augment", {}), g)
-                images.append(image)
-                boxes.append(box_tensor.reshape(-1, 2 * len(patch)))
-                labels.append(torch.as_tensor(case_labels, dtype=torch.long))
-            yield {"image": torch.stack(images), "boxes": boxes, "labels": labels}
+        return (self.batch(step) for step in range(self.steps))
+
+    def batch(self, step: int) -> dict[str, Any]:
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0]))
+        patch = list(self.plan["patch_size"])
+        images, boxes, labels = [], [], []
+        for _ in range(self.batch_size):
+            case = self.cases[int(torch.randint(len(self.cases), (1,), generator=g))]
+            positive = bool(torch.rand(1, generator=g) < self.plan.get("positive_fraction", 0.5))
+            image, case_boxes, case_labels = sample_patch(case, patch, positive, g)
+            image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
+                                        self.plan.get("augment", {}), g)
+            images.append(image)
+            boxes.append(box_tensor.reshape(-1, 2 * len(patch)))
+            labels.append(torch.as_tensor(case_labels, dtype=torch.long))
+        return {"image": torch.stack(images), "boxes": boxes, "labels": labels}

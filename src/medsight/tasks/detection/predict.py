@@ -15,12 +15,13 @@ from medsight.tasks.detection.evaluate import SHOW_SCORE, draw_overlay, result_r
 from medsight.tasks.detection.infer import detect_image
 
 
-def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
+def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path,
+                      names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
     classes = list(task.info.get("classes", []))
     out_dir.mkdir(parents=True, exist_ok=True)
     records, rows = [], []
-    for path, name in zip(inputs, output_names(inputs)):
+    for path, name in zip(inputs, names if names is not None else output_names(inputs)):
         image = read_image(path)
         raw = np.asarray(image.array, dtype=np.float32)
         if raw.ndim - 1 != task.plan["spatial_dims"]:
@@ -31,7 +32,8 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
             r["file"] = str(path)
         records += case_records
         overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
-        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
+        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay),
+                     "detections": case_records})
     save_json(out_dir / "results.json", records)
     for row in rows:
         row["results"] = str(out_dir / "results.json")

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from medsight.data.dataset import TaskDataset
 from medsight.data.steps import Prepared, as_float_tensor
+from medsight.jsonio import save_json
 from medsight.metrics.detection import DetectionMetric
 from medsight.models import create_model
 from medsight.tasks.base import Task
@@ -20,6 +21,7 @@ from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
+from medsight.data.ranks import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
 
@@ -28,7 +30,7 @@ class DetectionTask(Task):
     name = "detection"
 
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         return make_detection_plan(dataset)
 
     # training ------------------------------------------------------------
@@ -57,9 +59,9 @@ class DetectionTask(Task):
         return self._prepared[index]
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch * 1_009 + rank)
-        steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
-        return EpochBatches(self.train_cases, self.plan, self.batch_size, steps, generator)
+        stream = int(seed) * 100_003 + epoch * 1_009 + rank
+        steps = max(1, int(self.plan["iterations_per_epoch"]))  # the plan's batch is global: each rank its share
+        return EpochBatches(self.train_cases, self.plan, per_rank_batch(self.batch_size, world_size), steps, stream)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         targets = [{"boxes": b.to(self.device), "labels": l.to(self.device)} for b, l in zip(batch["boxes"], batch["labels"])]
@@ -116,5 +118,8 @@ class DetectionTask(Task):
     def export_agreement(self, model: nn.Module, engine: Any, inputs: torch.Tensor) -> dict[str, Any]:
         return export_agreement(model, engine, inputs)
 
-    def predict_files(self, run, models, inputs, out_dir, explain=False):
-        return predict_detection(self, run, list(models), inputs, Path(out_dir))
+    def predict_files(self, run, models, inputs, out_dir, explain=False, names=None):
+        return predict_detection(self, run, list(models), inputs, Path(out_dir), names)
+
+    def write_prediction_summary(self, run, out_dir, records, failures):
+        save_json(Path(out_dir) / "results.json", [box for r in records for box in r.get("detections", [])])

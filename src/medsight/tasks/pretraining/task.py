@@ -22,9 +22,10 @@ from medsight.errors import MedsightError
 from medsight.models import create_model
 from medsight.models.parts import in_part, part_prefixes
 from medsight.tasks.base import Task
-from medsight.tasks.classification.task import ClassificationTask, EpochBatches
+from medsight.tasks.classification.task import ClassificationTask, EpochBatches, augment_generator, shared_order
 from medsight.tasks.segmentation.data import PatchBatches
 from medsight.tasks.segmentation.task import SegmentationTask
+from medsight.data.ranks import per_rank_batch
 
 PRETEXT = "pretext."
 PROJECTION_DIM = 128
@@ -69,6 +70,17 @@ class PretrainNet(nn.Module):
         return result
 
 
+def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows, concatenated in rank order, with the gradient flowing back to each rank's own rows.
+
+    Every rank computes the same loss of the global batch; the all-gather's backward sums the ranks' gradients
+    for each share, and DDP's averaging then gives exactly the gradient of that one loss.
+    """
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(local.contiguous()))
+
+
 def drop_head(network: nn.Module) -> nn.Module:
     """The classifier without its head: it then returns the encoder's features."""
     network.head = nn.Identity()
@@ -89,6 +101,7 @@ class ContrastivePretraining(ClassificationTask):
     """SimCLR on classification images: the same image in two views should map close, other images far."""
 
     objective = "contrastive"
+    shares_validation = False  # a few fixed batches of views: cheap enough for rank 0 alone
 
     def build_model(self, model_name: str) -> nn.Module:
         network = drop_head(super().build_model(model_name))
@@ -111,15 +124,26 @@ class ContrastivePretraining(ClassificationTask):
         self.views = view_augment(self.plan)
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        order = torch.randperm(len(self.train_images))[rank::world_size]
-        return EpochBatches(self.train_images, self.train_labels, order, min(self.batch_size, len(order)), None)
+        order = shared_order(self.train_labels, self.plan, "none", seed, epoch)[rank::world_size]
+        self.view_generator = augment_generator(seed, epoch, rank)  # each rank its own views
+        per_rank = per_rank_batch(self.batch_size, world_size)
+        return EpochBatches(self.train_images, self.train_labels, order, min(per_rank, len(order)), None)
 
-    def view_loss(self, model: nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def view_loss(self, model: nn.Module, images: torch.Tensor, generator: torch.Generator,
+                  across_ranks: bool = False) -> torch.Tensor:
         first, second = self.views(images, generator), self.views(images, generator)
-        return self.contrastive(model(first.to(self.device)), model(second.to(self.device)))
+        first, second = model(first.to(self.device)), model(second.to(self.device))
+        if across_ranks:
+            # SimCLR's negatives are the other images of the global batch, not only of this rank's share
+            first, second = gather_with_grad(first), gather_with_grad(second)
+        return self.contrastive(first, second)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
-        return {"loss": self.view_loss(model, batch["image"]), "output": None}
+        import torch.distributed as dist
+
+        loss = self.view_loss(model, batch["image"], self.view_generator,
+                              across_ranks=dist.is_initialized() and dist.get_world_size() > 1)
+        return {"loss": loss, "output": None}
 
     def validate(self, model, dataset, indices):
         images = self.prepared(dataset, indices)
@@ -138,6 +162,7 @@ class MaskedReconstruction(SegmentationTask):
     """Masked-image modelling on segmentation patches: blank random blocks, reconstruct them with the U-Net."""
 
     objective = "masked_reconstruction"
+    shares_validation = False
 
     def build_model(self, model_name: str) -> nn.Module:
         p = self.plan

@@ -122,27 +122,48 @@ class PreprocessedCache:
         return (self.folder / f"{case_id}_image.npy", self.folder / f"{case_id}_label.npy",
                 self.folder / f"{case_id}_locations.npz")
 
+    def missing(self, indices: Sequence[int]) -> list[int]:
+        return [int(i) for i in indices if not self.paths(self.dataset.case_ids[int(i)])[2].exists()]
+
     def ensure(self, indices: Sequence[int], echo=None) -> None:
-        """Preprocess the cases that are not cached yet, with progress."""
-        missing = [int(i) for i in indices if not self.paths(self.dataset.case_ids[int(i)])[2].exists()]
-        if not missing:
+        """Preprocess the cases that are not cached yet, with progress.
+
+        Several processes (folds, ranks, machines sharing the folder) may call this at once: one builds under the
+        folder's lock while the others wait, then find the cases done. Every file is written to a temporary and
+        renamed into place, the locations file last, so a case is never seen half-written.
+        """
+        from medsight.data.folder_lock import folder_lock
+
+        if not self.missing(indices):
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        say(f"preprocessing {len(missing)} case(s) into {self.folder}")
+        with folder_lock(self.folder, lambda: say(f"waiting for another process preprocessing into {self.folder}")):
+            missing = self.missing(indices)  # what the lock's previous holder did not build
+            if missing:
+                say(f"preprocessing {len(missing)} case(s) into {self.folder}")
+            for done, index in enumerate(missing, 1):
+                self.build(index)
+                if done % 25 == 0 or done == len(missing):
+                    say(f"  preprocessed {done}/{len(missing)}")
+
+    def build(self, index: int) -> None:
+        from medsight.jsonio import atomic_write
+
+        def saved(write):
+            def to_file(tmp: str) -> None:
+                with open(tmp, "wb") as handle:
+                    write(handle)
+            return to_file
+
+        case = self.dataset.load_case(index)
+        image, label = preprocess(case.image, case.spacing, self.plan, case.label)
+        image_path, label_path, locations_path = self.paths(case.case_id)
+        atomic_write(image_path, saved(lambda f: np.save(f, image.numpy())))
+        atomic_write(label_path, saved(lambda f: np.save(f, label.numpy())))
         classes = [int(c) for c in self.plan["labels"] if int(c) != 0]
-        for done, index in enumerate(missing, 1):
-            case = self.dataset.load_case(index)
-            image, label = preprocess(case.image, case.spacing, self.plan, case.label)
-            image_path, label_path, locations_path = self.paths(case.case_id)
-            np.save(image_path, image.numpy())
-            np.save(label_path, label.numpy())
-            rng = np.random.default_rng(index)
-            locations = foreground_locations(label.numpy(), classes, rng)
-            # written last: its presence marks the case as complete
-            np.savez(locations_path, **{str(c): v for c, v in locations.items()})
-            if done % 25 == 0 or done == len(missing):
-                say(f"  preprocessed {done}/{len(missing)}")
+        locations = foreground_locations(label.numpy(), classes, np.random.default_rng(index))
+        # written last: its presence marks the case as complete
+        atomic_write(locations_path, saved(lambda f: np.savez(f, **{str(c): v for c, v in locations.items()})))
 
     def get(self, index: int) -> CachedCase:
         index = int(index)
@@ -226,30 +247,36 @@ def plain_tensor(value: Any) -> torch.Tensor:
 
 
 class PatchBatches:
-    """One epoch of augmented patch batches (a sized iterable; the loop counts the steps)."""
+    """One epoch of augmented patch batches (a sized iterable; the loop counts the steps).
+
+    Each step draws from its own generator, seeded from (seed, step), so a step's batch is the same whichever
+    process makes it: in the training process, or in any DataLoader worker (medsight.data.workers).
+    """
 
     def __init__(self, cache: PreprocessedCache, indices: Sequence[int], plan: dict[str, Any], batch_size: int,
                  steps: int, seed: int, augment=None):
         self.cache, self.indices, self.plan = cache, [int(i) for i in indices], plan
-        self.batch_size, self.steps, self.augment = batch_size, steps, augment
-        self.rng = np.random.default_rng(seed)
-        if augment is not None:
-            augment.set_random_state(seed=seed % 2**32)
+        self.batch_size, self.steps, self.augment, self.seed = batch_size, steps, augment, int(seed)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return (self.batch(step) for step in range(self.steps))
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(rng.integers(2**32)))
         patch = self.plan["patch_size"]
         forced = int(round(self.batch_size * self.plan["oversample_foreground"]))
-        for _ in range(self.steps):
-            images, labels = [], []
-            for k in range(self.batch_size):
-                case = self.cache.get(self.indices[int(self.rng.integers(len(self.indices)))])
-                image, label = sample_patch(case, patch, self.rng, foreground=k >= self.batch_size - forced)
-                if self.augment is not None:
-                    out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
-                    image, label = out["image"], out["label"]
-                images.append(plain_tensor(image).float())
-                labels.append(plain_tensor(label).to(torch.uint8))
-            yield {"image": torch.stack(images), "label": torch.stack(labels)}
+        images, labels = [], []
+        for k in range(self.batch_size):
+            case = self.cache.get(self.indices[int(rng.integers(len(self.indices)))])
+            image, label = sample_patch(case, patch, rng, foreground=k >= self.batch_size - forced)
+            if self.augment is not None:
+                out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
+                image, label = out["image"], out["label"]
+            images.append(plain_tensor(image).float())
+            labels.append(plain_tensor(label).to(torch.uint8))
+        return {"image": torch.stack(images), "label": torch.stack(labels)}

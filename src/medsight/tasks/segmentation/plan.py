@@ -146,9 +146,18 @@ def preprocessing_steps(modalities: Sequence[str], dims: int, shapes: np.ndarray
         n4_bias_field={"channels": mri or list(range(len(modalities))), "shrink_factor": shrink})
 
 
-def make_segmentation_plan(dataset) -> dict[str, Any]:
-    """The plan.json of a segmentation data set (editable; every later step reads only this)."""
+def make_segmentation_plan(dataset, target=None) -> dict[str, Any]:
+    """The plan.json of a segmentation data set (editable; every later step reads only this).
+
+    target: a tasks.plan_target.PlanTarget; on a GPU the patch and batch budgets follow its memory.
+    """
+    from medsight.tasks.plan_target import PlanTarget, gpu_budgets
+
+    target = target or PlanTarget()
     dims = dataset.spatial_dims
+    patch_voxels, batch_voxels, batch_range = PATCH_VOXELS[dims], BATCH_VOXELS[dims], BATCH_RANGE
+    if target.device == "cuda" and target.memory_bytes:
+        patch_voxels, batch_voxels, batch_range = gpu_budgets(dims, target.memory_bytes)
     prints = fingerprint(dataset, dataset.splits["train"])
     spacings, shapes = np.array(prints["spacings"]), np.array(prints["shapes"])
     steps = preprocessing_steps(dataset.channels, dims, shapes, np.array(prints["nonzero_shapes"]))
@@ -156,12 +165,13 @@ def make_segmentation_plan(dataset) -> dict[str, Any]:
         shapes = np.array(prints["nonzero_shapes"])
     spacing = target_spacing(spacings, shapes)
     median_shape = np.median(shapes * spacings / np.array(spacing), axis=0)
-    patch = shrink_patch(median_shape, spacing, PATCH_VOXELS[dims])
+    patch = shrink_patch(median_shape, spacing, patch_voxels)
     patch, kernels, strides = topology(patch, spacing)
-    batch = int(np.clip(BATCH_VOXELS[dims] // int(np.prod(patch)), *BATCH_RANGE))
+    batch = int(np.clip(batch_voxels // int(np.prod(patch)), *batch_range))
     all_axes = list(range(dims))
     return {
         "task": "segmentation",
+        "planned_for": target.record(),
         "spatial_dims": dims,
         "in_channels": len(dataset.channels),
         "num_classes": len(dataset.labels),

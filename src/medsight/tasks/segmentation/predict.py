@@ -61,7 +61,7 @@ def _read_input(path: Path, plan: dict[str, Any]):
 
 
 def predict_segmentation(task, run, models: Sequence[Any], inputs: Sequence[Path], out_dir: Path,
-                         explain: bool = False) -> list[dict[str, Any]]:
+                         explain: bool = False, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Masks (and overlays; with explain the foreground probability) for image files or DICOM series folders."""
     plan = task.plan
     state = run.load_state() if run is not None else {}
@@ -69,7 +69,7 @@ def predict_segmentation(task, run, models: Sequence[Any], inputs: Sequence[Path
         inputs = [p for p in inputs if not p.name.split(".")[0][-5:-4] == "_" or p.name.split(".")[0].endswith("_0000")]
     out_dir.mkdir(parents=True, exist_ok=True)
     # nnU-Net's naming: the mask of case_0000.nii.gz (channel 0 of case) is case.nii.gz
-    names = [n[:-5] if n.endswith("_0000") else n for n in output_names(inputs)]
+    names = [n[:-5] if n.endswith("_0000") else n for n in (names if names is not None else output_names(inputs))]
     labels = {int(k): v for k, v in plan["labels"].items()}
     records = []
     for path, name in zip(inputs, names):

@@ -19,6 +19,7 @@ from medsight.tasks.segmentation.infer import largest_component, sliding_probabi
 from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
+from medsight.data.ranks import per_rank_batch
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
 
@@ -38,8 +39,8 @@ class SegmentationTask(Task):
 
     # data set level ------------------------------------------------------
     @classmethod
-    def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
-        return make_segmentation_plan(dataset)
+    def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:
+        return make_segmentation_plan(dataset, target)
 
     @property
     def foreground(self) -> list[int]:
@@ -65,9 +66,11 @@ class SegmentationTask(Task):
             self.augment = build_augment(self.plan)
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
+        # the plan's batch is the global one: every rank takes its share of each of the epoch's steps
+        steps = max(1, int(self.plan["iterations_per_epoch"]))
         stream = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-        return PatchBatches(self.cache, indices, self.plan, self.batch_size, steps, stream, self.augment)
+        return PatchBatches(self.cache, indices, self.plan, per_rank_batch(self.batch_size, world_size), steps,
+                            stream, self.augment)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         output = model(batch["image"].to(self.device))
@@ -87,13 +90,24 @@ class SegmentationTask(Task):
             probs = sliding_probabilities([model], image, self.plan, tta=False, device=self.device)
             yield case, probs
 
-    def validate(self, model, dataset, indices):
-        scores, losses = [], []
-        for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
+    shares_validation = True
+
+    def validation_part(self, model, dataset, indices, rank, world_size):
+        """(loss, Dice per class) of each of this rank's validation cases."""
+        part = []
+        for case, probs in self.cached_predictions(model, self.validation_subset(indices)[rank::world_size]):
             label = np.asarray(case.label)
             logits = torch.log(probs.clamp_min(1e-8))[None]
-            losses.append(float(self.loss(logits, torch.from_numpy(label.astype(np.int64))[None, None])))
-            scores.append(dice_per_class(probs.argmax(0).numpy(), label, self.foreground))
+            loss = float(self.loss(logits, torch.from_numpy(label.astype(np.int64))[None, None]))
+            part.append((loss, dice_per_class(probs.argmax(0).numpy(), label, self.foreground)))
+        return part
+
+    def validate(self, model, dataset, indices):
+        return self.reduce_validation([self.validation_part(model, dataset, indices, 0, 1)])
+
+    def reduce_validation(self, parts):
+        cases = [case for part in parts for case in part]
+        losses, scores = [loss for loss, _ in cases], [dice for _, dice in cases]
         per_class = np.mean(scores, axis=0)
         out = {"val_loss": float(np.mean(losses)), "dice": float(per_class.mean())}
         names = self.plan["labels"]
@@ -120,7 +134,12 @@ class SegmentationTask(Task):
     def evaluate(self, run, model, dataset, split, out_dir):
         return evaluate_segmentation(self, run, model, dataset, split, Path(out_dir))
 
-    def predict_files(self, run, models, inputs, out_dir, explain=False):
+    def predict_files(self, run, models, inputs, out_dir, explain=False, names=None):
         if not models:
             raise MedsightError(getattr(run, "path", None), "no model to predict with")
-        return predict_segmentation(self, run, list(models), [Path(p) for p in inputs], Path(out_dir), explain)
+        return predict_segmentation(self, run, list(models), [Path(p) for p in inputs], Path(out_dir), explain, names)
+
+    def write_prediction_summary(self, run, out_dir, records, failures):
+        from medsight.jsonio import save_json
+
+        save_json(Path(out_dir) / "predictions.json", records + [{"input": str(p), "error": e} for p, e in failures])
