@@ -33,6 +33,10 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         return "voc", "detection"
     if (path / "labels.csv").is_file():
         return "csv", "classification"
+    from medsight.io.luna16 import is_luna16
+
+    if is_luna16(path):
+        return "luna16", "detection"
     npz = sorted(path.glob("*.npz"))
     if len(npz) == 1:
         return "medmnist", "classification"
@@ -40,4 +44,4 @@ def detect_format(path: str | Path) -> tuple[str, str]:
     if subdirs:
         return "imagefolder", "classification"
     raise MedsightError(path, "is not a recognised data set (expected a MedMNIST .npz, class folders, labels.csv, "
-                              "an nnU-Net folder with dataset.json and imagesTr/, COCO annotations.json or Pascal VOC)")
+                              "an nnU-Net folder with dataset.json and imagesTr/, COCO annotations.json, Pascal VOC or LUNA16's annotations.csv)")

@@ -27,14 +27,23 @@ class DetectionDataset(TaskDataset):
     boxes: list[np.ndarray] = field(default_factory=list)  # (N, 2*dims) per case
     labels: list[np.ndarray] = field(default_factory=list)  # (N,) per case
     shapes: list[tuple[int, ...]] = field(default_factory=list)  # spatial shape per case (array order)
+    # 3D in world units (empty where the format has no geometry): header geometry per case, reference
+    # diameters (mm) per box, and hard-negative centres (continuous array-order voxels) for patch sampling
+    geometries: list[Any] = field(default_factory=list)
+    diameters: list[np.ndarray] = field(default_factory=list)
+    hard_negatives: list[np.ndarray] = field(default_factory=list)
+    annotations_without_scan: int = 0  # LUNA16: rows of annotations.csv for scans not in the folder
 
     def load_case(self, index: int) -> np.ndarray:
         """(C, *spatial) float32 image of a case (channels stacked from their files)."""
         return load_channels(self.sources[index])
 
     def load_geometry(self, index: int):
-        """The first channel's Image (spacing, origin, direction) for world coordinates and overlays."""
+        """The first channel's geometry (spacing, origin, direction) for world coordinates and overlays."""
         from medsight.io.images import read_image
+
+        if self.geometries:
+            return self.geometries[index]
 
         return read_image(self.sources[index][0])
 
@@ -47,6 +56,13 @@ class DetectionDataset(TaskDataset):
         out["boxes"] = {split: dict(zip(self.classes, self.box_counts(idx))) for split, idx in self.splits.items()}
         shapes = np.array(self.shapes)
         out["median_shape"] = [float(v) for v in np.median(shapes, axis=0)] if len(shapes) else []
+        if self.geometries:
+            out["median_spacing_mm"] = [float(v) for v in np.median([g.array_spacing for g in self.geometries], axis=0)]
+            sizes = np.concatenate(self.diameters) if self.diameters else np.zeros(0)
+            if len(sizes):
+                out["diameter_mm"] = {"min": float(sizes.min()), "median": float(np.median(sizes)), "max": float(sizes.max())}
+        if self.annotations_without_scan:
+            out["annotations_without_scan"] = self.annotations_without_scan
         return out
 
 
@@ -321,7 +337,9 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
 
 def read_detection(path: Path, fmt: str, seed: int = 0) -> DetectionDataset:
     """Read a detection data set of a detected format."""
-    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection}
+    from medsight.io.luna16 import read_luna16
+
+    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "luna16": read_luna16}
     if fmt not in readers:
         raise MedsightError(path, f"is a {fmt} data set, not a detection one")
     return readers[fmt](Path(path), seed)

@@ -17,7 +17,7 @@ VALIDATION_CASES = 40  # validation during training looks at this many cases at 
 
 class DetectionTask(Task):
     name = "detection"
-    formats = ("coco", "voc", "nndetection")
+    formats = ("coco", "voc", "nndetection", "luna16")
 
     @classmethod
     def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
