@@ -45,13 +45,33 @@ class DetectionTask(Task):
         # 3D validation runs sliding windows over whole volumes: every other epoch (the last one always)
         self.validate_every = 2 if self.plan["spatial_dims"] == 3 else 1
         self._prepared: dict[int, Any] = {}
+        self.world = None
+        if dataset is not None and "target_spacing" in self.plan:
+            from medsight.tasks.detection_world import WorldCases
+
+            self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
+            self.world.cache.ensure(dataset.splits["train"])
         if dataset is not None:
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
 
+    def world_cases(self, dataset: TaskDataset):
+        """The on-disk cache of a world-unit plan (made on first use when evaluating without training)."""
+        from medsight.tasks.detection_world import WorldCases
+
+        if getattr(self, "world", None) is None or self.world.dataset is not dataset:
+            extra = getattr(getattr(self, "config", None), "extra", {}) or {}
+            self.world = WorldCases(dataset, self.plan, extra.get("cache_dir"))
+        return self.world
+
     def prepared(self, dataset: TaskDataset, index: int):
-        """A case normalised and scaled as the plan says, kept in memory (float16) once prepared."""
+        """A case normalised and scaled as the plan says: kept in memory (float16), or under a world-unit
+        plan resampled into the on-disk cache and read memory-mapped."""
         from medsight.tasks.detection_data import Case, prepare_image
 
+        if "target_spacing" in self.plan:
+            return self.world_cases(dataset).case(index)
+        if not hasattr(self, "_prepared"):
+            self._prepared = {}
         if index not in self._prepared:
             scale = float(self.plan.get("scale", 1.0))
             image = prepare_image(dataset.load_case(index), self.plan).half()
@@ -74,7 +94,13 @@ class DetectionTask(Task):
         """Boxes of one data set case in its original voxel coordinates."""
         from medsight.tasks.detection_infer import detect_prepared
 
-        found = detect_prepared(models, self.prepared(dataset, index).image.float(), self.plan, self.device)
+        case = self.prepared(dataset, index)
+        if "target_spacing" in self.plan:
+            found = detect_prepared(models, case.image, self.plan, self.device)
+            ratio = self.world_cases(dataset).ratio(index)
+            found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
+            return found
+        found = detect_prepared(models, case.image.float(), self.plan, self.device)
         found["boxes"] = found["boxes"] / float(self.plan.get("scale", 1.0))
         return found
 
@@ -87,7 +113,15 @@ class DetectionTask(Task):
             found = self.predict_case(models, dataset, int(index))
             metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index])
             predictions.append(found)
-        return metric.compute(), predictions
+        result = metric.compute()
+        if "target_spacing" in self.plan and getattr(dataset, "geometries", None):
+            from medsight.tasks.detection_world import luna16_scores
+
+            # LUNA16's rule replaces the IoU one: a hit is a predicted centre within a nodule's radius (mm)
+            luna = luna16_scores(dataset, indices, predictions)
+            result["metrics"].update(froc=luna["sensitivity"], cpm=luna["cpm"], froc_rule="luna16")
+            result["curves"]["froc"] = {"fp_per_image": luna["curve"]["fp_per_scan"], "sensitivity": luna["curve"]["sensitivity"]}
+        return result, predictions
 
     def validate(self, model, dataset, indices):
         chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), VALIDATION_CASES)).astype(int)]

@@ -120,9 +120,16 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
         image = dataset.load_geometry(int(index)) if dataset.spatial_dims == 3 else None
         records += result_records(dataset.case_ids[index], found, classes, image)
     save_json(out_dir / "predictions" / "results.json", records)
+    if dataset.spatial_dims == 3:
+        from medsight.tasks.detection_world import write_submission
+
+        write_submission(out_dir / "predictions" / "submission.csv", records)  # LUNA16's format
     metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
                "per_class": result["per_class"], "num_boxes": int(sum(len(dataset.boxes[i]) for i in indices)),
                "froc_iou": 0.1, "interpolation": "all-point"}
+    if result["metrics"].get("froc_rule") == "luna16":
+        metrics["froc_rule"] = "LUNA16: a predicted centre within a nodule's radius (mm) finds it"
+        del metrics["froc_iou"]
     save_json(out_dir / "metrics.json", metrics)
 
     plot_dir = out_dir / "plots"
@@ -175,7 +182,7 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
         raw = np.asarray(image.array, dtype=np.float32)
         if raw.ndim - 1 != task.plan["spatial_dims"]:
             raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
-        found = detect_image(models, raw, task.plan, task.device)
+        found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None)
         case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
         for r in case_records:
             r["file"] = str(path)
@@ -183,6 +190,10 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
         overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
         rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
     save_json(out_dir / "results.json", records)
+    if task.plan["spatial_dims"] == 3:
+        from medsight.tasks.detection_world import write_submission
+
+        write_submission(out_dir / "submission.csv", records)
     for row in rows:
         row["results"] = str(out_dir / "results.json")
     return rows

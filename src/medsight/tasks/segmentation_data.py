@@ -96,14 +96,15 @@ def foreground_locations(label: np.ndarray, classes: Sequence[int], rng: np.rand
 class CachedCase:
     case_id: str
     image: np.ndarray  # memory-mapped (C, *spatial) float32
-    label: np.ndarray  # memory-mapped (*spatial) uint8
+    label: np.ndarray | None  # memory-mapped (*spatial) uint8; None in an image-only (detection) cache
     locations: dict[int, np.ndarray]
 
 
 def cache_key(dataset, plan: dict[str, Any]) -> str:
     """Changes whenever the data set or the preprocessing settings change."""
-    files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for case in dataset.cases
-             for p in [*case.images, case.label] if p is not None and p.exists()]
+    sources = dataset.cache_files() if hasattr(dataset, "cache_files") else [
+        p for case in dataset.cases for p in [*case.images, case.label]]
+    files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sources if p is not None and p.exists()]
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
             "normalization": plan["normalization"], "labels": plan["labels"], "files": files}
     if "preprocessing" in plan:  # plans from before the steps keep their caches
@@ -139,9 +140,10 @@ class PreprocessedCache:
             image, label = preprocess(case.image, case.spacing, self.plan, case.label)
             image_path, label_path, locations_path = self.paths(case.case_id)
             np.save(image_path, image.numpy())
-            np.save(label_path, label.numpy())
-            rng = np.random.default_rng(index)
-            locations = foreground_locations(label.numpy(), classes, rng)
+            locations = {}
+            if label is not None:  # detection caches images only (its boxes stay with the data set)
+                np.save(label_path, label.numpy())
+                locations = foreground_locations(label.numpy(), classes, np.random.default_rng(index))
             # written last: its presence marks the case as complete
             np.savez(locations_path, **{str(c): v for c, v in locations.items()})
             if done % 25 == 0 or done == len(missing):
@@ -154,8 +156,8 @@ class PreprocessedCache:
             image_path, label_path, locations_path = self.paths(case_id)
             with np.load(locations_path) as raw:
                 locations = {int(k): raw[k] for k in raw.files}
-            self._open[index] = CachedCase(case_id, np.load(image_path, mmap_mode="r"),
-                                           np.load(label_path, mmap_mode="r"), locations)
+            label = np.load(label_path, mmap_mode="r") if label_path.exists() else None
+            self._open[index] = CachedCase(case_id, np.load(image_path, mmap_mode="r"), label, locations)
         return self._open[index]
 
 

@@ -1,0 +1,143 @@
+"""LUNA16 layout, world geometry, LUNA16's FROC and 3D detection on a grid of millimetres."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medsight.errors import MedsightError
+from medsight.io.detect import detect_format
+from medsight.io.geometry import Geometry
+from medsight.io.luna16 import read_luna16
+from medsight.metrics.froc import froc_luna16
+from medsight.synthetic.luna16 import make_luna16
+
+
+@pytest.fixture
+def cache_in_tmp(tmp_path, monkeypatch):
+    from medsight.tasks import segmentation_data
+
+    monkeypatch.setattr(segmentation_data, "default_cache_root", lambda: tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def luna(tmp_path_factory) -> Path:
+    return make_luna16(tmp_path_factory.mktemp("luna") / "data", seed=0, num_scans=6, shape=(16, 40, 40),
+                       spacing_xyz=(1.5, 1.5, 3.0), diameters_mm=(4.0, 12.0), tubes=3)
+
+
+def test_geometry_round_trip_with_a_rotated_direction():
+    c, s = np.cos(0.3), np.sin(0.3)
+    g = Geometry((10, 20, 5), (0.7, 0.8, 2.5), (-100.0, 30.0, -250.0), (c, -s, 0, s, c, 0, 0, 0, 1))
+    voxels = np.array([[0.5, 0.5, 0.5], [2.25, 7.0, 3.5]])  # (z, y, x); voxel (0, 0, 0)'s centre is the origin
+    world = g.to_world(voxels)
+    np.testing.assert_allclose(world[0], g.origin)
+    # (z, y, x) = (2.25, 7, 3.5) -> ITK index (3, 6.5, 1.75): x 3 * 0.7 = 2.1, y 6.5 * 0.8 = 5.2, z 1.75 * 2.5 = 4.375
+    np.testing.assert_allclose(world[1], [-100 + c * 2.1 - s * 5.2, 30 + s * 2.1 + c * 5.2, -250 + 4.375])
+    np.testing.assert_allclose(g.to_voxel(world), voxels)
+
+
+def test_froc_luna16_by_hand():
+    refs = [{"case": "a", "centre_mm": (0, 0, 0), "diameter_mm": 10}, {"case": "b", "centre_mm": (50, 0, 0), "diameter_mm": 4}]
+    preds = [
+        {"case": "a", "centre_mm": (4, 0, 0), "score": 0.9},   # within a's 5 mm radius: true positive
+        {"case": "a", "centre_mm": (0, 3, 0), "score": 0.8},   # a again: ignored, not a false positive
+        {"case": "b", "centre_mm": (60, 0, 0), "score": 0.7},  # 10 mm from b (radius 2): false positive
+        {"case": "b", "centre_mm": (51, 1, 0), "score": 0.6},  # within b: true positive after 1 FP in 2 scans
+    ]
+    out = froc_luna16(preds, refs)
+    assert out["sensitivity"]["0.125"] == 0.5 and out["sensitivity"]["0.25"] == 0.5
+    assert out["sensitivity"]["0.5"] == 1.0 and out["sensitivity"]["8"] == 1.0
+    assert out["cpm"] == pytest.approx((0.5 + 0.5 + 1 + 1 + 1 + 1 + 1) / 7)
+    assert froc_luna16(preds, refs, n_scans=8)["sensitivity"]["0.125"] == 1.0  # 1 FP over 8 scans
+
+
+def test_luna16_layout_is_recognised_and_nodules_land_in_their_voxels(luna):
+    assert detect_format(luna) == ("luna16", "detection")
+    data = read_luna16(luna)
+    assert len(data) == 6 and {p[0].parent.name for p in data.sources} == {"subset0", "subset1"}
+    assert len(data.boxes[4]) == 0  # every fifth scan has no nodule
+    rows = list(csv.DictReader(open(luna / "annotations.csv")))
+    assert sum(len(b) for b in data.boxes) == len(rows)
+    k = data.case_ids.index(rows[0]["seriesuid"])
+    box, g = data.boxes[k][0], data.geometries[k]
+    assert g.origin[0] != 0 and g.spacing[2] > 1.5 * g.spacing[0]  # non-zero origin, anisotropic
+    centre = (box[:3] + box[3:]) / 2
+    np.testing.assert_allclose(g.to_world(centre)[0], [float(rows[0][c]) for c in ("coordX", "coordY", "coordZ")], atol=1e-3)
+    # the box spans the diameter in mm along each axis (unless clipped by the scan's edge)
+    np.testing.assert_allclose((box[3:] - box[:3]) * g.array_spacing, float(rows[0]["diameter_mm"]), rtol=1e-6)
+    image = data.load_case(k)[0]
+    assert image[tuple(centre.astype(int))] > -300 > np.median(image)  # the nodule is dense, the lung is not
+    assert sum(len(n) for n in data.hard_negatives) > 0  # vessel points of candidates.csv (class 0)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("{uid},1,2,x,5", "line 2 has a value that is not a number"),
+    ("{uid},1,2,3,-5", "line 2: diameter_mm is -5; it must be positive"),
+    ("{uid},9999,2,3,5", "lies outside scan"),
+])
+def test_bad_annotations_are_one_line_naming_the_file(tmp_path, luna, line, expected):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(luna, copy)
+    uid = read_luna16(luna).case_ids[0]
+    _write(copy / "annotations.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm\n" + line.format(uid=uid) + "\n")
+    with pytest.raises(MedsightError, match=expected) as info:
+        read_luna16(copy)
+    assert "annotations.csv" in str(info.value)
+
+
+def test_rows_for_absent_scans_are_counted_not_kept(tmp_path, luna):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(luna, copy)
+    with open(copy / "annotations.csv", "a") as handle:
+        handle.write("1.2.3.not.here,0,0,0,6\n")
+    data = read_luna16(copy)
+    assert data.summary()["annotations_without_scan"] == 1
+
+
+def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
+    from medsight import api
+    from medsight.tasks.detection_world import grid_ratio
+
+    run = tmp_path / "run"
+    plan = api.plan(luna, run)
+    data = read_luna16(luna)
+    train = data.splits["train"]
+    # nnU-Net's median spacing (z anisotropic but under 3x), coarsened only where the small boxes allow
+    median = np.median([data.geometries[i].array_spacing for i in train], axis=0)
+    assert np.all(np.asarray(plan["target_spacing"]) >= median - 1e-3)
+    np.testing.assert_allclose(np.asarray(plan["anchor_shapes_mm"]), np.asarray(plan["anchor_shapes"]) * plan["target_spacing"], rtol=0.05)
+    plan["iterations_per_epoch"] = 2
+    plan["patch_size"] = [16, 32, 32]
+    (run / "plan.json").write_text(json.dumps(plan))
+    api.train(luna, run, epochs=1, batch_size=1)
+    cached = sorted(cache_in_tmp.rglob("*_image.npy"))
+    assert len(cached) >= len(train)
+    k = int(train[0])
+    array = np.load(next(p for p in cached if p.name.startswith(data.case_ids[k])), mmap_mode="r")
+    expected = np.round(np.asarray(data.shapes[k]) * grid_ratio(data.shapes[k], plan, data.geometries[k].array_spacing))
+    assert tuple(array.shape[1:]) == tuple(expected.astype(int)) and isinstance(array, np.memmap)
+    result = api.evaluate(run, split="test")
+    assert result["metrics"]["froc_rule"] == "luna16" and 0.0 <= result["metrics"]["cpm"] <= 1.0
+    rows = list(csv.reader(open(run / "eval" / "test" / "predictions" / "submission.csv")))
+    assert rows[0] == ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
+    records = json.loads((run / "eval" / "test" / "predictions" / "results.json").read_text())
+    assert len(rows) - 1 == len(records)
+    if records:  # the submission's centres are the world centres of the boxes
+        assert [float(v) for v in rows[1][1:4]] == records[0]["bbox_world"]["center"]
+    scan = data.sources[int(data.splits["test"][0])][0]
+    api.predict([run], [scan], tmp_path / "pred")
+    assert (tmp_path / "pred" / "submission.csv").read_text().startswith("seriesuid,coordX")
