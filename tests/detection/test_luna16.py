@@ -141,3 +141,39 @@ def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     scan = data.sources[int(data.splits["test"][0])][0]
     api.predict([run], [scan], tmp_path / "pred")
     assert (tmp_path / "pred" / "submission.csv").read_text().startswith("seriesuid,coordX")
+
+
+def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_in_tmp):
+    """One bright sphere in an anisotropic scan with an odd origin: a stand-in detector that boxes the bright
+    voxels on the resampled grid gives back the annotated centre in world mm, and CPM 1."""
+    import SimpleITK as sitk
+    import torch
+
+    from medsight.tasks.detection import DetectionTask
+    from tests.detection.test_task import BrightBox
+
+    spacing, origin = (0.8, 0.7, 2.5), (-150.0, 40.0, -300.0)
+    zz, yy, xx = np.meshgrid(*(np.arange(n) + 0.5 for n in (20, 48, 48)), indexing="ij")
+    centre_vox = np.array([9.5, 30.0, 17.0])  # (z, y, x) continuous
+    distance = np.sqrt(((zz - centre_vox[0]) * spacing[2]) ** 2 + ((yy - centre_vox[1]) * spacing[1]) ** 2
+                       + ((xx - centre_vox[2]) * spacing[0]) ** 2)
+    volume = np.where(distance <= 6.0, 100, -1000).astype(np.int16)
+    image = sitk.GetImageFromArray(volume)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    data = tmp_path / "luna"
+    (data / "subset0").mkdir(parents=True)
+    sitk.WriteImage(image, str(data / "subset0" / "1.2.3.mhd"))
+    world = np.asarray(origin) + (centre_vox[::-1] - 0.5) * np.asarray(spacing)
+    (data / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,%g,%g,%g,12\n" % tuple(world))
+    dataset = read_luna16(data)
+    plan = {"spatial_dims": 3, "in_channels": 1, "num_classes": 1, "target_spacing": [1.25, 1.0, 1.0], "patch_size": [32, 32, 32],
+            "size_divisor": 8, "window_overlap": 0.25,
+            "normalization": {"clip": [-1000.0, 100.0], "mean": [-1000.0], "std": [1.0]}}
+    task = DetectionTask(plan, {"classes": ["nodule"]})
+    found = task.predict_case([BrightBox()], dataset, 0)  # 32^3 windows over the 40x34x38 grid
+    box = found["boxes"][0]
+    found_mm = dataset.geometries[0].to_world((box[:3] + box[3:]) / 2)[0]
+    assert np.linalg.norm(found_mm - world) < 1.0  # within a millimetre of the annotation
+    result, _ = task.score_cases([BrightBox()], dataset, np.array([0]))
+    assert result["metrics"]["cpm"] == 1.0 and result["metrics"]["froc_rule"] == "luna16"

@@ -288,7 +288,9 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
     class_index = {k: i for i, k in enumerate(class_ids)}
     modality = meta.get("modality", meta.get("channel_names", {"0": "image"}))
     channels = [str(modality[k]) for k in sorted(modality, key=int)] if isinstance(modality, dict) else ["image"]
-    sources, boxes, labels, shapes, case_ids, given = [], [], [], [], [], {}
+    from medsight.io.geometry import Geometry
+
+    sources, boxes, labels, shapes, case_ids, given, geometries = [], [], [], [], [], {}, []
     for images_name, labels_name, split in (("imagesTr", "labelsTr", "train"), ("imagesTs", "labelsTs", "test")):
         images_dir, labels_dir = path / images_name, path / labels_name
         if not images_dir.is_dir() or not labels_dir.is_dir():
@@ -305,7 +307,8 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
             if not np.allclose(mask, np.round(mask)) or mask.min() < 0:
                 raise MedsightError(mask_file, "is not an instance mask (non-negative integer ids)")
             found = boxes_from_instances(np.round(mask).astype(np.int64))
-            image_shape = read_image(files[0]).array.shape[1:]
+            first = read_image(files[0])
+            image_shape = first.array.shape[1:]
             if tuple(image_shape) != tuple(mask.shape):
                 raise MedsightError(mask_file, f"has shape {tuple(mask.shape)} but its image has {tuple(image_shape)}")
             unlisted = sorted(set(found) - {int(k) for k in instances})
@@ -324,6 +327,9 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
             boxes.append(np.asarray(case_boxes, dtype=np.float64).reshape(-1, 2 * mask.ndim))
             labels.append(np.asarray(case_labels, dtype=np.int64))
             shapes.append(tuple(int(s) for s in mask.shape))
+            if mask.ndim == 3:  # 3D detection plans in millimetres from the scans' geometry
+                geometries.append(Geometry(tuple(int(s) for s in reversed(mask.shape)), first.spacing, first.origin,
+                                           first.direction))
     if not case_ids:
         raise MedsightError(path, "holds no cases (expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz + .json)")
     dims = len(shapes[0])
@@ -331,7 +337,7 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
         path=path, format="nndetection", task="detection", spatial_dims=dims,
         splits=seeded_splits(len(case_ids), seed, {k: np.array(v) for k, v in given.items()}),
         case_ids=case_ids, channels=channels, classes=classes, sources=sources, boxes=boxes, labels=labels,
-        shapes=shapes,
+        shapes=shapes, geometries=geometries if len(geometries) == len(case_ids) else [],
     )
 
 
