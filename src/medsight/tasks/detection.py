@@ -124,7 +124,8 @@ class DetectionTask(Task):
         return result, predictions
 
     def validate(self, model, dataset, indices):
-        chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), VALIDATION_CASES)).astype(int)]
+        most = int(self.plan.get("validation_cases", VALIDATION_CASES))  # plan.json can lower it for huge scans
+        chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), most)).astype(int)]
         result, _ = self.score_cases([model], dataset, chosen)
         m = result["metrics"]
         # 3D picks by CPM (LUNA16), which saturates on a few validation scans: mAP@0.5 breaks its ties
