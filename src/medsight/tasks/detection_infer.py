@@ -79,7 +79,7 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
         index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
         piece = image[index]
         if isinstance(piece, np.ndarray):  # a memory-mapped cached scan: only this window is read
-            piece = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
+            piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
         crop = pad_to(piece, window)[None].to(device)
         for model in models:
             found = run_network(model, crop)[0]
