@@ -177,3 +177,24 @@ def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_i
     assert np.linalg.norm(found_mm - world) < 1.0  # within a millimetre of the annotation
     result, _ = task.score_cases([BrightBox()], dataset, np.array([0]))
     assert result["metrics"]["cpm"] == 1.0 and result["metrics"]["froc_rule"] == "luna16"
+
+
+def test_patches_from_a_memory_mapped_scan_centre_on_nodules_and_hard_negatives(tmp_path):
+    import torch
+
+    from medsight.tasks.detection_data import sample_patch
+    from medsight.tasks.detection_world import WorldCase
+
+    volume = np.arange(20 * 30 * 40, dtype=np.float32).reshape(1, 20, 30, 40)
+    np.save(tmp_path / "scan.npy", volume)
+    case = WorldCase(tmp_path / "scan.npy", np.array([[2.0, 3, 4, 6, 7, 8]]), np.array([0]), np.array([[15.0, 25, 35]]))
+    assert isinstance(case.image, np.memmap)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        patch, boxes, _ = sample_patch(case, [8, 8, 8], True, g)
+        assert len(boxes) == 1  # the nodule is in every positive patch...
+        start = np.unravel_index(int(patch[0, 0, 0, 0]), volume.shape[1:])
+        np.testing.assert_array_equal(patch[0].numpy(), volume[0, start[0]:start[0] + 8, start[1]:start[1] + 8, start[2]:start[2] + 8])
+        patch, boxes, _ = sample_patch(case, [8, 8, 8], False, g, hard_negative=True)
+        start = np.array(np.unravel_index(int(patch[0, 0, 0, 0]), volume.shape[1:]))
+        assert np.all(start <= [15, 25, 35]) and np.all(start + 8 > [15, 25, 35]) and len(boxes) == 0  # ...and the vessel point
