@@ -47,7 +47,7 @@ def real_inputs(path: Path, size: int, count: int) -> torch.Tensor:
 def planned_network(plan_path: Path, count: int) -> tuple[str, torch.nn.Module, torch.Tensor]:
     """The network a plan.json names (seeded weights) and standard-normal inputs of its planned shape."""
     from medsight.export.onnx import network_input_shape
-    from medsight.tasks.base import get_task
+    from medsight.tasks.registry import get_task
 
     plan = json.loads(plan_path.read_text())
     task = get_task(plan["task"])(plan, {"task": plan["task"]})

@@ -41,7 +41,7 @@ def pixel_auc(run: Path, data: Path) -> float:
     from sklearn.metrics import roc_auc_score
 
     from medsight.api import load_run, read_dataset
-    from medsight.tasks.segmentation_infer import predict_label
+    from medsight.tasks.segmentation.infer import predict_label
 
     run_folder, task, model = load_run(run)
     _, dataset = read_dataset(data)

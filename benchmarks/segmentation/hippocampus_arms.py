@@ -47,7 +47,7 @@ def curve(run: Path, offset_minutes: float = 0.0) -> list[dict]:
     """(cumulative training minutes, Dice) per validated epoch of RUN/log.csv."""
     import numpy as np
 
-    from medsight.evaluation.plots import read_log
+    from medsight.report.plots import read_log
 
     log = read_log(run / "log.csv")
     minutes = offset_minutes + np.cumsum(log["seconds"]) / 60

@@ -21,7 +21,7 @@ def one_volume(shape: tuple[int, ...], resample: bool) -> dict:
     import monai.inferers  # noqa: F401  (imported before timing: its import takes seconds)
     import torch
 
-    from medsight.tasks.segmentation_infer import predict_label
+    from medsight.tasks.segmentation.infer import predict_label
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -1,4 +1,7 @@
-"""The functions behind the command line, callable from Python and tests (the CLI only parses arguments)."""
+"""The functions behind the command line, callable from Python and tests (the CLI only parses arguments).
+
+Nothing inside medsight imports this module: it is the facade over the library below it.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,34 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from medsight.config import TrainConfig
 from medsight.errors import MedsightError
+from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
+from medsight.evaluation.folders import evaluate_folders as run_folders
+from medsight.evaluation.runs import evaluate_run
+from medsight.inference.predictor import Predictor
+from medsight.io import formats
+from medsight.models import get_entry, list_models
+from medsight.run import RunFolder, load_run
+from medsight.tasks.base import Task
+from medsight.tasks.pretraining.task import pretext_task
+from medsight.tasks.registry import get_task
+from medsight.training.distributed import DistContext
+from medsight.training.loop import fit
+from medsight.training.transfer import init_weights_path
+
+__all__ = ["check", "echo", "evaluate", "evaluate_ensemble", "evaluate_folders", "load_run", "models", "plan",
+           "predict", "pretrain", "read_dataset", "run_info", "train"]
 
 
 def echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def read_dataset(data: str | Path, seed: int = 0, fold: int = 0):
-    """Detect the format of data and read it with its task's reader: (task class, dataset)."""
-    from medsight.io.detect import detect_format
-    from medsight.tasks.base import get_task
-
-    fmt, task_name = detect_format(data)
-    task_cls = get_task(task_name)
-    return task_cls, task_cls.read_dataset(Path(data), fmt, seed=seed, fold=fold)
+def read_dataset(data: str | Path, seed: int = 0, fold: int = 0) -> tuple[type[Task], Any]:
+    """Recognise the format of data and read it: (task class, dataset)."""
+    dataset = formats.read_dataset(data, seed=seed, fold=fold)
+    return get_task(dataset.task), dataset
 
 
 def check(data: str | Path) -> dict[str, Any]:
@@ -34,8 +50,6 @@ def check(data: str | Path) -> dict[str, Any]:
 
 def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0) -> dict[str, Any]:
     """Fingerprint the data set and write RUN/plan.json."""
-    from medsight.run import RunFolder
-
     task_cls, dataset = read_dataset(data, seed, fold)
     result = task_cls.make_plan(dataset)
     run = RunFolder(out)
@@ -52,14 +66,8 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
 
     init: a run folder or .safetensors file whose tensors of matching name and shape start the model.
-    pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretrain).
+    pretext: self-supervised pre-training on the images instead (see medsight.tasks.pretraining).
     """
-    from medsight.config import TrainConfig
-    from medsight.run import RunFolder
-    from medsight.tasks.base import get_task
-    from medsight.training.distributed import DistContext
-    from medsight.training.loop import fit
-
     run = RunFolder(out)
     if resume and data is not None and not run.config_path.is_file():
         resume = False  # killed before the run folder was set up: there is nothing to continue, so start it
@@ -76,8 +84,6 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
         if run.checkpoint_path.exists() or run.weights_path.exists():
             raise MedsightError(run.path, "already holds a trained run; use --resume to continue it or another --out")
         if init is not None:
-            from medsight.training.transfer import init_weights_path
-
             init_weights_path(init)  # a wrong --init fails before any work
             init = str(Path(init).resolve())
         task_cls, dataset = read_dataset(data, seed, fold)
@@ -97,20 +103,12 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
             batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
             init_lr_scale=init_lr_scale, extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
-        from medsight.models import get_entry
-
         get_entry(config.model, task_cls.name)  # unknown model names fail before any work
         if is_main:
             config.save(run.config_path)
             run.save_dataset_info(dataset.info())
     task = (pretext_task(task_cls) if pretext else task_cls)(result_plan, run_info(dataset))
     return fit(task, dataset, run, config, resume=resume, echo=echo)
-
-
-def pretext_task(task_cls):
-    from medsight.tasks.pretrain import pretext_task as find
-
-    return find(task_cls)
 
 
 def pretrain(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
@@ -122,71 +120,35 @@ def pretrain(data: str | Path | None, out: str | Path, model: str | None = None,
 
 
 def run_info(dataset) -> dict[str, Any]:
+    """What a task object is told about its data set: dataset.json without the split lists."""
     info = dataset.info()
     info.pop("splits", None)
     return info
 
 
-def load_run(run_path: str | Path, device: str = "cpu"):
-    """(run, task, model) from a trained run folder: nothing else is needed."""
-    import torch
-
-    from medsight.run import RunFolder
-    from medsight.tasks.base import get_task
-
-    run = RunFolder(run_path).require_trained()
-    config = run.load_config()
-    if config.extra.get("pretrain"):
-        raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")
-    info = run.load_dataset_info()
-    task = get_task(info["task"])(run.load_plan(), info, device)
-    task.configure(config, None)
-    model = task.build_model(config.model)
-    try:
-        model.load_state_dict(run.load_weights())
-    except RuntimeError as exc:
-        raise MedsightError(run.weights_path, f"does not match the model {config.model!r} of this run ({str(exc).splitlines()[0]})") from None
-    model.to(torch.device(device)).eval()
-    return run, task, model
-
-
 def evaluate(run_path: str | Path, data: str | Path | None = None, split: str = "test") -> dict[str, Any]:
     """Evaluate a run on a split of its data set -> RUN/eval/<split>/metrics.json and report.html."""
-    run, task, model = load_run(run_path)
-    config = run.load_config()
-    source = data or config.data
-    _, dataset = read_dataset(source, config.seed, config.fold)
-    if split not in dataset.splits:
-        raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    return task.evaluate(run, model, dataset, split, run.eval_dir(split))
+    return evaluate_run(run_path, data, split)
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
                       out: str | Path | None = None) -> dict[str, Any]:
     """Several runs of one task on one split, their probabilities averaged; each member's metrics beside."""
-    from medsight.evaluation.ensemble import evaluate_ensemble as run_ensemble
-
     return run_ensemble(runs, data, split, out)
 
 
 def evaluate_folders(pred: str | Path, ref: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Segmentation metrics from a folder of predictions and a folder of references, without a model."""
-    from medsight.metrics.segmentation import evaluate_folders as run_folders
-
     return run_folders(Path(pred), Path(ref), Path(out) if out else Path(pred) / "eval")
 
 
 def predict(runs: Sequence[str | Path], inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
             engine: str = "torch") -> list[dict[str, Any]]:
     """Predict files or folders with one run, or an ensemble of several runs of the same task."""
-    from medsight.inference.predictor import Predictor
-
     predictor = Predictor([Path(r) for r in runs], engine=engine)
     return predictor.predict_files([Path(i) for i in inputs], Path(out), explain=explain)
 
 
 def models(task: str | None = None) -> list[dict[str, Any]]:
-    from medsight.models import list_models
-
     return [{"name": e.name, "task": e.task, "dims": list(e.spatial_dims), "description": e.description}
             for e in list_models(task)]

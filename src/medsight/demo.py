@@ -6,28 +6,26 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from medsight import api
 from medsight.api import echo
+from medsight.synthetic.classification import make_classification_npz
+from medsight.synthetic.detection import make_detection_dataset
+from medsight.synthetic.segmentation import make_segmentation_dataset
 
 # Minutes of training per task when --minutes is not given: the whole default demo stays within a few minutes.
 DEFAULT_MINUTES = {"classification": 1.0, "segmentation": 1.5, "detection": 1.5}
 
 
 def _classification_data(root: Path) -> list[tuple[str, Path]]:
-    from medsight.synthetic.classification import make_classification_npz
-
     return [("classification", make_classification_npz(root / "synthetic_lesions.npz", n_train=800, n_val=200, n_test=300))]
 
 
 def _segmentation_data(root: Path) -> list[tuple[str, Path]]:
-    from medsight.synthetic.segmentation import make_segmentation_dataset
-
     return [("segmentation_2d", make_segmentation_dataset(root / "shapes2d", spatial_dims=2, num_cases=40, seed=0)),
             ("segmentation_3d", make_segmentation_dataset(root / "shapes3d", spatial_dims=3, num_cases=24, seed=1))]
 
 
 def _detection_data(root: Path) -> list[tuple[str, Path]]:
-    from medsight.synthetic.detection import make_detection_dataset
-
     return [("detection_2d", make_detection_dataset(root / "blobs2d", spatial_dims=2, seed=0)),
             ("detection_3d", make_detection_dataset(root / "nodules3d", spatial_dims=3, seed=1))]
 
@@ -41,8 +39,6 @@ DEMOS: dict[str, Callable[[Path], list[tuple[str, Path]]]] = {
 
 def run_demo(task: str = "all", out: str | Path = "medsight-demo", minutes: float | None = None) -> Path:
     """Run the demo for one task or all; returns the report (an index page when several runs were made)."""
-    from medsight import api
-
     out = Path(out)
     tasks = list(DEMOS) if task == "all" else [task]
     reports: list[tuple[str, Path]] = []

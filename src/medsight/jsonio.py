@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from medsight.errors import MedsightError
+
 
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -43,8 +45,6 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = "
     ``suffix`` ends the temporary name, for writers that pick the format from it (SimpleITK). A folder that
     cannot be written (read-only, full disk) is a MedsightError naming the file; the old file stays as it was.
     """
-    from medsight.errors import MedsightError
-
     path = Path(path)
     tmp = None
     try:
@@ -95,8 +95,6 @@ def save_json(path: str | Path, obj: Any) -> None:
 
 def load_json(path: str | Path) -> Any:
     """Read JSON, turning a missing or malformed file into a MedsightError that names it."""
-    from medsight.errors import MedsightError
-
     path = Path(path)
     try:
         with open(path) as handle:

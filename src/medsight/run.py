@@ -1,4 +1,4 @@
-"""The run folder: the one place a trained model lives, self-contained (see DESIGN.md)."""
+"""The run folder: the one place a trained model lives, self-contained, and loading a model back from it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import medsight
+from medsight.config import TrainConfig
+from medsight.data.steps import enabled_steps
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write_bytes, load_json, save_json
+from medsight.tasks.registry import get_task
 
 
 class RunFolder:
@@ -78,8 +82,6 @@ class RunFolder:
 
     # readers / writers -----------------------------------------------------
     def load_plan(self) -> dict[str, Any]:
-        from medsight.data.steps import enabled_steps
-
         plan = load_json(self.plan_path)
         enabled_steps(plan, self.plan_path)  # a hand-edited step list fails here, naming the file
         return plan
@@ -99,9 +101,7 @@ class RunFolder:
     def save_state(self, state: dict[str, Any]) -> None:
         save_json(self.state_path, state)
 
-    def load_config(self):
-        from medsight.config import TrainConfig
-
+    def load_config(self) -> TrainConfig:
         return TrainConfig.load(self.config_path)
 
     def save_weights(self, state_dict: dict[str, Any]) -> None:
@@ -114,8 +114,6 @@ class RunFolder:
 def software_versions() -> dict[str, str]:
     import monai
     import torch
-
-    import medsight
 
     return {"medsight": medsight.__version__, "torch": torch.__version__, "monai": monai.__version__}
 
@@ -138,3 +136,21 @@ def load_weights(path: str | Path) -> dict[str, Any]:
         raise MedsightError(path, "file not found") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise MedsightError(path, f"is not a readable safetensors file ({exc})") from None
+
+
+def load_run(run_path: str | Path, device: str = "cpu") -> tuple[RunFolder, Any, Any]:
+    """(run, task, model) from a trained run folder: nothing else is needed."""
+    run = RunFolder(run_path).require_trained()
+    config = run.load_config()
+    if config.extra.get("pretrain"):
+        raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")
+    info = run.load_dataset_info()
+    task = get_task(info["task"])(run.load_plan(), info, device)
+    task.configure(config, None)
+    model = task.build_model(config.model)
+    try:
+        model.load_state_dict(run.load_weights())
+    except RuntimeError as exc:
+        raise MedsightError(run.weights_path, f"does not match the model {config.model!r} of this run ({str(exc).splitlines()[0]})") from None
+    model.to(device).eval()
+    return run, task, model

@@ -68,7 +68,7 @@ def segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
     """A dynunet_tiny run on six synthetic 16^3 volumes, one short epoch (seconds)."""
     import json
 
-    import medsight.tasks.segmentation_data as segmentation_data
+    import medsight.tasks.segmentation.data as segmentation_data
     from medsight import api
     from medsight.synthetic.segmentation import make_segmentation_dataset
 

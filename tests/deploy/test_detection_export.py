@@ -69,7 +69,7 @@ def test_export_json_records_head_diff_and_box_agreement(exported):
 def test_onnx_and_torch_predict_the_same_boxes(exported, test_images, tmp_path):
     from medsight.cli import main
     from medsight.inference.predictor import Predictor
-    from medsight.tasks.detection_infer import detect_image
+    from medsight.tasks.detection.infer import detect_image
     from medsight.io.images import read_image
 
     assert main(["predict", str(exported), *map(str, test_images), "--out", str(tmp_path / "torch")]) == 0
@@ -93,7 +93,7 @@ def test_onnx_and_torch_predict_the_same_boxes(exported, test_images, tmp_path):
 
 def test_both_engines_decode_with_the_detectors_own_postprocess(exported, monkeypatch):
     from medsight.inference.predictor import Predictor
-    from medsight.tasks.detection_infer import run_network
+    from medsight.tasks.detection.infer import run_network
 
     for engine in ("torch", "onnx"):
         predictor = Predictor([exported], engine=engine)

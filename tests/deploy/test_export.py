@@ -98,7 +98,7 @@ def test_cli_export(trained_run, tmp_path, capsys):
 def test_fully_convolutional_export_accepts_other_sizes(tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    import medsight.api
+    import medsight.export.onnx
     from medsight.export.onnx import export_run
     from medsight.run import RunFolder
 
@@ -111,7 +111,7 @@ def test_fully_convolutional_export_accepts_other_sizes(tmp_path, monkeypatch):
     (run.path / "dataset.json").write_text(json.dumps({"task": "segmentation"}))
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
-    monkeypatch.setattr(medsight.api, "load_run", lambda path, device="cpu": (run, FakeTask(), net))
+    monkeypatch.setattr(medsight.export.onnx, "load_run", lambda path, device="cpu": (run, FakeTask(), net))
     result = export_run(run.path)
     assert result["fully_convolutional"] and result["dynamic_axes"]["image"] == {0: "batch", 2: "dim0", 3: "dim1"}
     assert result["checks"]["other_spatial_size"]["shape"] == [2, 1, 32, 32]

@@ -121,7 +121,7 @@ def test_combined_operating_points():
 def test_input_discovery_files_folders_and_dicom_series(tmp_path):
     from PIL import Image
 
-    from medsight.inference.inputs import discover_inputs, output_names
+    from medsight.io.inputs import discover_inputs, output_names
 
     (tmp_path / "a" / "deeper").mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "x.png")
@@ -192,7 +192,7 @@ def test_cli_predict(trained_run, test_pngs, tmp_path, capsys):
 
 
 def test_progress_line():
-    from medsight.inference.progress import Progress, progress
+    from medsight.progress import Progress, progress
 
     lines: list[str] = []
     list(progress(range(3), 3, "predict", every_seconds=0, echo=lines.append))

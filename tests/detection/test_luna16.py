@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medsight.errors import MedsightError
-from medsight.io.detect import detect_format
+from medsight.io.formats import detect_format
 from medsight.io.geometry import Geometry
 from medsight.io.luna16 import read_luna16
 from medsight.metrics.froc import froc_luna16
@@ -19,7 +19,7 @@ from medsight.synthetic.luna16 import make_luna16
 
 @pytest.fixture
 def cache_in_tmp(tmp_path, monkeypatch):
-    from medsight.tasks import segmentation_data
+    import medsight.tasks.segmentation.data as segmentation_data
 
     monkeypatch.setattr(segmentation_data, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
@@ -110,7 +110,7 @@ def test_rows_for_absent_scans_are_counted_not_kept(tmp_path, luna):
 
 def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     from medsight import api
-    from medsight.tasks.detection_world import grid_ratio
+    from medsight.tasks.detection.world import grid_ratio
 
     run = tmp_path / "run"
     plan = api.plan(luna, run)
@@ -149,7 +149,7 @@ def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_i
     import SimpleITK as sitk
     import torch
 
-    from medsight.tasks.detection import DetectionTask
+    from medsight.tasks.detection.task import DetectionTask
     from tests.detection.test_task import BrightBox
 
     spacing, origin = (0.8, 0.7, 2.5), (-150.0, 40.0, -300.0)
@@ -182,8 +182,8 @@ def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_i
 def test_patches_from_a_memory_mapped_scan_centre_on_nodules_and_hard_negatives(tmp_path):
     import torch
 
-    from medsight.tasks.detection_data import sample_patch
-    from medsight.tasks.detection_world import WorldCase
+    from medsight.tasks.detection.data import sample_patch
+    from medsight.tasks.detection.world import WorldCase
 
     volume = np.arange(20 * 30 * 40, dtype=np.float32).reshape(1, 20, 30, 40)
     np.save(tmp_path / "scan.npy", volume)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from medsight.errors import MedsightError
-from medsight.io.detect import detect_format
+from medsight.io.formats import detect_format
 from medsight.io.detection import read_coco, read_nndetection, read_voc
 
 

@@ -11,8 +11,8 @@ import torch.nn as nn
 
 from medsight import api
 from medsight.synthetic.detection import make_blobs_2d
-from medsight.tasks.detection_infer import detect_prepared
-from medsight.tasks.detection_report import coco_box, world_box
+from medsight.tasks.detection.infer import detect_prepared
+from medsight.tasks.detection.evaluate import coco_box, world_box
 
 
 class BrightBox(nn.Module):

@@ -32,8 +32,8 @@ def test_predicting_a_2d_image_with_a_3d_run_is_one_line(tmp_path):
     from PIL import Image
 
     from medsight.errors import MedsightError
-    from medsight.tasks.detection import DetectionTask
-    from medsight.tasks.detection_report import predict_detection
+    from medsight.tasks.detection.task import DetectionTask
+    from medsight.tasks.detection.predict import predict_detection
 
     picture = tmp_path / "slice.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(picture)

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from medsight.errors import MedsightError
-from medsight.evaluation.bootstrap import bootstrap_ci
+from medsight.metrics.bootstrap import bootstrap_ci
 from medsight.metrics.classification import classification_metrics, multilabel_metrics
 
 

@@ -155,7 +155,7 @@ def test_multilabel_2d(tmp_path: Path):
 def test_wilson_interval_matches_scipy(hits: int, total: int):
     from scipy.stats import binomtest
 
-    from medsight.tasks.classification_report import wilson_interval
+    from medsight.tasks.classification.evaluate import wilson_interval
 
     expected = binomtest(hits, total).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(hits, total) == pytest.approx([expected.low, expected.high], abs=1e-12)
@@ -163,7 +163,7 @@ def test_wilson_interval_matches_scipy(hits: int, total: int):
 
 
 def test_pick_mistakes_takes_each_true_class_in_turn():
-    from medsight.tasks.classification_report import pick_mistakes
+    from medsight.tasks.classification.evaluate import pick_mistakes
 
     wrong = np.array([1, 1, 1, 1, 0, 1], bool)
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.99, 0.55])

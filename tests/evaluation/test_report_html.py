@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from medsight.errors import MedsightError
-from medsight.evaluation import plots
-from medsight.evaluation.report import Section, format_value, write_report
+from medsight.report import plots
+from medsight.report.html import Section, format_value, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

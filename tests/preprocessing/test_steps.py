@@ -119,7 +119,7 @@ def seg_plan(*entries: dict, **changes) -> dict:
 
 
 def test_segmentation_prediction_on_a_cropped_image_is_written_back_in_the_full_grid():
-    from medsight.tasks.segmentation_infer import predict_label
+    from medsight.tasks.segmentation.infer import predict_label
 
     image = np.zeros((1, 40, 50), np.float32)
     image[0, 10:30, 5:45] = np.random.default_rng(0).uniform(1, 2, (20, 40))
@@ -139,7 +139,7 @@ def test_segmentation_prediction_on_a_cropped_image_is_written_back_in_the_full_
 
 
 def test_segmentation_plan_chooses_steps_from_the_data():
-    from medsight.tasks.segmentation_plan import preprocessing_steps
+    from medsight.tasks.segmentation.plan import preprocessing_steps
 
     shapes = np.array([[100, 100]] * 3)
     padded = preprocessing_steps(["T2", "ADC"], 2, shapes, np.array([[80, 80]] * 3))
@@ -193,7 +193,7 @@ def test_classification_cannot_switch_off_resize():
 # plan.json edited by hand, training and prediction ------------------------------------------------------------
 @pytest.fixture
 def cache_root(tmp_path, monkeypatch) -> Path:
-    import medsight.tasks.segmentation_data as data
+    import medsight.tasks.segmentation.data as data
 
     monkeypatch.setattr(data, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
@@ -230,8 +230,8 @@ def edit_steps(run: Path, **enabled: bool) -> dict:
 
 def test_hand_edited_steps_are_honoured_by_the_cache_and_by_predict(tmp_path, cache_root, monkeypatch):
     from medsight import api
-    from medsight.tasks import segmentation_infer
-    from medsight.tasks.segmentation_data import PreprocessedCache, cache_key, prepare_case
+    from medsight.tasks.segmentation import infer as segmentation_infer
+    from medsight.tasks.segmentation.data import PreprocessedCache, cache_key, prepare_case
 
     torch.set_num_threads(1)
     data = padded_mri_folder(tmp_path / "raw")
@@ -273,7 +273,7 @@ def test_classification_training_and_prediction_run_the_same_clahe(tmp_path, tin
     from medsight.data.preprocess import prepare_image, prepare_many
     from medsight.inference.predictor import Predictor
     from medsight.io.classification import read_medmnist
-    from medsight.tasks import classification_predict
+    from medsight.tasks.classification import predict as classification_predict
 
     torch.set_num_threads(1)
     run = tmp_path / "run"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation_data import crop, patch_start
-from medsight.tasks.segmentation_infer import argmax_slabs, largest_component, mirror_sets, sliding_probabilities, softmax_
+from medsight.tasks.segmentation.data import crop, patch_start
+from medsight.tasks.segmentation.infer import argmax_slabs, largest_component, mirror_sets, sliding_probabilities, softmax_
 
 
 def test_inplace_softmax_and_slab_argmax_match_torch():

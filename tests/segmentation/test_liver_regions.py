@@ -11,7 +11,7 @@ import torch
 from medsight.io.nested_labels import lesions_outside, nested_pair, region_plan
 from medsight.metrics.lesions import case_lesions, diameter_mm, summarise
 from medsight.synthetic.liver import make_liver
-from medsight.tasks.segmentation_regions import RegionLoss, owned_labels, region_targets, regions_to_labels
+from medsight.tasks.segmentation.regions import RegionLoss, owned_labels, region_targets, regions_to_labels
 
 LIVER = {0: "background", 1: "liver", 2: "cancer"}
 REGIONS = [{"name": "liver", "labels": [1, 2]}, {"name": "cancer", "labels": [2]}]
@@ -67,7 +67,7 @@ def test_lesion_metrics_by_hand():
 
 def test_msd_liver_folder_check_plan_train_evaluate(tmp_path, monkeypatch, capsys):
     from medsight import api
-    from medsight.tasks import segmentation_data
+    import medsight.tasks.segmentation.data as segmentation_data
 
     monkeypatch.setattr(segmentation_data, "default_cache_root", lambda: tmp_path / "cache")
     data = make_liver(tmp_path / "Task03_Liver", seed=0, num_cases=6, shape=(8, 32, 32), spacing_xyz=(2.4, 2.4, 8.0),

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from medsight.errors import MedsightError
-from medsight.metrics.segmentation import SegmentationMetrics, case_metrics, evaluate_folders, one_hot
+from medsight.evaluation.folders import evaluate_folders
+from medsight.metrics.segmentation import SegmentationMetrics, case_metrics, one_hot
 
 
 def test_hand_computed_dice_and_iou():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsight.tasks.segmentation_plan import (PATCH_VOXELS, make_segmentation_plan, normalization, shrink_patch,
+from medsight.tasks.segmentation.plan import (PATCH_VOXELS, make_segmentation_plan, normalization, shrink_patch,
                                               target_spacing, topology)
 
 

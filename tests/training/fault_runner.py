@@ -50,9 +50,9 @@ def install(kind: str, target: str, count: int) -> None:
 
         torch.Tensor.backward = backward
     elif kind == "validate":
-        import medsight.tasks.base as base
+        import medsight.api as api  # the facade looks the task class up by name
 
-        original_get_task = base.get_task
+        original_get_task = api.get_task
 
         def get_task(name: str):
             cls = original_get_task(name)
@@ -68,7 +68,7 @@ def install(kind: str, target: str, count: int) -> None:
                 cls.validate = validate
             return cls
 
-        base.get_task = get_task
+        api.get_task = get_task
     elif kind == "save":
         import medsight.jsonio as jsonio
 

@@ -53,7 +53,7 @@ def metric_columns(run: Path) -> dict[str, np.ndarray]:
 def test_train_batches_give_each_rank_a_disjoint_share_of_the_same_step(tiny_npz):
     from medsight.api import read_dataset
     from medsight.config import TrainConfig
-    from medsight.tasks.classification import ClassificationTask
+    from medsight.tasks.classification.task import ClassificationTask
 
     _, dataset = read_dataset(tiny_npz)
     task = ClassificationTask(ClassificationTask.make_plan(dataset), dataset.info())

@@ -114,7 +114,7 @@ def test_pretrained_tensors_train_at_the_scaled_learning_rate(sources, tiny_npz,
 
 def test_resume_keeps_frozen_set_and_groups_without_the_source(sources, tiny_npz, tmp_path, monkeypatch):
     from medsight import api
-    from medsight.tasks.classification import ClassificationTask
+    from medsight.tasks.classification.task import ClassificationTask
 
     source = shutil.copytree(sources["two"], tmp_path / "source")
     original, calls = ClassificationTask.validate, []

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medsight.data.steps import Prepared, apply_steps, as_float_tensor
+
 
 def intensity_range(samples: Sequence[np.ndarray]) -> tuple[float, float]:
     """The 0.5-99.5 percentile range of a sample of images (robust to a few hot pixels)."""
@@ -31,8 +33,6 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def prepare_image(image: np.ndarray, plan: dict[str, Any]) -> torch.Tensor:
     """A raw (C, *spatial) image -> the network's normalised float tensor (C, *input_size), through the plan's steps."""
     from dataclasses import replace
-
-    from medsight.data.steps import Prepared, apply_steps, as_float_tensor
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]

@@ -14,7 +14,11 @@ import torch
 import torch.nn as nn
 
 from medsight.errors import MedsightError
+from medsight.evaluation.runs import evaluate_run
+from medsight.inference.ensemble import EnsembleRun, check_members
+from medsight.io.formats import read_dataset
 from medsight.jsonio import load_json, save_json
+from medsight.run import load_run
 
 SUPPORTED = ("classification", "segmentation")
 
@@ -49,9 +53,6 @@ def default_out(first_run: str | Path, split: str) -> Path:
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
                       out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
-    from medsight.api import evaluate, load_run, read_dataset
-    from medsight.inference.ensemble import EnsembleRun, check_members
-
     loaded = [load_run(r) for r in runs]
     task = loaded[0][1]
     if task.info.get("task") not in SUPPORTED:
@@ -63,10 +64,10 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
     source = data or config.data
-    _, dataset = read_dataset(source, config.seed, config.fold)
+    dataset = read_dataset(source, config.seed, config.fold)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    members = [{"run": str(Path(r).resolve()), "metrics": evaluate(r, data=data, split=split)["metrics"]} for r in runs]
+    members = [{"run": str(Path(r).resolve()), "metrics": evaluate_run(r, data=data, split=split)["metrics"]} for r in runs]
     out_dir = Path(out) if out else default_out(runs[0], split)
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"

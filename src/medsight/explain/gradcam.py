@@ -148,9 +148,7 @@ def explain(models: Sequence[Any], image: torch.Tensor, class_index: int) -> dic
 
     ``models`` may hold ONNX engines; their PyTorch twins are explained (ONNX has no gradients).
     """
-    from medsight.inference.engines import torch_module_of
-
-    networks = [torch_module_of(m) for m in models]
+    networks = [m if isinstance(m, nn.Module) else getattr(m, "torch_module", None) for m in models]
     networks = [n for n in networks if n is not None]
     if not networks:
         raise ValueError("no PyTorch network to explain")

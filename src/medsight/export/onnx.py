@@ -21,8 +21,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from medsight.data.steps import step_settings
 from medsight.errors import MedsightError
+from medsight.inference.engines import OnnxEngine
+from medsight.io.formats import read_dataset
 from medsight.jsonio import atomic_write, save_json
+from medsight.run import load_run, software_versions
 
 OPSET = 17
 TOLERANCE_FP32 = 1e-4
@@ -41,8 +45,6 @@ def network_input_shape(plan: dict[str, Any], info: dict[str, Any]) -> tuple[int
 
 def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.Tensor, str]:
     """Real prepared cases of the validation split (the task's own preprocessing), else synthetic ones; and how."""
-    from medsight.api import read_dataset
-
     info = run.load_dataset_info()
     source = info.get("source")
     shape = network_input_shape(task.plan, info)
@@ -50,7 +52,7 @@ def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.T
     if source and Path(source).exists():
         config = run.load_config()
         try:
-            _, dataset = read_dataset(source, config.seed, config.fold)
+            dataset = read_dataset(source, config.seed, config.fold)
             split = next((s for s in ("val", "test", "train") if len(dataset.splits.get(s, [])) > 0), None)
             if split is not None:
                 indices = np.asarray(dataset.splits[split])[:count]
@@ -198,10 +200,6 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     import onnx
     import onnxruntime as ort
 
-    from medsight.api import load_run
-    from medsight.data.steps import step_settings
-    from medsight.run import software_versions
-
     if fmt != "onnx":
         raise MedsightError(None, f"unknown export format {fmt!r}; medsight exports onnx")
     started = time.perf_counter()
@@ -224,8 +222,6 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     worst = max(c["max_abs_diff"] for c in checks.values())
     agreement = getattr(task, "export_agreement", None)  # what the task makes of the outputs (detection: boxes)
     if callable(agreement):
-        from medsight.inference.engines import OnnxEngine
-
         checks["final_outputs"] = agreement(full_model, OnnxEngine(target), inputs)
     agrees = all(c.get("agree", True) for c in checks.values())
     result = {

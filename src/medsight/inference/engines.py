@@ -67,10 +67,3 @@ class OnnxEngine:
 
     def __repr__(self) -> str:
         return f"OnnxEngine({self.path})"
-
-
-def torch_module_of(model: Any) -> nn.Module | None:
-    """The PyTorch network behind a model (itself, or an ONNX engine's twin), or None."""
-    if isinstance(model, nn.Module):
-        return model
-    return getattr(model, "torch_module", None)

@@ -13,11 +13,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from medsight.data.steps import step_settings
 from medsight.errors import MedsightError
 from medsight.inference.engines import ENGINES, OnnxEngine
 from medsight.inference.ensemble import EnsembleRun, check_members
-from medsight.inference.inputs import discover_inputs
-from medsight.run import RunFolder
+from medsight.io.inputs import discover_inputs
+from medsight.jsonio import load_json
+from medsight.run import RunFolder, load_run
 
 
 def default_device() -> str:
@@ -29,8 +31,6 @@ class Predictor:
 
     def __init__(self, runs: Sequence[str | Path], engine: str = "torch", device: str | None = None,
                  threads: int | None = None):
-        from medsight.api import load_run
-
         if engine not in ENGINES:
             raise MedsightError(None, f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if not runs:
@@ -58,9 +58,6 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What the server's GET /model reports: task, classes, input format, engine, metrics of the run."""
-        from medsight.data.steps import step_settings
-        from medsight.jsonio import load_json
-
         plan, info = self.task.plan, self.task.info
         metrics = {}
         for path in sorted(self.runs[0].path.glob("eval/*/metrics.json")):

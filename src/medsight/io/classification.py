@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from medsight.errors import MedsightError
-from medsight.tasks.base import TaskDataset
+from medsight.data.dataset import TaskDataset
 
 # Label names of the MedMNIST sets (Yang et al. 2023), keyed by the file's stem; others get "0", "1", ...
 MEDMNIST_LABELS = {

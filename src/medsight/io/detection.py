@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
+from medsight.io.images import read_image, strip_suffix
 from medsight.jsonio import load_json
-from medsight.tasks.base import TaskDataset
 
 
 @dataclass
@@ -40,11 +41,8 @@ class DetectionDataset(TaskDataset):
 
     def load_geometry(self, index: int):
         """The first channel's geometry (spacing, origin, direction) for world coordinates and overlays."""
-        from medsight.io.images import read_image
-
         if self.geometries:
             return self.geometries[index]
-
         return read_image(self.sources[index][0])
 
     def box_counts(self, indices: np.ndarray) -> list[int]:
@@ -67,8 +65,6 @@ class DetectionDataset(TaskDataset):
 
 
 def load_channels(files: list[Path]) -> np.ndarray:
-    from medsight.io.images import read_image
-
     arrays = [np.asarray(read_image(f).array, dtype=np.float32) for f in files]
     return np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
 
@@ -256,8 +252,6 @@ def boxes_from_instances(mask: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def _case_files(images_dir: Path, channels: int) -> dict[str, list[Path]]:
-    from medsight.io.images import strip_suffix
-
     cases: dict[str, list[Path]] = {}
     for file in sorted(images_dir.iterdir()):
         stem = strip_suffix(file)
@@ -274,8 +268,6 @@ def _case_files(images_dir: Path, channels: int) -> dict[str, list[Path]]:
 
 def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
     """dataset.json + imagesTr/<case>_0000.nii.gz + labelsTr/<case>.nii.gz instance masks + labelsTr/<case>.json."""
-    from medsight.io.images import read_image
-
     meta = load_json(path / "dataset.json")
     labels_map = meta.get("labels")
     if not isinstance(labels_map, dict) or not labels_map:

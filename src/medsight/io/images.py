@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.integrity import require_complete_nifti
+from medsight.jsonio import atomic_write
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -144,8 +146,6 @@ def _read_sitk(path: Path, fmt: str) -> Image:
     import SimpleITK as sitk
 
     if fmt == "nifti":
-        from medsight.io.integrity import require_complete_nifti
-
         require_complete_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
@@ -203,8 +203,6 @@ def _from_sitk(image: Any, path: Path, fmt: str) -> Image:
 
 def write_like(array: np.ndarray, reference: Image, path: str | Path) -> Path:
     """Write array (spatial, or (C, *spatial)) in reference's geometry, in the format of path's suffix."""
-    from medsight.jsonio import atomic_write
-
     path = Path(path)
     array = np.asarray(array)
     spatial = array.shape if array.ndim == reference.spatial_dims else array.shape[1:]

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
-from medsight.tasks.base import TaskDataset
+from medsight.io.images import read_image
 
 SEGMENTATION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
 NUM_FOLDS = 5
@@ -104,8 +105,6 @@ class SegmentationDataset(TaskDataset):
 
 def read_image_file(path: Path):
     """io.images.read_image, the shared reader (NIfTI, NRRD, MHA, PNG/TIFF, DICOM series folders)."""
-    from medsight.io.images import read_image
-
     return read_image(path)
 
 

@@ -22,9 +22,12 @@ from typing import Any
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from medsight import __version__
 from medsight.errors import MedsightError
-from medsight.inference.inputs import discover_inputs
 from medsight.inference.predictor import Predictor
+from medsight.io.images import IMAGE_SUFFIXES
+from medsight.io.inputs import discover_inputs
+from medsight.jsonio import _jsonable
 from medsight.serving.limits import BodyLimit
 from medsight.serving.slices import label_slices
 from medsight.serving.uploads import UploadError, check_self_contained, problem_text, safe_name, save_upload
@@ -94,9 +97,6 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
 
     ``concurrency`` predictions run at once, each on ``threads`` onnxruntime threads (None: one per core).
     """
-    from medsight import __version__
-    from medsight.jsonio import _jsonable
-
     predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads)
     limit = int(max_upload_mb) << 20
     gate = threading.Semaphore(concurrency)  # more parallel predictions than cores only add waiting
@@ -122,8 +122,6 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
     def health() -> dict[str, Any]:
         """The server is up and its model is loaded."""
         return {"status": "ok", "task": predictor.task.name, "engine": predictor.engine}
-
-    from medsight.io.images import IMAGE_SUFFIXES
 
     @app.get("/model")
     def model() -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.explain.overlay import LABEL_COLOURS, blend_labels, display_rgb, display_window, save_picture
+from medsight.io.images import read_image
 
 MAX_SLICES = 160  # more are skipped evenly: the answer stays a few MB at most
 
@@ -18,9 +20,6 @@ def label_slices(record: dict[str, Any], out_dir: Path) -> list[Path]:
     Any task whose prediction is a label map written in the input's geometry (segmentation) gets a slider;
     the check is on the files, so the server needs no knowledge of the task.
     """
-    from medsight.explain.overlay import LABEL_COLOURS, blend_labels, display_rgb, display_window, save_picture
-    from medsight.io.images import read_image
-
     source, output = record.get("input"), record.get("output")
     if not (isinstance(source, str) and isinstance(output, str)) or out_dir not in Path(output).parents:
         return []

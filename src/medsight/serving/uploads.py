@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 from medsight.errors import MedsightError
+from medsight.io.images import IMAGE_SUFFIXES, is_dicom_file, suffix_of
 
 MAX_ZIP_MEMBERS = 5000
 
@@ -30,8 +31,6 @@ def safe_name(filename: str | None) -> str:
 
 def save_upload(stream: BinaryIO, filename: str | None, folder: Path, limit_bytes: int) -> Path:
     """Store an uploaded file (or unpack a zipped DICOM series) under folder; returns the input to predict."""
-    from medsight.io.images import IMAGE_SUFFIXES, is_dicom_file, suffix_of
-
     name = safe_name(filename)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
@@ -88,8 +87,6 @@ def _is_noise(member: str) -> bool:
 def check_self_contained(path: Path, name: str) -> None:
     """Refuse headers that point at data files elsewhere (MetaImage ElementDataFile, NRRD "data file"):
     reading them would make the server open files outside the upload."""
-    from medsight.io.images import suffix_of
-
     suffix = suffix_of(path)
     if suffix not in (".mha", ".mhd", ".nrrd", ".nhdr") or not path.is_file():
         return

@@ -8,7 +8,6 @@ tensors; ``training_step`` returns ``{"loss", "output"}`` so the loop never bran
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
@@ -16,49 +15,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-
-@dataclass
-class TaskDataset:
-    """A data set read from disk: its cases, their splits and what they mean.
-
-    Subclasses hold the cases (arrays in memory or file paths) and implement ``load_case``.
-    ``splits`` maps a split name ("train", "val", "test", ...) to integer case indices.
-    """
-
-    path: Path
-    format: str  # "medmnist", "imagefolder", "csv", "nnunet", "coco", "voc", "nndetection"
-    task: str
-    spatial_dims: int
-    splits: dict[str, np.ndarray]
-    case_ids: list[str]
-    channels: list[str] = field(default_factory=lambda: ["image"])
-    classes: list[str] = field(default_factory=list)  # class / label names (segmentation: including background)
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def summary(self) -> dict[str, Any]:
-        """What `medsight check` prints: format, task, cases, classes, shapes, spacing..."""
-        return {
-            "path": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
-            "cases": len(self), "splits": {k: int(len(v)) for k, v in self.splits.items()},
-            "channels": self.channels, "classes": self.classes,
-        }
-
-    def info(self) -> dict[str, Any]:
-        """What RUN/dataset.json records (names, channels, the split used) so a predictor needs no data."""
-        return {
-            "source": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
-            "channels": self.channels, "classes": self.classes,
-            "splits": {k: [self.case_ids[i] for i in v] for k, v in self.splits.items()},
-        }
+from medsight.data.dataset import TaskDataset
 
 
 class Task(ABC):
     """One kind of problem: how to plan, build, train, validate, evaluate and predict."""
 
     name: ClassVar[str]
-    formats: ClassVar[tuple[str, ...]]
     # Validate every N epochs (segmentation validation is costly); the last epoch is always validated.
     validate_every: ClassVar[int] = 1
 
@@ -68,11 +31,6 @@ class Task(ABC):
         self.device = torch.device(device)
 
     # data set level ------------------------------------------------------
-    @classmethod
-    @abstractmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        """Read and validate a data set; raise MedsightError naming the file on bad input."""
-
     @classmethod
     @abstractmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
@@ -123,27 +81,3 @@ class Task(ABC):
         ``models`` holds one network, or several (folds, seeds) whose probabilities are averaged; each is
         a torch module or an ONNX engine that takes and returns tensors the same way.
         """
-
-
-_TASKS = {
-    "classification": "medsight.tasks.classification:ClassificationTask",
-    "segmentation": "medsight.tasks.segmentation:SegmentationTask",
-    "detection": "medsight.tasks.detection:DetectionTask",
-}
-
-
-def get_task(name: str) -> type[Task]:
-    """The Task class for a task name, imported on demand."""
-    import importlib
-
-    from medsight.errors import MedsightError
-
-    if name not in _TASKS:
-        raise MedsightError(None, f"unknown task {name!r}; choose one of {', '.join(_TASKS)}")
-    module, cls = _TASKS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            raise MedsightError(None, f"the {name} task is not available in this version") from None
-        raise

@@ -15,13 +15,16 @@ import torch
 import torch.nn as nn
 
 from medsight.config import TrainConfig
+from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
+from medsight.models import get_entry
 from medsight.run import RunFolder
-from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.base import Task
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.seeding import epoch_seed, seed_everything, set_deterministic
+from medsight.training.transfer import prepare_transfer
 
 GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
 WARMUP_FRACTION = 1.0  # the first epoch warms the learning rate up linearly
@@ -125,9 +128,6 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     if ctx.is_main:
         ctx.barrier()
     model = task.build_model(config.model).to(task.device)
-
-    from medsight.models import get_entry
-    from medsight.training.transfer import prepare_transfer
 
     # --init happens once, at the start; a resume from a checkpoint only rebuilds the frozen set and groups
     groups = prepare_transfer(model, config, run, resume and run.checkpoint_path.is_file(), ctx.is_main, say)

@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
+from medsight.models import get_entry
+from medsight.models.registry import is_head
 from medsight.run import RunFolder, load_weights
 
 SHOWN = 4  # names listed in the one-line summary before "and N more"
@@ -39,9 +41,6 @@ def init_weights_path(source: str | Path) -> Path:
 
 def encoder_names(model: nn.Module, model_name: str) -> list[str]:
     """Parameter names of the model's encoder: everything the registry does not mark as head or decoder."""
-    from medsight.models import get_entry
-    from medsight.models.registry import is_head
-
     entry = get_entry(model_name)
     if not entry.head:
         raise MedsightError(None, f"model {model_name!r} does not say which part is its encoder; --freeze encoder "

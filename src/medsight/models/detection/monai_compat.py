@@ -23,6 +23,7 @@ from monai.data.box_utils import box_iou
 from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from monai.networks.nets import resnet
 
+from medsight.models.detection.boxes import FastBoxSelector
 from medsight.models.detection.dense import anchor_images, input_shape_of
 
 BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS = -1, -2
@@ -103,8 +104,6 @@ class MedsightRetinaNetDetector(RetinaNetDetector):
 
     def set_box_selector_parameters(self, score_thresh: float = 0.05, topk_candidates_per_level: int = 1000,
                                     nms_thresh: float = 0.5, detections_per_img: int = 300, apply_sigmoid: bool = True) -> None:
-        from medsight.models.detection.boxes import FastBoxSelector
-
         self.box_selector = FastBoxSelector(box_overlap_metric=self.box_overlap_metric, score_thresh=score_thresh,
                                             topk_candidates_per_level=topk_candidates_per_level, nms_thresh=nms_thresh,
                                             detections_per_img=detections_per_img, apply_sigmoid=apply_sigmoid)

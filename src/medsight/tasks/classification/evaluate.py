@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from medsight.errors import MedsightError
-from medsight.evaluation import plots
-from medsight.evaluation.bootstrap import bootstrap_ci
-from medsight.evaluation.report import Section, escape, format_value, metric_label, write_report
+from medsight.report import plots
+from medsight.metrics.bootstrap import bootstrap_ci
+from medsight.report.html import Section, escape, format_value, metric_label, write_report
 from medsight.jsonio import atomic_write, save_json
 from medsight.metrics.classification import classification_metrics, multilabel_metrics
 from medsight.metrics.operating_point import apply_operating_point

@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation_data import prepare_case, resample
+from medsight.data.steps import uncrop
+from medsight.tasks.segmentation.data import prepare_case, resample
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -73,8 +74,6 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
                   state: dict[str, Any], tta: bool | None = None,
                   device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
     """A raw (C, *spatial) image -> (label map in the image's own grid, probabilities in that grid)."""
-    from medsight.data.steps import uncrop
-
     prepared = prepare_case(image, spacing, plan)
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
     probs = sliding_probabilities(models, prepared.image, plan, use_tta, device)
@@ -84,7 +83,7 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
         probs = resample(probs, [b.stop - b.start for b in prepared.box], is_label=False)
         probs = uncrop(probs, prepared.box, image.shape[1:], fill=[0.0] if plan.get("regions") else [1.0])
     if plan.get("regions"):
-        from medsight.tasks.segmentation_regions import regions_to_labels
+        from medsight.tasks.segmentation.regions import regions_to_labels
 
         label = regions_to_labels(probs, plan["regions"])
     else:

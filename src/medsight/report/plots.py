@@ -17,6 +17,7 @@ import numpy as np
 
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write
+from medsight.metrics.classification import calibration_bins
 
 DPI = 110
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
@@ -137,8 +138,6 @@ def confusion_matrix_plot(cm: Any, path: str | Path, names: Sequence[str] | None
 def calibration_plot(confidence: Any, outcome: Any, path: str | Path, n_bins: int = 15, ece: float | None = None,
                      xlabel: str = "predicted probability", title: str = "Calibration") -> Path:
     """Reliability diagram (observed frequency per probability bin) above a histogram of the probabilities."""
-    from medsight.metrics.classification import calibration_bins
-
     confidence = np.asarray(confidence, np.float64).reshape(-1)
     mean_confidence, mean_outcome, counts = calibration_bins(confidence, outcome, n_bins)
     edges = np.linspace(0, 1, n_bins + 1)

@@ -72,7 +72,7 @@ def sample_patch(case: Any, patch: list[int], positive: bool, generator: torch.G
 
     The image is a tensor in memory or a memory-mapped array on disk (world-unit plans): only the patch is read.
     """
-    from medsight.tasks.segmentation_data import crop
+    from medsight.tasks.segmentation.data import crop
 
     image = case.image
     size = np.array(patch)

@@ -1,4 +1,4 @@
-"""Detection evaluation (metrics.json, curves, overlays, report.html) and prediction of files (COCO-style JSON)."""
+"""Detection evaluation of a split: metrics.json, curves, overlays and report.html."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medsight.errors import MedsightError
 from medsight.jsonio import save_json
+from medsight.report import plots
+from medsight.report.html import Section, write_report
 
 SHOW_SCORE = 0.5  # overlays draw predictions at or above this score (and at least the best one)...
 SHOW_MOST = 20  # ...but no more than this many, the best first
@@ -108,9 +109,6 @@ def draw_overlay(raw: np.ndarray, found: dict[str, np.ndarray], truth: np.ndarra
 
 def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str, out_dir: Path) -> dict[str, Any]:
     """Predict a split, write metrics.json, predictions/results.json, plots and report.html."""
-    from medsight.evaluation import plots
-    from medsight.evaluation.report import Section, write_report
-
     indices = dataset.splits[split]
     classes = list(dataset.classes)
     result, predictions = task.score_cases([model], dataset, indices)
@@ -121,7 +119,7 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
         records += result_records(dataset.case_ids[index], found, classes, image)
     save_json(out_dir / "predictions" / "results.json", records)
     if dataset.spatial_dims == 3:
-        from medsight.tasks.detection_world import write_submission
+        from medsight.tasks.detection.world import write_submission
 
         write_submission(out_dir / "predictions" / "submission.csv", records)  # LUNA16's format
     metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
@@ -166,34 +164,3 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
     report = write_report(out_dir / "report.html", f"Detection: {Path(dataset.path).name}, {split} split", summary,
                           sections, details)
     return {**metrics, "report": str(report)}
-
-
-def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
-    """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
-    from medsight.inference.inputs import output_names
-    from medsight.io.images import read_image
-    from medsight.tasks.detection_infer import detect_image
-
-    classes = list(task.info.get("classes", []))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records, rows = [], []
-    for path, name in zip(inputs, output_names(inputs)):
-        image = read_image(path)
-        raw = np.asarray(image.array, dtype=np.float32)
-        if raw.ndim - 1 != task.plan["spatial_dims"]:
-            raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
-        found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None)
-        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
-        for r in case_records:
-            r["file"] = str(path)
-        records += case_records
-        overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
-        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
-    save_json(out_dir / "results.json", records)
-    if task.plan["spatial_dims"] == 3:
-        from medsight.tasks.detection_world import write_submission
-
-        write_submission(out_dir / "submission.csv", records)
-    for row in rows:
-        row["results"] = str(out_dir / "results.json")
-    return rows

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from medsight.data.preprocess import intensity_range
-from medsight.tasks.detection_world import plan_grid, sampled_intensities
+from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
 MAX_SIDE_2D = 320  # 2D images are scaled so that their median longer side fits this on CPU
 MAX_PATCH_2D, MAX_PATCH_3D = 384, 64
@@ -61,7 +61,7 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
     """Fingerprint the training set and choose everything the network and its batches need."""
     dims = dataset.spatial_dims
     train = dataset.splits["train"]
-    # 3D scans with a known geometry are planned on one grid of millimetres (tasks/detection_world.py)
+    # 3D scans with a known geometry are planned on one grid of millimetres (tasks/detection/world.py)
     grid = plan_grid(dataset, train) if dims == 3 and getattr(dataset, "geometries", None) else None
     shapes = grid["shapes"] if grid else np.array([dataset.shapes[i] for i in train], dtype=float)
     median = np.median(shapes, axis=0)

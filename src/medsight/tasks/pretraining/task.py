@@ -19,12 +19,12 @@ import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.errors import MedsightError
-from medsight.models import get_entry
+from medsight.models import create_model, get_entry
 from medsight.models.registry import is_head
 from medsight.tasks.base import Task
-from medsight.tasks.classification import ClassificationTask, EpochBatches
-from medsight.tasks.segmentation import SegmentationTask
-from medsight.tasks.segmentation_data import PatchBatches
+from medsight.tasks.classification.task import ClassificationTask, EpochBatches
+from medsight.tasks.segmentation.data import PatchBatches
+from medsight.tasks.segmentation.task import SegmentationTask
 
 PRETEXT = "pretext."
 PROJECTION_DIM = 128
@@ -147,8 +147,6 @@ class MaskedReconstruction(SegmentationTask):
     objective = "masked_reconstruction"
 
     def build_model(self, model_name: str) -> nn.Module:
-        from medsight.models import create_model
-
         p = self.plan
         network = create_model(model_name, task="segmentation", spatial_dims=p["spatial_dims"],
                                in_channels=p["in_channels"], num_classes=p["in_channels"], kernel_sizes=p["kernel_sizes"],

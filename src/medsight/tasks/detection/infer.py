@@ -11,7 +11,7 @@ import torch.nn as nn
 from medsight.errors import MedsightError
 from medsight.models.detection.boxes import nms
 from medsight.models.detection.dense import detector_of
-from medsight.tasks.detection_data import pad_to, prepare_image
+from medsight.tasks.detection.data import pad_to, prepare_image
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
 MERGE_IOU = 0.5
@@ -110,7 +110,7 @@ def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], d
         if isinstance(model, nn.Module):
             model.eval()
     if "target_spacing" in plan:
-        from medsight.tasks.detection_world import prepare_world
+        from medsight.tasks.detection.world import prepare_world
 
         if spacing is None:
             raise MedsightError(None, "this run detects in millimetres: the scan's voxel spacing is needed")

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medsight.data.steps import nonzero_box, planned_steps
+
 FINGERPRINT_CASES = 50  # cases read in full for intensities and class volumes; spacing and shape of these too
 FOREGROUND_SAMPLES = 10000  # foreground voxels sampled per case and channel
 ANISOTROPY_RATIO = 3.0  # nnU-Net: an axis with spacing > 3x the finest is treated as out of plane
@@ -38,8 +40,6 @@ def fingerprint(dataset, indices: Sequence[int]) -> dict[str, Any]:
     indices = list(indices)
     chosen = [indices[i] for i in np.linspace(0, len(indices) - 1, min(len(indices), FINGERPRINT_CASES)).astype(int)]
     rng = np.random.default_rng(0)
-    from medsight.data.steps import nonzero_box
-
     spacings, shapes, boxes, samples = [], [], [], [[] for _ in dataset.channels]
     volumes = {c: [] for c in dataset.labels if c != 0}
     for index in chosen:
@@ -130,8 +130,6 @@ def normalization(modalities: Sequence[str], intensity: Sequence[dict[str, float
 def preprocessing_steps(modalities: Sequence[str], dims: int, shapes: np.ndarray,
                         nonzero_shapes: np.ndarray) -> list[dict[str, Any]]:
     """The plan's steps, switched on or off from the data (a user flips "enabled" in plan.json)."""
-    from medsight.data.steps import planned_steps
-
     saving = 1.0 - float(np.median(np.prod(nonzero_shapes, axis=1) / np.prod(shapes, axis=1)))
     crop = dims == 3 or saving >= CROP_MIN_SAVING
     mri = [c for c, name in enumerate(modalities) if name.strip().lower() in MRI_NAMES]

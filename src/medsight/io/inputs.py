@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_dicom_series, is_image_file, strip_suffix
 
 
 def discover_inputs(paths: Sequence[Path]) -> list[Path]:
@@ -14,8 +15,6 @@ def discover_inputs(paths: Sequence[Path]) -> list[Path]:
 
     A folder whose files are DICOM slices is one input (a series); any other folder is searched recursively.
     """
-    from medsight.io.images import is_dicom_series, is_image_file
-
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
@@ -49,8 +48,6 @@ def _walk(folder: Path, is_image, is_series) -> Iterable[Path]:
 
 def output_names(inputs: Sequence[Path]) -> list[str]:
     """A unique, file-system-safe stem per input (report.png and report_2.png when two inputs share a name)."""
-    from medsight.io.images import strip_suffix
-
     names: list[str] = []
     used: set[str] = set()
     for path in inputs:

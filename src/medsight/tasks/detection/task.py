@@ -9,26 +9,25 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from medsight.data.dataset import TaskDataset
+from medsight.metrics.detection import DetectionMetric
 from medsight.models import create_model
-from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.base import Task
+from medsight.tasks.detection.data import Case, EpochBatches, prepare_image
+from medsight.tasks.detection.evaluate import evaluate_detection
+from medsight.tasks.detection.predict import predict_detection
+from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
+from medsight.tasks.detection.infer import detect_prepared
+from medsight.tasks.detection.plan import make_detection_plan
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
 
 
 class DetectionTask(Task):
     name = "detection"
-    formats = ("coco", "voc", "nndetection", "luna16")
-
-    @classmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        from medsight.io.detection import read_detection
-
-        return read_detection(path, fmt, seed)
 
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
-        from medsight.tasks.detection_plan import make_detection_plan
-
         return make_detection_plan(dataset)
 
     # training ------------------------------------------------------------
@@ -47,7 +46,7 @@ class DetectionTask(Task):
         self._prepared: dict[int, Any] = {}
         self.world = None
         if dataset is not None and "target_spacing" in self.plan:
-            from medsight.tasks.detection_world import WorldCases
+            from medsight.tasks.detection.world import WorldCases
 
             self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
             self.world.cache.ensure(dataset.splits["train"])
@@ -56,7 +55,7 @@ class DetectionTask(Task):
 
     def world_cases(self, dataset: TaskDataset):
         """The on-disk cache of a world-unit plan (made on first use when evaluating without training)."""
-        from medsight.tasks.detection_world import WorldCases
+        from medsight.tasks.detection.world import WorldCases
 
         if getattr(self, "world", None) is None or self.world.dataset is not dataset:
             extra = getattr(getattr(self, "config", None), "extra", {}) or {}
@@ -66,8 +65,6 @@ class DetectionTask(Task):
     def prepared(self, dataset: TaskDataset, index: int):
         """A case normalised and scaled as the plan says: kept in memory (float16), or under a world-unit
         plan resampled into the on-disk cache and read memory-mapped."""
-        from medsight.tasks.detection_data import Case, prepare_image
-
         if "target_spacing" in self.plan:
             return self.world_cases(dataset).case(index)
         if not hasattr(self, "_prepared"):
@@ -79,8 +76,6 @@ class DetectionTask(Task):
         return self._prepared[index]
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        from medsight.tasks.detection_data import EpochBatches
-
         generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch * 1_009 + rank)
         steps = max(1, int(self.plan["iterations_per_epoch"]) // world_size)
         return EpochBatches(self.train_cases, self.plan, self.batch_size, steps, generator)
@@ -92,8 +87,6 @@ class DetectionTask(Task):
 
     def predict_case(self, models: list[Any], dataset: TaskDataset, index: int) -> dict[str, np.ndarray]:
         """Boxes of one data set case in its original voxel coordinates."""
-        from medsight.tasks.detection_infer import detect_prepared
-
         case = self.prepared(dataset, index)
         if "target_spacing" in self.plan:
             found = detect_prepared(models, case.image, self.plan, self.device)
@@ -105,8 +98,6 @@ class DetectionTask(Task):
         return found
 
     def score_cases(self, models: list[Any], dataset: TaskDataset, indices: np.ndarray) -> tuple[dict[str, Any], list]:
-        from medsight.metrics.detection import DetectionMetric
-
         metric = DetectionMetric(self.plan["num_classes"], list(self.info.get("classes", [])) or None)
         predictions = []
         for index in indices:
@@ -115,7 +106,7 @@ class DetectionTask(Task):
             predictions.append(found)
         result = metric.compute()
         if "target_spacing" in self.plan and getattr(dataset, "geometries", None):
-            from medsight.tasks.detection_world import luna16_scores
+            from medsight.tasks.detection.world import luna16_scores
 
             # LUNA16's rule replaces the IoU one: a hit is a predicted centre within a nodule's radius (mm)
             luna = luna16_scores(dataset, indices, predictions)
@@ -136,27 +127,17 @@ class DetectionTask(Task):
 
     # evaluation and inference ----------------------------------------------
     def evaluate(self, run, model, dataset, split, out_dir):
-        from medsight.tasks.detection_report import evaluate_detection
-
         return evaluate_detection(self, run, model, dataset, split, Path(out_dir))
 
     # export (ONNX): the dense part, checked on prepared cases and by the boxes decoded from it ----------
     def export_module(self, model: nn.Module) -> nn.Module:
-        from medsight.tasks.detection_export import export_module
-
         return export_module(model)
 
     def export_inputs(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
-        from medsight.tasks.detection_export import export_inputs
-
         return export_inputs(self, dataset, indices)
 
     def export_agreement(self, model: nn.Module, engine: Any, inputs: torch.Tensor) -> dict[str, Any]:
-        from medsight.tasks.detection_export import export_agreement
-
         return export_agreement(model, engine, inputs)
 
     def predict_files(self, run, models, inputs, out_dir, explain=False):
-        from medsight.tasks.detection_report import predict_detection
-
         return predict_detection(self, run, list(models), inputs, Path(out_dir))

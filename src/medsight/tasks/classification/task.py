@@ -10,11 +10,16 @@ import torch
 import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
-from medsight.data.preprocess import intensity_range, prepare_image, prepare_many
-from medsight.errors import MedsightError
+from medsight.data.dataset import TaskDataset
+from medsight.data.preprocess import intensity_range, prepare_many
+from medsight.data.steps import planned_steps
+from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
+from medsight.metrics.operating_point import choose_operating_point
 from medsight.models import create_model
-from medsight.tasks.base import Task, TaskDataset
+from medsight.tasks.base import Task
+from medsight.tasks.classification.evaluate import evaluate_classification
+from medsight.tasks.classification.predict import predict_classification
 
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
@@ -38,8 +43,6 @@ def default_batch_size(spatial_dims: int, input_size: Sequence[int]) -> int:
 
 def preprocessing_steps(spatial_dims: int) -> list[dict[str, Any]]:
     """The plan's steps; the extra ones are offered but off (classification data sets name no modality)."""
-    from medsight.data.steps import planned_steps
-
     # crop off: the whole image is the input (fundus photographs with black borders may gain from it)
     return planned_steps("classification", {
         "crop_nonzero": (False, "off: the whole image is the input"),
@@ -69,19 +72,8 @@ class EpochBatches:
 
 class ClassificationTask(Task):
     name = "classification"
-    formats = ("medmnist", "imagefolder", "csv")
 
     # data set level ------------------------------------------------------
-    @classmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        if fmt == "medmnist":
-            from medsight.io.classification import read_medmnist
-
-            return read_medmnist(path)
-        from medsight.io.imagefolder import read_classification
-
-        return read_classification(path, fmt)
-
     @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
         train = dataset.splits["train"]
@@ -197,8 +189,6 @@ class ClassificationTask(Task):
         return out
 
     def finish_training(self, model, dataset, indices):
-        from medsight.metrics.operating_point import choose_operating_point
-
         if len(indices) == 0:
             point = {"rule": "argmax"}
             if self.plan["multilabel"]:
@@ -209,13 +199,9 @@ class ClassificationTask(Task):
 
     # evaluation and inference ----------------------------------------------
     def evaluate(self, run, model, dataset, split, out_dir):
-        from medsight.tasks.classification_report import evaluate_classification
-
         return evaluate_classification(self, run, model, dataset, split, Path(out_dir))
 
     def predict_files(self, run, models, inputs, out_dir, explain=False):
-        from medsight.tasks.classification_predict import predict_classification
-
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
 
 
@@ -254,6 +240,4 @@ def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.
 
 def read_input_image(path: Path) -> np.ndarray:
     """A file or a DICOM series folder -> (C, *spatial) array, with the reader's one-line errors."""
-    from medsight.io.images import read_image
-
     return read_image(path).array

@@ -9,13 +9,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
 from medsight.losses.segmentation import SegmentationLoss
 from medsight.models import create_model
-from medsight.tasks.base import Task, TaskDataset
-from medsight.tasks.segmentation_data import PatchBatches, PreprocessedCache, build_augment
-from medsight.tasks.segmentation_infer import largest_component, sliding_probabilities
-from medsight.tasks.segmentation_regions import RegionLoss, probabilities_as_logits, regions_to_labels
+from medsight.tasks.base import Task
+from medsight.tasks.segmentation.data import PatchBatches, PreprocessedCache, build_augment
+from medsight.tasks.segmentation.infer import largest_component, sliding_probabilities
+from medsight.tasks.segmentation.plan import make_segmentation_plan
+from medsight.tasks.segmentation.evaluate import evaluate_segmentation
+from medsight.tasks.segmentation.predict import predict_segmentation
+from medsight.tasks.segmentation.regions import RegionLoss, probabilities_as_logits, regions_to_labels
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
 
@@ -32,19 +36,10 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[int]) ->
 
 class SegmentationTask(Task):
     name = "segmentation"
-    formats = ("nnunet",)
 
     # data set level ------------------------------------------------------
     @classmethod
-    def read_dataset(cls, path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
-        from medsight.io.segmentation import read_segmentation
-
-        return read_segmentation(Path(path), seed=seed, fold=fold)
-
-    @classmethod
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
-        from medsight.tasks.segmentation_plan import make_segmentation_plan
-
         return make_segmentation_plan(dataset)
 
     @property
@@ -131,13 +126,9 @@ class SegmentationTask(Task):
 
     # evaluation and inference ----------------------------------------------
     def evaluate(self, run, model, dataset, split, out_dir):
-        from medsight.tasks.segmentation_predict import evaluate_segmentation
-
         return evaluate_segmentation(self, run, model, dataset, split, Path(out_dir))
 
     def predict_files(self, run, models, inputs, out_dir, explain=False):
-        from medsight.tasks.segmentation_predict import predict_segmentation
-
         if not models:
             raise MedsightError(getattr(run, "path", None), "no model to predict with")
         return predict_segmentation(self, run, list(models), [Path(p) for p in inputs], Path(out_dir), explain)

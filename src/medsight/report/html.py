@@ -2,7 +2,7 @@
 
 Usage (the same for classification, segmentation and detection)::
 
-    from medsight.evaluation.report import Section, write_report
+    from medsight.report.html import Section, write_report
 
     write_report(
         out_dir / "report.html", "Segmentation: shapes2d, test split",
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import medsight
 from medsight.jsonio import atomic_write
 
 
@@ -199,8 +200,6 @@ def section_html(section: Section, index: int) -> str:
 def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Section],
                   details: Mapping[str, Any] | None = None, subtitle: str | None = None) -> str:
     """The report as one HTML string (see the module docstring for the arguments)."""
-    import medsight
-
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medsight.data.steps import Prepared, apply_steps, as_float_tensor, step_settings
+
 FOREGROUND_LOCATIONS = 2000  # voxel positions kept per class and case for oversampling
 
 
@@ -56,8 +58,6 @@ def normalize(image: torch.Tensor, schemes: Sequence[dict[str, Any]]) -> torch.T
 def prepare_case(image: np.ndarray, spacing: Sequence[float], plan: dict[str, Any],
                  label: np.ndarray | None = None):
     """Raw (C, *spatial) image (and label) through the plan's steps -> steps.Prepared (torch image, uint8 label)."""
-    from medsight.data.steps import Prepared, apply_steps, as_float_tensor
-
     def resample_step(state: Prepared) -> Prepared:
         shape = resampled_shape(state.image.shape[1:], state.spacing, plan["target_spacing"])
         x = resample(as_float_tensor(state.image), shape, False)
@@ -108,8 +108,6 @@ def cache_key(dataset, plan: dict[str, Any]) -> str:
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
             "normalization": plan["normalization"], "labels": plan["labels"], "files": files}
     if "preprocessing" in plan:  # plans from before the steps keep their caches
-        from medsight.data.steps import step_settings
-
         keys["steps"] = step_settings(plan)
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from medsight.errors import MedsightError
 from medsight.models.detection.dense import DenseHead, detector_of
+from medsight.tasks.detection.data import pad_to
 
 BOX_TOLERANCE = 1e-3  # voxels: boxes decoded from either engine's outputs must agree this closely
 SCORE_TOLERANCE = 1e-4
@@ -34,8 +35,6 @@ def network_window(shapes: Sequence[Sequence[int]], plan: dict[str, Any]) -> lis
 
 def export_inputs(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor:
     """Prepared cases (the task's own preprocessing) cut or zero-padded to one network window: (N, C, *S)."""
-    from medsight.tasks.detection_data import pad_to
-
     images = [task.prepared(dataset, int(i)).image.float() for i in indices]
     window = network_window([im.shape[1:] for im in images], task.plan)
     crops = [pad_to(im[(slice(None), *[slice(0, w) for w in window])], window) for im in images]

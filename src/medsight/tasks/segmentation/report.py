@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medsight.evaluation.plots import box_plot, display_slice
-from medsight.evaluation.report import Section, write_report
+from medsight.report.plots import box_plot, display_slice
+from medsight.report.html import Section, write_report
 from medsight.jsonio import atomic_write
 
 LABEL_COLOURS = np.array([[0, 0, 0], [0.95, 0.25, 0.2], [0.2, 0.6, 1.0], [0.2, 0.85, 0.3], [1.0, 0.8, 0.1],

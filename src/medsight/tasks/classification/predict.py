@@ -17,9 +17,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medsight.data.preprocess import prepare_image
+from medsight.data.steps import crop_box, uncrop
 from medsight.errors import MedsightError
-from medsight.inference.inputs import output_names
-from medsight.inference.progress import Progress
+from medsight.explain.gradcam import explain
+from medsight.explain.overlay import blend_heat, display_rgb, key_slices, resize_map, save_picture
+from medsight.io.images import read_image
+from medsight.io.inputs import output_names
+from medsight.jsonio import atomic_write
+from medsight.metrics.operating_point import apply_operating_point
+from medsight.progress import Progress
 
 CHUNK = 32  # images read, prepared and predicted together
 
@@ -53,8 +60,6 @@ def ensemble_probabilities(task: Any, models: Sequence[Any], images: torch.Tenso
 
 
 def decided_labels(probs: np.ndarray, point: dict[str, Any], classes: Sequence[str], multilabel: bool) -> list[str]:
-    from medsight.metrics.operating_point import apply_operating_point
-
     decisions = apply_operating_point(probs, point)
     if multilabel:
         return [";".join(c for c, on in zip(classes, row) if on) for row in decisions]
@@ -64,10 +69,6 @@ def decided_labels(probs: np.ndarray, point: dict[str, Any], classes: Sequence[s
 def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[Path], out_dir: Path,
                            explain: bool = False) -> list[dict[str, Any]]:
     """Predict each input, write predictions.csv and pictures to out_dir, return one record per input."""
-    from medsight.data.preprocess import prepare_image
-    from medsight.data.steps import crop_box
-    from medsight.io.images import read_image
-
     plan, classes = task.plan, list(task.info["classes"])
     multilabel = bool(plan.get("multilabel", False))
     point = operating_point_of(run, len(classes), multilabel)
@@ -118,8 +119,6 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
 def write_csv(path: Path, records: list[dict[str, Any]], failures: list[tuple[Path, str]], classes: Sequence[str],
               point_text: str) -> None:
     """predictions.csv: one row per input; inputs that could not be read keep a row with the reason."""
-    from medsight.jsonio import atomic_write
-
     columns = ["file", "class", *[f"prob_{c}" for c in classes], "operating_point", "error"]
 
     def write(tmp: str) -> None:
@@ -142,8 +141,6 @@ def _caption(record: dict[str, Any]) -> str:
 
 def write_overlay(array: np.ndarray, record: dict[str, Any], folder: Path, name: str) -> list[str]:
     """The image with its predicted class written over it (3D: the middle slice)."""
-    from medsight.explain.overlay import display_rgb, save_picture
-
     if array.ndim == 3:
         return [str(save_picture(display_rgb(array), folder / f"{name}.png", _caption(record)))]
     z = array.shape[1] // 2
@@ -155,10 +152,6 @@ def write_explanations(models: Sequence[Any], prepared: torch.Tensor, class_inde
     """Grad-CAM and Grad-CAM++ for the decided class: PNG overlays and .npy maps at the image's resolution.
 
     box: the region the plan's crop_nonzero kept, where the network's maps belong (zero outside it)."""
-    from medsight.data.steps import uncrop
-    from medsight.explain.gradcam import explain
-    from medsight.explain.overlay import blend_heat, display_rgb, key_slices, resize_map, save_picture
-
     name = record["name"]
     maps = explain(models, prepared, class_index)
     record["arrays"] = {}

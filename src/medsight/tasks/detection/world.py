@@ -32,7 +32,7 @@ def cache_plan(plan: dict[str, Any]) -> dict[str, Any]:
 
 def grid_ratio(shape: Sequence[int], plan: dict[str, Any], spacing: Sequence[float]) -> np.ndarray:
     """Resampled / original shape per array axis: a continuous coordinate c becomes c * ratio."""
-    from medsight.tasks.segmentation_data import resampled_shape
+    from medsight.tasks.segmentation.data import resampled_shape
 
     new = resampled_shape(shape, spacing, plan["target_spacing"])
     return np.asarray(new, float) / np.asarray(shape, float)
@@ -75,7 +75,7 @@ class WorldCases:
     """The cache of a data set under a world-unit plan, with the boxes moved onto its grid."""
 
     def __init__(self, dataset: Any, plan: dict[str, Any], root: Path | None = None):
-        from medsight.tasks.segmentation_data import PreprocessedCache
+        from medsight.tasks.segmentation.data import PreprocessedCache
 
         self.dataset, self.plan = dataset, plan
         self.cache = PreprocessedCache(CacheView(dataset), cache_plan(plan), root)
@@ -94,7 +94,7 @@ class WorldCases:
 
 def prepare_world(raw: np.ndarray, spacing: Sequence[float], plan: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray]:
     """A raw (C, z, y, x) scan with its array-order spacing -> (network input on the target grid, grid ratio)."""
-    from medsight.tasks.segmentation_data import preprocess
+    from medsight.tasks.segmentation.data import preprocess
 
     image, _ = preprocess(raw[: plan["in_channels"]], spacing, cache_plan(plan))
     return image, np.asarray(image.shape[1:], float) / np.asarray(raw.shape[1:], float)
@@ -103,7 +103,7 @@ def prepare_world(raw: np.ndarray, spacing: Sequence[float], plan: dict[str, Any
 # planning -------------------------------------------------------------------------------------------------------
 def plan_grid(dataset: Any, train: np.ndarray) -> dict[str, Any]:
     """Target spacing, resampled shapes and box sizes (in mm and in target voxels) of the training scans."""
-    from medsight.tasks.segmentation_plan import target_spacing
+    from medsight.tasks.segmentation.plan import target_spacing
 
     spacings = np.array([dataset.geometries[i].array_spacing for i in train], float)
     shapes = np.array([dataset.shapes[i] for i in train], float)

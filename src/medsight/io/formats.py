@@ -1,0 +1,138 @@
+"""The data set formats medsight reads: each one a sniffer, a reader and the task it feeds.
+
+A format is recognised from the folder or file itself, never from a flag. Sniffers are tried in the order
+the formats were registered, except the fallbacks (a folder of class folders matches almost anything),
+which are tried last.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from medsight.data.dataset import TaskDataset
+from medsight.errors import MedsightError
+
+# sniff(path) -> bool; read(path, fmt, seed, fold) -> TaskDataset, or "module:function" imported when used
+Sniffer = Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    task: str
+    sniff: Sniffer
+    read: Callable[..., TaskDataset] | str
+    fallback: bool = False
+
+    def reader(self) -> Callable[..., TaskDataset]:
+        if callable(self.read):
+            return self.read
+        module, function = self.read.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def register_format(name: str, task: str, sniff: Sniffer, read: Callable[..., TaskDataset] | str,
+                    fallback: bool = False) -> None:
+    """Teach medsight a data set format: ``read(path, fmt, seed=, fold=)`` returns the task's TaskDataset."""
+    _FORMATS[name] = Format(name, task, sniff, read, fallback)
+
+
+def formats() -> list[Format]:
+    """The registered formats in the order their sniffers are tried."""
+    values = list(_FORMATS.values())
+    return [f for f in values if not f.fallback] + [f for f in values if f.fallback]
+
+
+def detect_format(path: str | Path) -> tuple[str, str]:
+    """Return (format, task) for a data set path, or raise MedsightError saying what was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise MedsightError(path, "no such file or directory")
+    for fmt in formats():
+        if fmt.sniff(path):
+            return fmt.name, fmt.task
+    if path.is_file():
+        raise MedsightError(path, "is not a data set: expected a MedMNIST .npz, a labels.csv or a folder")
+    raise MedsightError(path, "is not a recognised data set (expected a MedMNIST .npz, class folders, labels.csv, "
+                              "an nnU-Net folder with dataset.json and imagesTr/, COCO annotations.json, Pascal VOC or LUNA16's annotations.csv)")
+
+
+def read_dataset(path: str | Path, seed: int = 0, fold: int = 0) -> TaskDataset:
+    """Recognise the format of a data set and read it; ``dataset.task`` names the task it feeds."""
+    name, _ = detect_format(path)
+    return _FORMATS[name].reader()(Path(path), name, seed=seed, fold=fold)
+
+
+# the built-in formats ---------------------------------------------------------
+
+def _file_or_child(path: Path, name: str) -> bool:
+    return path.name == name if path.is_file() else (path / name).is_file()
+
+
+def _nnunet_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "dataset.json").is_file() and (path / "imagesTr").is_dir()
+
+
+def _nndetection_folder(path: Path) -> bool:
+    labels = path / "labelsTr"
+    return _nnunet_folder(path) and labels.is_dir() and any(labels.glob("*.json"))
+
+
+def _medmnist(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".npz"
+    return len(list(path.glob("*.npz"))) == 1
+
+
+def _voc_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
+
+
+def _luna16_folder(path: Path) -> bool:
+    from medsight.io.luna16 import is_luna16
+
+    return path.is_dir() and is_luna16(path)
+
+
+def _class_folders(path: Path) -> bool:
+    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+
+
+def _read_medmnist(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+    from medsight.io.classification import read_medmnist
+
+    return read_medmnist(path)
+
+
+def _read_classification(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+    from medsight.io.imagefolder import read_classification
+
+    return read_classification(path, fmt)
+
+
+def _read_segmentation(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+    from medsight.io.segmentation import read_segmentation
+
+    return read_segmentation(path, seed=seed, fold=fold)
+
+
+def _read_detection(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+    from medsight.io.detection import read_detection
+
+    return read_detection(path, fmt, seed)
+
+
+register_format("nndetection", "detection", _nndetection_folder, _read_detection)
+register_format("nnunet", "segmentation", _nnunet_folder, _read_segmentation)
+register_format("coco", "detection", lambda p: _file_or_child(p, "annotations.json"), _read_detection)
+register_format("voc", "detection", _voc_folder, _read_detection)
+register_format("luna16", "detection", _luna16_folder, _read_detection)
+register_format("csv", "classification", lambda p: _file_or_child(p, "labels.csv"), _read_classification)
+register_format("medmnist", "classification", _medmnist, _read_medmnist)
+register_format("imagefolder", "classification", _class_folders, _read_classification, fallback=True)

@@ -1,0 +1,1 @@
+"""Reports: the HTML page and the plots every task's evaluation writes."""

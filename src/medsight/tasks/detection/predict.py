@@ -1,0 +1,41 @@
+"""Detection prediction of image files: COCO-style results.json (world coordinates for 3D) and overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medsight.errors import MedsightError
+from medsight.io.images import read_image
+from medsight.io.inputs import output_names
+from medsight.jsonio import save_json
+from medsight.tasks.detection.evaluate import SHOW_SCORE, draw_overlay, result_records
+from medsight.tasks.detection.infer import detect_image
+from medsight.tasks.detection.world import write_submission
+
+
+def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path) -> list[dict[str, Any]]:
+    """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
+    classes = list(task.info.get("classes", []))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, rows = [], []
+    for path, name in zip(inputs, output_names(inputs)):
+        image = read_image(path)
+        raw = np.asarray(image.array, dtype=np.float32)
+        if raw.ndim - 1 != task.plan["spatial_dims"]:
+            raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
+        found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None)
+        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
+        for r in case_records:
+            r["file"] = str(path)
+        records += case_records
+        overlay = draw_overlay(raw, found, None, out_dir / "overlays" / f"{name}.png", classes)
+        rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay)})
+    save_json(out_dir / "results.json", records)
+    if task.plan["spatial_dims"] == 3:
+        write_submission(out_dir / "submission.csv", records)  # LUNA16's format
+    for row in rows:
+        row["results"] = str(out_dir / "results.json")
+    return rows
