@@ -21,6 +21,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def input_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Classification input caches go to a temporary folder, not the user's ~/.cache."""
+    from medsight.data import input_cache
+
+    root = tmp_path_factory.getbasetemp() / "input-cache"
+    monkeypatch.setattr(input_cache, "default_cache_root", lambda: root)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """shared_data(relative) -> a real data set beside the project; the test skips where it is absent."""

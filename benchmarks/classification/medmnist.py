@@ -40,7 +40,7 @@ def run(cmd: list[str], log: Path) -> tuple[float, float]:
 
 def sklearn_check(eval_dir: Path) -> dict[str, float]:
     """AUC and accuracy recomputed from predictions.csv with scikit-learn."""
-    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
 
     with open(eval_dir / "predictions" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -50,7 +50,13 @@ def sklearn_check(eval_dir: Path) -> dict[str, float]:
     y_pred = np.array([int(r["predicted"]) for r in rows])
     probs = np.array([[float(r[c]) for c in prob_columns] for r in rows])
     auc = roc_auc_score(y_true, probs[:, 1]) if len(names) == 2 else roc_auc_score(y_true, probs, multi_class="ovr")
-    return {"auc": float(auc), "accuracy": float(accuracy_score(y_true, y_pred))}
+    out = {"auc": float(auc), "accuracy": float(accuracy_score(y_true, y_pred))}
+    if len(names) > 2:  # graded sets: quadratic kappa of the decisions and of argmax
+        out["kappa_quadratic"] = float(cohen_kappa_score(y_true, y_pred, weights="quadratic"))
+        argmax = probs.argmax(axis=1)
+        out["accuracy_argmax"] = float(accuracy_score(y_true, argmax))
+        out["kappa_quadratic_argmax"] = float(cohen_kappa_score(y_true, argmax, weights="quadratic"))
+    return out
 
 
 def main() -> None:
@@ -102,8 +108,9 @@ def main() -> None:
                     "epochs_run": state.get("training", {}).get("epochs"),
                     "best_epoch": state.get("training", {}).get("best_epoch"),
                     "test": {k: metrics["metrics"].get(k) for k in
-                             ("auc", "accuracy", "balanced_accuracy", "f1", "kappa")},
-                    "test_argmax": {k: metrics.get("metrics_argmax", {}).get(k) for k in ("accuracy", "balanced_accuracy")},
+                             ("auc", "accuracy", "balanced_accuracy", "f1", "kappa", "kappa_quadratic")},
+                    "test_argmax": {k: metrics.get("metrics_argmax", {}).get(k)
+                                    for k in ("accuracy", "balanced_accuracy", "kappa_quadratic")},
                     "recall_per_class": {name: v.get("recall") for name, v in metrics.get("per_class", {}).items()},
                     "ci95": metrics.get("ci95"), "sklearn_check": sklearn_check(eval_dir),
                     "operating_point": metrics.get("operating_point"),

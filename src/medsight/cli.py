@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from medsight.errors import MedsightError
@@ -26,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
     p.add_argument("--minutes", type=float, default=None, help="training budget per task")
 
-    p = sub.add_parser("check", help="validate a data set and describe it")
+    p = sub.add_parser("check", help="validate a data set and describe it (a DICOM tree: its series)")
     p.add_argument("data")
+    p.add_argument("--series", help="DICOM: the SeriesInstanceUID to use")
 
     p = sub.add_parser("plan", help="fingerprint a data set and write RUN/plan.json")
     p.add_argument("data")
@@ -40,12 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--balance", choices=BALANCE, default="none", help="handling of imbalanced classes")
     p.add_argument("--operating-point", default="balanced_accuracy",
-                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax")
+                   help="threshold rule chosen on val: balanced_accuracy, youden, sensitivity:0.9, argmax, "
+                        "qwk (ordered grades: cuts on the expected grade for quadratic kappa)")
     p.add_argument("--nproc", type=int, default=1, help="processes for DDP via torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--init", metavar="RUN_OR_WEIGHTS",
-                   help="start from a run's (or a .safetensors file's) tensors whose name and shape match")
+                   help="start from a run's (a packed run's, a .safetensors file's) tensors whose name and shape match")
     p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
     p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
+    p.add_argument("--track", action="append", default=[], metavar="mlflow:URI|tensorboard:DIR",
+                   help="experiment tracking (repeatable): an MLflow file store or server, or a TensorBoard folder")
 
     p = sub.add_parser("pretrain", help="self-supervised pre-training on a data set's images, for train --init")
     _add_run_options(p)
@@ -56,14 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--pred", help="folder of predicted masks (with --ref: no model needed)")
     p.add_argument("--ref", help="folder of reference masks")
+    p.add_argument("--nsd-tolerance", metavar="MM[,MM...]",
+                   help="segmentation: NSD tolerance in mm, one number or one per foreground class "
+                        "(default: the plan's evaluation.nsd_tolerance_mm, 1 mm)")
     p.add_argument("--out", help="output folder for --pred/--ref (default PRED/eval) or for an ensemble "
                                  "(default RUN1/eval/SPLIT-ensemble)")
 
     p = sub.add_parser("predict", help="predict files or folders with one run or an ensemble of runs")
-    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders first)")
+    p.add_argument("paths", nargs="+", help="RUN... INPUT... (run folders or packed runs first)")
     p.add_argument("--out", required=True)
     p.add_argument("--explain", action="store_true", help="also write Grad-CAM heat maps")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--format", choices=("nifti", "dicom-seg", "dicom-sr"), default="nifti",
+                   help="DICOM inputs: also write a DICOM SEG (+ volumes SR) or a measurement report SR")
+    p.add_argument("--series", help="DICOM study: the SeriesInstanceUID to predict (default: the plan's rule)")
+    p.add_argument("--codes", help="JSON mapping class names to coded concepts, for DICOM results")
+    p.add_argument("--dicomweb", metavar="URL", help="fetch the study from a DICOMweb server (QIDO/WADO-RS)")
+    p.add_argument("--study", help="with --dicomweb: the StudyInstanceUID")
+    p.add_argument("--store", action="store_true", help="with --dicomweb: send the DICOM results back (STOW-RS)")
 
     p = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch")
     p.add_argument("run")
@@ -74,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--token", help="bearer token required on every route but /health (default: $MEDSIGHT_TOKEN); "
+                                   "needed to listen on anything but 127.0.0.1")
+    p.add_argument("--max-upload-mb", type=int, default=64, help="largest upload in MiB (default 64)")
+    p.add_argument("--max-voxels", type=int, default=1 << 28,
+                   help="largest image in voxels, read from its header before the pixels (default 268435456)")
+
+    p = sub.add_parser("compare", help="runs side by side, with paired bootstrap differences on the same test cases")
+    p.add_argument("run", nargs="+", help="two or more evaluated run folders; the first is the reference A")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default="compare.html", help="the HTML page (default ./compare.html)")
+
+    p = sub.add_parser("card", help="write RUN/MODEL_CARD.md (Hugging Face model-card format)")
+    p.add_argument("run")
+    p.add_argument("--split", default="test", help="the evaluation whose figures the card reports")
+    p.add_argument("--out", help="default RUN/MODEL_CARD.md")
+
+    p = sub.add_parser("pack", help="one archive of what predict, serve and train --init need, with sha256 manifest")
+    p.add_argument("run")
+    p.add_argument("--out", help="default RUN.medsight.zip beside the run folder")
+    p.add_argument("--monai-bundle", action="store_true", help="lay the archive out as a MONAI bundle")
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--task", choices=("classification", "segmentation", "detection"))
@@ -105,11 +140,23 @@ def _print_json(obj) -> None:
     print(json.dumps(_jsonable(obj), indent=2))
 
 
+def _tolerance(text: str | None) -> float | list[float] | None:
+    """--nsd-tolerance: "2" -> 2.0, "1,2.5" -> [1.0, 2.5] (one per foreground class)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise MedsightError(None, f"--nsd-tolerance {text!r} is not a number of mm or a comma-separated list of them") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _split_runs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Run folders (they hold config.json) come first, then the inputs."""
-    runs = [p for p in paths if os.path.isfile(os.path.join(p, "config.json"))]
+    """Run folders (they hold config.json) or packed runs come first, then the inputs."""
+    from medsight.packed import is_packed
+
     count = 0
-    while count < len(paths) and paths[count] in runs:
+    while count < len(paths) and (os.path.isfile(os.path.join(paths[count], "config.json")) or is_packed(paths[count])):
         count += 1
     if count == 0:
         raise MedsightError(paths[0], "is not a run folder (no config.json); usage: medsight predict RUN... INPUT... --out DIR")
@@ -127,7 +174,7 @@ def run_command(args: argparse.Namespace) -> int:
         report = run_demo(args.task, args.out, args.minutes)
         print(f"report: {report}")
     elif args.command == "check":
-        _print_json(api.check(args.data))
+        _print_json(api.check(args.data, series=args.series))
     elif args.command == "plan":
         api.plan(args.data, args.out, seed=args.seed, fold=args.fold)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
@@ -140,7 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale)
+                            init_lr_scale=args.init_lr_scale, track=args.track)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")
@@ -158,30 +205,53 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"pretrained: {args.out} (best epoch {summary['best_epoch']}, val loss {-summary['best_score']:.4f}, "
               f"{summary['seconds']:.0f} s); use it with train --init {args.out}")
     elif args.command == "evaluate":
+        args.nsd_tolerance = _tolerance(args.nsd_tolerance)
         if args.pred or args.ref:
             if not (args.pred and args.ref):
                 raise MedsightError(None, "evaluate --pred needs --ref too (and the other way round)")
-            result = api.evaluate_folders(args.pred, args.ref, args.out)
+            result = api.evaluate_folders(args.pred, args.ref, args.out, nsd_tolerance=args.nsd_tolerance)
         elif len(args.run) > 1:
-            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out)
+            result = api.evaluate_ensemble(args.run, data=args.data, split=args.split, out=args.out,
+                                           nsd_tolerance=args.nsd_tolerance)
         elif args.run:
-            result = api.evaluate(args.run[0], data=args.data, split=args.split)
+            result = api.evaluate(args.run[0], data=args.data, split=args.split, nsd_tolerance=args.nsd_tolerance)
         else:
             raise MedsightError(None, "evaluate needs a RUN folder, or --pred DIR --ref DIR")
         _print_json({"metrics": result.get("metrics", {}), "report": result.get("report")})
     elif args.command == "predict":
+        if args.dicomweb:
+            from medsight.dicom.web import predict_dicomweb
+
+            result = predict_dicomweb(args.paths, args.dicomweb, args.study, args.out, series=args.series,
+                                      fmt=args.format, store=args.store, codes=args.codes, engine=args.engine)
+            print(result)
+            return 0
         runs, inputs = _split_runs(args.paths)
-        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine)
+        records = api.predict(runs, inputs, args.out, explain=args.explain, engine=args.engine, fmt=args.format,
+                              series=args.series, codes=args.codes)
         print(f"predicted {len(records)} input(s) into {args.out}")
     elif args.command == "export":
         from medsight.export.onnx import export_run
 
         result = export_run(args.run)
+        if os.path.isfile(os.path.join(args.run, "tracking.json")):
+            from medsight.tracking import after_export
+
+            after_export(args.run, Path(result["path"]).parent)
         print(f"exported: {result['path']} (max abs difference {result['max_abs_diff']:.2e})")
     elif args.command == "serve":
         from medsight.serving.app import serve
 
-        serve(args.run, host=args.host, port=args.port, engine=args.engine)
+        serve(args.run, host=args.host, port=args.port, engine=args.engine,
+              token=args.token or os.environ.get("MEDSIGHT_TOKEN"), max_upload_mb=args.max_upload_mb,
+              max_voxels=args.max_voxels)
+    elif args.command == "compare":
+        result = api.compare(args.run, split=args.split, out=args.out)
+        print(result["table"] + f"page: {result['page']}")
+    elif args.command == "card":
+        print(f"model card: {api.card(args.run, split=args.split, out=args.out)}")
+    elif args.command == "pack":
+        print(f"packed: {api.pack(args.run, out=args.out, monai_bundle=args.monai_bundle)}")
     elif args.command == "models":
         for entry in api.models(args.task):
             print(f"{entry['name']:<24} {entry['task']:<15} {'/'.join(f'{d}D' for d in entry['dims']):<6} {entry['description']}")

@@ -11,6 +11,7 @@ from medsight.config import TrainConfig
 from medsight.data.steps import enabled_steps
 from medsight.errors import MedsightError
 from medsight.jsonio import atomic_write_bytes, load_json, save_json
+from medsight.packed import run_or_unpacked
 from medsight.tasks.registry import get_task
 
 
@@ -139,8 +140,8 @@ def load_weights(path: str | Path) -> dict[str, Any]:
 
 
 def load_run(run_path: str | Path, device: str = "cpu") -> tuple[RunFolder, Any, Any]:
-    """(run, task, model) from a trained run folder: nothing else is needed."""
-    run = RunFolder(run_path).require_trained()
+    """(run, task, model) from a trained run folder, or a packed one: nothing else is needed."""
+    run = RunFolder(run_or_unpacked(run_path)).require_trained()
     config = run.load_config()
     if config.extra.get("pretrain"):
         raise MedsightError(run.path, "is a pre-training run (no task head); use it with `medsight train DATA --init RUN`")

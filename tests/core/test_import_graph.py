@@ -22,9 +22,10 @@ LAYERS: list[set[str]] = [
     {"models", "losses", "metrics"},
     {"report", "explain"},  # HTML reports and plots; Grad-CAM and overlays
     {"tasks"},  # one subpackage per task, and the task registry
-    {"run"},  # the run folder, and loading a trained model from it
+    {"run", "packed"},  # the run folder, and loading a trained model from it (or from a packed run)
+    {"sharing"},  # model cards and writing packed runs
     {"training"},
-    {"evaluation", "inference", "export", "serving", "synthetic"},
+    {"evaluation", "inference", "export", "serving", "synthetic", "dicom", "tracking"},
     {"api"},
     {"demo"},
     {"cli", "__main__"},

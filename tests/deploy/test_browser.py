@@ -86,6 +86,7 @@ def test_page_predicts_a_dropped_image(browser, live_server, test_pngs, trained_
     browser.get(live_server + "/")
     WebDriverWait(browser, 30).until(lambda d: "classification" in d.find_element("id", "model-info").text)
     image = sorted(test_pngs[0].glob("*.png"))[0]
+    browser.find_element("id", "explain").click()  # Grad-CAM is off unless asked for
     browser.find_element("id", "file").send_keys(str(image))
     assert wait_for_state(browser, ("done", "error")) == "done", browser.find_element("id", "status").text
     decision = browser.find_element("css selector", "#summary .decision").text

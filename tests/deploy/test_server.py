@@ -42,7 +42,8 @@ def test_health_and_model(client, trained_run):
 def test_predict_returns_result_and_pictures(client, test_pngs, trained_run):
     from .conftest import run_classes
 
-    response = client.post("/predict", files={"file": ("case.png", png_bytes(test_pngs[0]), "image/png")})
+    response = client.post("/predict", files={"file": ("case.png", png_bytes(test_pngs[0]), "image/png")},
+                           data={"explain": "true"})
     assert response.status_code == 200
     body = response.json()
     assert body["file"] == "case.png" and body["task"] == "classification"
@@ -55,6 +56,8 @@ def test_predict_returns_result_and_pictures(client, test_pngs, trained_run):
     assert "/tmp" not in response.text and "file" not in prediction  # no server paths leak out
     quick = client.post("/predict", files={"file": ("case.png", png_bytes(test_pngs[0]))}, data={"explain": "false"})
     assert set(quick.json()["images"]) == {"overlay"}
+    unasked = client.post("/predict", files={"file": ("case.png", png_bytes(test_pngs[0]))})
+    assert set(unasked.json()["images"]) == {"overlay"}  # Grad-CAM only when the request asks for it
 
 
 def test_bad_files_are_refused_with_a_reason_and_the_server_goes_on(client, test_pngs):
@@ -123,7 +126,8 @@ def test_zipped_dicom_series(volume_run, tmp_path):
         for path in sorted(series.iterdir()):
             archive.write(path, f"{series.name}/{path.name}")
     with TestClient(create_app(volume_run)) as client:
-        response = client.post("/predict", files={"file": ("series.zip", bundle.getvalue(), "application/zip")})
+        response = client.post("/predict", files={"file": ("series.zip", bundle.getvalue(), "application/zip")},
+                               data={"explain": "true"})
         assert response.status_code == 200, response.text
         assert len(response.json()["images"]["gradcam"]) in (1, 2)  # middle and most activated slices
         flat = client.post("/predict", files={"file": ("xray.dcm", Path(__import__("pydicom.data", fromlist=["x"])

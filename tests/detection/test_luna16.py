@@ -13,7 +13,6 @@ from medsight.errors import MedsightError
 from medsight.io.formats import detect_format
 from medsight.io.geometry import Geometry
 from medsight.io.luna16 import read_luna16
-from medsight.metrics.froc import froc_luna16
 from medsight.synthetic.luna16 import make_luna16
 
 
@@ -40,21 +39,6 @@ def test_geometry_round_trip_with_a_rotated_direction():
     # (z, y, x) = (2.25, 7, 3.5) -> ITK index (3, 6.5, 1.75): x 3 * 0.7 = 2.1, y 6.5 * 0.8 = 5.2, z 1.75 * 2.5 = 4.375
     np.testing.assert_allclose(world[1], [-100 + c * 2.1 - s * 5.2, 30 + s * 2.1 + c * 5.2, -250 + 4.375])
     np.testing.assert_allclose(g.to_voxel(world), voxels)
-
-
-def test_froc_luna16_by_hand():
-    refs = [{"case": "a", "centre_mm": (0, 0, 0), "diameter_mm": 10}, {"case": "b", "centre_mm": (50, 0, 0), "diameter_mm": 4}]
-    preds = [
-        {"case": "a", "centre_mm": (4, 0, 0), "score": 0.9},   # within a's 5 mm radius: true positive
-        {"case": "a", "centre_mm": (0, 3, 0), "score": 0.8},   # a again: ignored, not a false positive
-        {"case": "b", "centre_mm": (60, 0, 0), "score": 0.7},  # 10 mm from b (radius 2): false positive
-        {"case": "b", "centre_mm": (51, 1, 0), "score": 0.6},  # within b: true positive after 1 FP in 2 scans
-    ]
-    out = froc_luna16(preds, refs)
-    assert out["sensitivity"]["0.125"] == 0.5 and out["sensitivity"]["0.25"] == 0.5
-    assert out["sensitivity"]["0.5"] == 1.0 and out["sensitivity"]["8"] == 1.0
-    assert out["cpm"] == pytest.approx((0.5 + 0.5 + 1 + 1 + 1 + 1 + 1) / 7)
-    assert froc_luna16(preds, refs, n_scans=8)["sensitivity"]["0.125"] == 1.0  # 1 FP over 8 scans
 
 
 def test_luna16_layout_is_recognised_and_nodules_land_in_their_voxels(luna):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,8 +60,9 @@ def test_train_evaluate_predict_2d(tmp_path, model):
     assert summary["epochs"] == 2 and (run / "model.safetensors").is_file()
     result = api.evaluate(run, split="test")
     metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
-    for key in ("map_50", "map_50_95", "mar_100", "froc", "cpm"):
-        assert key in metrics["metrics"]
+    for key in ("map_50", "map_50_95", "map_75", "mar_100", "map50_voc_allpoint", "froc", "cpm", "froc_iou", "cpm_iou"):
+        assert key in metrics["metrics"] and key in metrics["definitions"]
+    assert "101 recall points" in metrics["definitions"]["map_50_95"] and "Definitions" in Path(result["report"]).read_text()
     assert set(metrics["per_class"]) == {"disc", "ring"}
     assert (run / "eval" / "test" / "report.html").is_file() and result["report"].endswith("report.html")
     rows = api.predict([run], [data / "images" / "blob_000.png"], tmp_path / "pred")

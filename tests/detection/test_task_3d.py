@@ -19,6 +19,8 @@ def test_train_evaluate_predict_3d(tmp_path):
     api.train(data, run, epochs=1, batch_size=1)
     result = api.evaluate(run, split="test")
     assert 0.0 <= result["metrics"]["cpm"] <= 1.0 and set(result["metrics"]["froc"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
+    assert set(result["metrics"]["froc_iou"]) == set(result["metrics"]["froc"]) and "cpm_iou" in result["metrics"]
+    assert "world millimetres" in result["definitions"]["froc"] and "per scan" in result["definitions"]["froc"]
     volume = sorted((data / "imagesTs").glob("*.nii.gz"))[0]
     api.predict([run], [volume], tmp_path / "pred")
     records = json.loads((tmp_path / "pred" / "results.json").read_text())

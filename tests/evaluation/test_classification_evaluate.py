@@ -124,6 +124,8 @@ def test_multiclass_3d_ordinal(tmp_path: Path):
     assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(truth, called, weights="quadratic"))
     assert m["auc"] == pytest.approx(skm.roc_auc_score(truth, probs, multi_class="ovr"))
     assert (run / "eval" / "test" / "plots" / "confident_mistakes.png").is_file()
+    assert "macro mean of one-vs-rest" in result["definitions"]["auc"] and "kappa_quadratic" in result["definitions"]
+    assert "Definitions" in Path(result["report"]).read_text()
 
 
 def test_multilabel_2d(tmp_path: Path):

@@ -122,3 +122,23 @@ def test_write_like_refuses_a_shape_mismatch(tmp_path):
     with pytest.raises(MedsightError, match="differs from the reference"):
         write_like(np.zeros((5, 5), np.uint8), image, tmp_path / "mask.png")
     assert not (tmp_path / "mask.png").exists()
+
+
+def test_large_jpeg_is_decoded_at_a_reduced_scale_no_smaller_than_asked(tmp_path):
+    import torch
+    from PIL import Image as PILImage
+
+    from medsight.data.preprocess import resize
+    from medsight.io.images import picture_shape, read_image
+
+    rows, cols = np.mgrid[0:400, 0:600]
+    pixels = np.stack([(rows // 2) % 256, (cols // 3) % 256, (rows + cols) % 256], -1).astype(np.uint8)
+    PILImage.fromarray(pixels).save(tmp_path / "big.jpg", quality=95)
+    PILImage.fromarray(pixels).save(tmp_path / "big.png")
+    full = read_image(tmp_path / "big.jpg").array
+    reduced = read_image(tmp_path / "big.jpg", reduce_to=(90, 90)).array
+    assert full.shape == (3, 400, 600) and reduced.shape == (3, 100, 150)  # 1/4: the smallest scale >= 90 px
+    assert read_image(tmp_path / "big.png", reduce_to=(90, 90)).array.shape == (3, 400, 600)  # only JPEG
+    assert picture_shape(tmp_path / "big.jpg") == (400, 600)
+    at_input = [resize(torch.from_numpy(a).float(), [45, 45]) for a in (full, reduced)]
+    assert float((at_input[0] - at_input[1]).abs().mean()) < 2.0  # grey levels, at the network's input size

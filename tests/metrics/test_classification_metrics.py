@@ -203,3 +203,22 @@ def test_argmax_point_and_bad_rules():
         choose_operating_point([1, 0], probs[:, :2], "sensitivity:1.5")
     with pytest.raises(MedsightError, match="needs two classes"):
         choose_operating_point([1, 0], probs, "youden")
+
+
+def test_selection_auc_keeps_its_scale_when_a_class_is_missing():
+    from sklearn.metrics import roc_auc_score
+
+    from medsight.metrics.classification import selection_auc
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), 60)
+    labels = rng.integers(0, 3, 60)
+    # all classes present: scikit-learn's macro one-vs-rest AUC
+    assert selection_auc(labels, probs) == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+    # class 2 missing from validation: the mean one-vs-rest AUC of classes 0 and 1, still an AUC
+    partial = labels % 2
+    expected = np.mean([roc_auc_score(partial == k, probs[:, k]) for k in (0, 1)])
+    assert selection_auc(partial, probs) == pytest.approx(expected)
+    # binary: the positive class's AUC; one class only: undefined
+    assert selection_auc(labels % 2, probs[:, :2]) == pytest.approx(roc_auc_score(labels % 2, probs[:, 1]))
+    assert selection_auc(np.zeros(60, int), probs) is None

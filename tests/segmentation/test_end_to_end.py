@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medsight import api
+from medsight.errors import MedsightError
 from medsight.synthetic.segmentation import make_segmentation_dataset
 
 
@@ -38,10 +39,19 @@ def test_train_evaluate_predict_3d(tmp_path: Path):
     assert info["fold"] == 0 and len(info["splits"]["train"]) + len(info["splits"]["val"]) == 6
 
     result = api.evaluate(run, split="test")
-    assert result["num_cases"] == 2 and set(result["metrics"]) == {"dice", "iou", "hd95", "nsd"}
+    assert result["num_cases"] == 2 and set(result["metrics"]) == {"dice", "iou", "hd95", "nsd", "lesion_f1"}
     assert 0.0 <= result["metrics"]["dice"] <= 1.0 and Path(result["report"]).is_file()
     saved = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert [r["case"] for r in saved["per_case"]] == ["shapes_006", "shapes_007"]
+    names = list(saved["per_class"])
+    assert saved["nsd_tolerance_mm"] == {n: 1.0 for n in names} and "1 mm" in saved["definitions"]["nsd"]
+    # a tolerance per class, for this evaluation only (evaluate --nsd-tolerance 0.5,3)
+    wide = api.evaluate(run, split="test", nsd_tolerance=[0.5, 3.0])
+    assert wide["nsd_tolerance_mm"] == dict(zip(names, [0.5, 3.0]))
+    assert wide["per_class"][names[1]]["nsd"] >= result["per_class"][names[1]]["nsd"]
+    assert wide["per_class"][names[0]]["nsd"] <= result["per_class"][names[0]]["nsd"]
+    with pytest.raises(MedsightError, match="3 NSD tolerances for 2 foreground classes"):
+        api.evaluate(run, split="test", nsd_tolerance=[1.0, 2.0, 3.0])
 
     records = api.predict([run], [data / "imagesTs" / "shapes_006_0000.nii.gz"], tmp_path / "pred")
     mask_path = Path(records[0]["output"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -70,3 +71,17 @@ def prepare_many(load: Callable[[int], np.ndarray], indices: Sequence[int], plan
     for row, index in enumerate(indices):
         out[row] = prepare_image(load(int(index)), plan)
     return out
+
+
+def decode_size(plan: dict[str, Any]) -> tuple[int, int] | None:
+    """Large JPEGs are decoded at a reduced scale no smaller than twice the 2D input (medsight.io.images)."""
+    if plan.get("spatial_dims") != 2:
+        return None
+    return tuple(2 * int(s) for s in plan["input_size"])
+
+
+def read_input(path: Path, plan: dict[str, Any]) -> np.ndarray:
+    """The (C, *spatial) array of one input file as training, evaluation and prediction read it."""
+    from medsight.io.images import read_image
+
+    return read_image(path, reduce_to=decode_size(plan)).array

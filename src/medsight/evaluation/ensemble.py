@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from medsight.errors import MedsightError
-from medsight.evaluation.runs import evaluate_run
+from medsight.evaluation.runs import evaluate_run, set_nsd_tolerance
 from medsight.inference.ensemble import EnsembleRun, check_members
 from medsight.io.formats import read_dataset
 from medsight.jsonio import load_json, save_json
@@ -51,7 +51,7 @@ def default_out(first_run: str | Path, split: str) -> Path:
 
 
 def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None, split: str = "test",
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, nsd_tolerance: Any = None) -> dict[str, Any]:
     """Evaluate each run, then their averaged probabilities -> OUT/metrics.json (with "members") and report.html."""
     loaded = [load_run(r) for r in runs]
     task = loaded[0][1]
@@ -60,6 +60,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
                                                f"not {task.info.get('task')}")
     adapters = check_members([(run, member_task) for run, member_task, _ in loaded])
     networks = [model if adapter is None else nn.Sequential(adapter, model) for (_, _, model), adapter in zip(loaded, adapters)]
+    set_nsd_tolerance(task, nsd_tolerance, loaded[0][0].path)
     model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
@@ -67,7 +68,8 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     dataset = read_dataset(source, config.seed, config.fold)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
-    members = [{"run": str(Path(r).resolve()), "metrics": evaluate_run(r, data=data, split=split)["metrics"]} for r in runs]
+    members = [{"run": str(Path(r).resolve()),
+                "metrics": evaluate_run(r, data=data, split=split, nsd_tolerance=nsd_tolerance)["metrics"]} for r in runs]
     out_dir = Path(out) if out else default_out(runs[0], split)
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"

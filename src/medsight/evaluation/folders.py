@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from medsight.errors import MedsightError
 from medsight.io.images import is_image_file, read_image, strip_suffix
 from medsight.io.segmentation import parse_labels
 from medsight.jsonio import save_json
-from medsight.metrics.segmentation import SegmentationMetrics
+from medsight.metrics.segmentation import NSD_TOLERANCE_MM, SegmentationMetrics, tolerances_for
 from medsight.tasks.segmentation.report import write_segmentation_report
 
 
@@ -33,7 +33,7 @@ def _label_names(ref: Path, values: set[int]) -> dict[int, str]:
     return {0: "background", **{v: f"label_{v}" for v in sorted(values) if v != 0}}
 
 
-def evaluate_folders(pred: Path, ref: Path, out: Path) -> dict[str, Any]:
+def evaluate_folders(pred: Path, ref: Path, out: Path, nsd_tolerance: float | Sequence[float] | None = None) -> dict[str, Any]:
     """Metrics of every prediction in pred against the same-named reference in ref -> out/metrics.json."""
     preds, refs = _label_files(Path(pred)), _label_files(Path(ref))
     if not refs:
@@ -54,7 +54,9 @@ def evaluate_folders(pred: Path, ref: Path, out: Path) -> dict[str, Any]:
     unknown = sorted(values - set(labels))
     if unknown:
         raise MedsightError(pred, f"holds label value(s) {unknown[:5]} that the reference's dataset.json does not name")
-    evaluator = SegmentationMetrics(labels)
+    foreground = [v for v in labels if v != 0]
+    evaluator = SegmentationMetrics(labels, tolerances_for(NSD_TOLERANCE_MM if nsd_tolerance is None else nsd_tolerance,
+                                                           foreground, "--nsd-tolerance"))
     for case_id, pred_array, ref_array, spacing, _ in pairs:
         evaluator.update(case_id, pred_array, ref_array, spacing)
     result = {"task": "segmentation", "split": "folders", "pred": str(pred), "ref": str(ref), **evaluator.compute()}

@@ -13,7 +13,8 @@ from medsight.errors import MedsightError
 from medsight.run import RunFolder
 
 # Plan entries that only steer training; runs may differ in them and still be ensembled.
-TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape"}
+# settings that do not change what a model outputs ("evaluation": how its outputs are scored)
+TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape", "evaluation"}
 # dataset.json entries that must agree: what the outputs mean and what the inputs are.
 INFO_KEYS = ("task", "classes", "spatial_dims", "channels", "multilabel")
 
@@ -80,7 +81,7 @@ def combine_operating_points(points: Sequence[dict[str, Any] | None]) -> dict[st
     if len(points) == 1:
         return dict(points[0])
     rules = {p.get("rule") for p in points}
-    for key in ("threshold", "thresholds", "log_offsets"):
+    for key in ("threshold", "thresholds", "log_offsets", "grade_cuts"):
         if all(key in p for p in points) and len(rules) == 1:
             values = np.mean([np.asarray(p[key], dtype=np.float64) for p in points], axis=0)
             combined = {k: v for k, v in points[0].items() if k not in (key, "val", "labels_at_default")}

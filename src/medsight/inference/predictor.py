@@ -49,12 +49,19 @@ class Predictor:
                 self.models.append(model if adapter is None else nn.Sequential(adapter, model).to(self.device).eval())
         self.run: RunFolder = self.runs[0] if len(self.runs) == 1 else EnsembleRun(self.runs)
 
-    def predict_files(self, inputs: Sequence[str | Path], out: str | Path, explain: bool = False) -> list[dict[str, Any]]:
-        """Predict image files, folders of them and DICOM series folders; results go to out."""
+    def predict_files(self, inputs: Sequence[str | Path], out: str | Path, explain: bool = False,
+                      series: str | None = None) -> list[dict[str, Any]]:
+        """Predict image files, folders of them and DICOM series or study folders; results go to out.
+
+        A study's series is chosen by the plan's ``dicom_series`` rule, or given by its UID (``series``).
+        """
+        from medsight.io.dicom_series import SeriesRule, series_rule
+
         found = discover_inputs([Path(p) for p in inputs])
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        return self.task.predict_files(self.run, self.models, found, out, explain)
+        with series_rule(SeriesRule.from_plan(self.task.plan, series)):
+            return self.task.predict_files(self.run, self.models, found, out, explain)
 
     def describe(self) -> dict[str, Any]:
         """What the server's GET /model reports: task, classes, input format, engine, metrics of the run."""

@@ -336,8 +336,10 @@ def read_nndetection(path: Path, seed: int = 0) -> DetectionDataset:
 def read_detection(path: Path, fmt: str, seed: int = 0) -> DetectionDataset:
     """Read a detection data set of a detected format."""
     from medsight.io.luna16 import read_luna16
+    from medsight.io.yolo import read_yolo
 
-    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "luna16": read_luna16}
+    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "yolo": read_yolo,
+               "luna16": read_luna16}
     if fmt not in readers:
         raise MedsightError(path, f"is a {fmt} data set, not a detection one")
     return readers[fmt](Path(path), seed)

@@ -15,6 +15,11 @@ from typing import Callable
 from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
 
+# What a folder may be, for messages that tell a user which layouts medsight reads.
+KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv, an nnU-Net folder with "
+                 "dataset.json and imagesTr/, COCO annotations.json, Pascal VOC, LUNA16's annotations.csv, or a YOLO folder "
+                 "(a .names file with a .txt beside each image, or Ultralytics data.yaml with images/ and labels/)")
+
 # sniff(path) -> bool; read(path, fmt, seed, fold) -> TaskDataset, or "module:function" imported when used
 Sniffer = Callable[[Path], bool]
 
@@ -59,8 +64,7 @@ def detect_format(path: str | Path) -> tuple[str, str]:
             return fmt.name, fmt.task
     if path.is_file():
         raise MedsightError(path, "is not a data set: expected a MedMNIST .npz, a labels.csv or a folder")
-    raise MedsightError(path, "is not a recognised data set (expected a MedMNIST .npz, class folders, labels.csv, "
-                              "an nnU-Net folder with dataset.json and imagesTr/, COCO annotations.json, Pascal VOC or LUNA16's annotations.csv)")
+    raise MedsightError(path, f"is not a recognised data set (expected {KNOWN_LAYOUTS})")
 
 
 def read_dataset(path: str | Path, seed: int = 0, fold: int = 0) -> TaskDataset:
@@ -101,7 +105,20 @@ def _luna16_folder(path: Path) -> bool:
 
 
 def _class_folders(path: Path) -> bool:
-    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    """Class folders; a lone folder (images/, subset0/) is some other layout, refused rather than read as one class."""
+    if not path.is_dir():
+        return False
+    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subdirs) == 1 and subdirs[0].name not in ("train", "val", "test"):
+        raise MedsightError(path, f"has one folder ({subdirs[0].name}/), which would make a classification set of a "
+                                  f"single class; expected {KNOWN_LAYOUTS}")
+    return bool(subdirs)
+
+
+def _yolo_folder(path: Path) -> bool:
+    from medsight.io.yolo import is_yolo
+
+    return path.is_dir() and is_yolo(path)
 
 
 def _read_medmnist(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
@@ -133,6 +150,7 @@ register_format("nnunet", "segmentation", _nnunet_folder, _read_segmentation)
 register_format("coco", "detection", lambda p: _file_or_child(p, "annotations.json"), _read_detection)
 register_format("voc", "detection", _voc_folder, _read_detection)
 register_format("luna16", "detection", _luna16_folder, _read_detection)
+register_format("yolo", "detection", _yolo_folder, _read_detection)
 register_format("csv", "classification", lambda p: _file_or_child(p, "labels.csv"), _read_classification)
 register_format("medmnist", "classification", _medmnist, _read_medmnist)
 register_format("imagefolder", "classification", _class_folders, _read_classification, fallback=True)

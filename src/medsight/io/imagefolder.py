@@ -113,6 +113,15 @@ def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> Cl
     for case, label, split in rows:
         if label not in train_labels:
             raise MedsightError(case, f"has label {label!r}, which no training case has (known: {', '.join(train_labels)})")
+    if len(train_labels) == 1:
+        from medsight.io.formats import KNOWN_LAYOUTS
+
+        raise MedsightError(path, f"has a single class ({train_labels[0]}) among its training cases; a classifier "
+                                  f"needs two or more (expected {KNOWN_LAYOUTS})")
+    from medsight.metrics.ordinal import ordinal_class_order
+
+    graded = ordinal_class_order(train_labels)  # grade_0..grade_4 or 0..4: ordered by number, scored by QWK
+    train_labels = graded or train_labels
     index = {name: i for i, name in enumerate(train_labels)}
     labels = np.array([index[label] for _, label, _ in rows], dtype=np.int64)
     split_of = np.array([split or "train" for _, _, split in rows])
@@ -129,7 +138,7 @@ def _build(path: Path, fmt: str, rows: list[tuple[Path, str, str | None]]) -> Cl
     dataset = FileClassificationDataset(
         path=path, format=fmt, task="classification", spatial_dims=first.spatial_dims, splits=splits,
         case_ids=case_ids, channels=channels, classes=train_labels, labels=labels, sources=sources,
-        reader=read_case,
+        reader=read_case, ordinal=graded is not None,
     )
     return dataset
 

@@ -13,16 +13,19 @@ from medsight.io.images import is_dicom_series, is_image_file, strip_suffix
 def discover_inputs(paths: Sequence[Path]) -> list[Path]:
     """Expand files and folders into the list of inputs: image files and DICOM series folders, sorted per folder.
 
-    A folder whose files are DICOM slices is one input (a series); any other folder is searched recursively.
+    A folder whose files are DICOM slices, or a tree holding only DICOM files of one study with a volume in it,
+    is one input (the reader chooses the series); any other folder is searched recursively.
     """
+    from medsight.io.dicom_series import is_study  # the series reader sits above this module
+
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
             raise MedsightError(path, "no such file or directory")
         if path.is_file():
             found.append(path)  # named explicitly: the reader says what is wrong if it is no image
-        elif is_dicom_series(path):
-            found.append(path)
+        elif is_dicom_series(path) or is_study(path, with_volume=True):
+            found.append(path)  # a series or a study: the reader chooses the series
         else:
             before = len(found)
             found.extend(_walk(path, is_image_file, is_dicom_series))

@@ -158,7 +158,9 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
 def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarray:
     if not path.exists():
         raise MedsightError(path, "label file not found")
-    image = read_image_file(path)
+    from medsight.io.dicom_seg import is_dicom_seg, read_seg_label
+
+    image = read_seg_label(path, reference, dataset.labels) if is_dicom_seg(path) else read_image_file(path)
     array = image.array
     if array.shape[0] != 1:
         kind = "a 4D file" if image.layout == "4d" else f"a label map with {array.shape[0]} channels"

@@ -101,3 +101,15 @@ def bootstrap_ci(y_true: Any, probs: Any, y_pred: Any = None, metric_names: Sequ
         values = values[~np.isnan(values)]
         intervals[name] = None if values.size == 0 else [float(v) for v in np.percentile(values, [tail, 100 - tail])]
     return intervals
+
+
+def resampled_scores(y_true: Any, probs: Any, y_pred: Any, counts: np.ndarray,
+                     metric_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """{metric: (B,) values} on the resamples given as per-case counts (B, N); the same counts on two
+    models' predictions of the same cases make a paired bootstrap."""
+    if np.asarray(y_true).ndim == 2 and np.asarray(y_true).shape[1] > 1:
+        y_true, probs = check_multilabel(y_true, probs)
+        y_pred = multilabel_predictions(probs) if y_pred is None else np.asarray(y_pred, np.int64)
+        return _multilabel_scores(y_true, probs, y_pred, counts, metric_names)
+    y_true, probs, y_pred = check_single_label(y_true, probs, y_pred)
+    return _single_label_scores(y_true, probs, y_pred, counts, metric_names)

@@ -244,3 +244,20 @@ def multilabel_metrics(y_true: Any, probs: Any, thresholds: float | Sequence[flo
         for k, name in enumerate(names)
     }
     return {"metrics": metrics, "per_class": per_class}
+
+
+def selection_auc(y_true: Any, probs: Any, multilabel: bool = False) -> float | None:
+    """The score that picks the epoch, on the scale of AUC whatever the validation split holds.
+
+    Binary: AUC of the positive class. Multi-class: the mean of the one-vs-rest AUCs over the classes present
+    in the labels (a class missing from validation is left out rather than turning the score into another
+    metric). Multi-label: the mean AUC over labels with both values present. None when no AUC is defined.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
+    if multilabel:
+        auc = np.array([weighted_auc(probs[:, k], y_true[:, k] == 1) for k in range(probs.shape[1])])
+    elif probs.shape[1] == 2:
+        auc = np.array([weighted_auc(probs[:, 1], y_true.reshape(-1) == 1)])
+    else:
+        auc = one_vs_rest_auc(y_true.reshape(-1).astype(np.int64), probs)
+    return _value(nan_mean(auc))

@@ -1,11 +1,15 @@
-"""Detection metrics: COCO-style mAP@0.5, mAP@[.5:.95], mAR@100, AP per class, and LUNA16-style FROC / CPM.
+"""Detection metrics: COCO mAP@[.5:.95], mAP@0.5, mAP@0.75 and mAR@100, the VOC all-point mAP@0.5 beside
+them, AP per class, and FROC / CPM by the LUNA16 rule (``medsight.metrics.froc``).
 
-Boxes are corner boxes (2D or 3D, any consistent axis order). Matching follows COCO's evaluateImg: per image
-and class, detections in descending score order (at most ``max_detections``) take the unmatched ground-truth
-box of highest IoU when that IoU >= the threshold. AP is the area under the precision envelope at every
-recall step ("all-point", as VOC 2010+); ``interpolation="coco101"`` samples it at 101 recall points
-instead, exactly as pycocotools does. FROC counts a detection as a hit when its IoU with a true box of its
-class is >= ``froc_iou`` (0.1 as in MONAI's LUNA16 evaluation); further hits on a found box are ignored.
+Boxes are corner boxes (2D or 3D, any consistent axis order; 3D boxes use the same rule with IoU of volumes).
+Matching follows COCO's evaluateImg: per image and class, detections in descending score order (at most
+``max_detections``) each take the unmatched reference box of highest IoU when that IoU >= the threshold
+(among equal IoUs the last reference, as pycocotools does). Precision and recall come from all detections of
+a class pooled over images. COCO AP samples the precision envelope at the 101 recall points 0, 0.01, ..., 1
+(pycocotools' accumulate); the VOC all-point AP is the area under the envelope at every recall step (VOC
+2010 and later). mAR@100 is the recall reached with up to 100 detections, averaged over IoU 0.5:0.95. Means
+run over the classes that have a reference box (a class without predictions counts as 0; a class without
+references is left out, as COCOeval does). No crowd boxes and no area ranges ("all" only).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medsight.metrics.froc import FROC_RATES, IOU_HIT, froc_from_hits
+
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
-FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+RECALL_POINTS = np.linspace(0, 1, 101)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,147 +45,177 @@ def as_boxes(boxes: Any, count: int) -> np.ndarray:
 
 
 def match_image(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """(T, N) bool: detection n (in descending score order) is a true positive at threshold t (COCO greedy)."""
+    """(T, N) bool: detection n (in descending score order) is a true positive at threshold t (COCO greedy).
+
+    All thresholds are matched at once: one pass over the detections, each a (T, G) array operation.
+    """
     order = np.argsort(-det_scores, kind="mergesort")
     ious = box_iou(det_boxes[order], gt_boxes)
-    hits = np.zeros((len(thresholds), len(order)), dtype=bool)
-    for t, threshold in enumerate(thresholds):
-        taken = np.zeros(len(gt_boxes), dtype=bool)
-        for d in range(len(order)):
-            candidates = np.where(~taken & (ious[d] >= min(threshold, 1 - 1e-10)))[0]
-            if len(candidates):
-                best = candidates[np.argmax(ious[d, candidates])]
-                taken[best] = True
-                hits[t, d] = True
+    limits = np.minimum(np.asarray(thresholds, float), 1 - 1e-10)[:, None]
+    hits = np.zeros((len(limits), len(order)), dtype=bool)
+    if len(gt_boxes) == 0:
+        return hits
+    taken = np.zeros((len(limits), len(gt_boxes)), dtype=bool)
+    rows = np.arange(len(limits))
+    for d in range(len(order)):
+        allowed = ~taken & (ious[d][None, :] >= limits)
+        masked = np.where(allowed, ious[d][None, :], -1.0)
+        best = len(gt_boxes) - 1 - np.argmax(masked[:, ::-1], axis=1)  # the last of equal IoUs, as COCOeval
+        ok = allowed[rows, best]
+        hits[ok, d] = True
+        taken[rows[ok], best[ok]] = True
     return hits
 
 
-def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int, interpolation: str = "all") -> tuple[float, np.ndarray, np.ndarray]:
-    """AP, recall and precision from pooled true-positive flags and scores (one class, one threshold)."""
-    if num_gt == 0:
-        return float("nan"), np.zeros(0), np.zeros(0)
+def precision_recall(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision after each detection, pooled over images, in descending score order."""
     order = np.argsort(-scores, kind="mergesort")
     tp = tp[order].astype(float)
     tp_sum, fp_sum = np.cumsum(tp), np.cumsum(1 - tp)
-    recall = tp_sum / num_gt
-    precision = tp_sum / np.maximum(tp_sum + fp_sum, np.finfo(float).eps)
+    return tp_sum / max(num_gt, 1), tp_sum / (tp_sum + fp_sum + np.spacing(1))
+
+
+def ap_coco101(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Mean of the precision envelope at recall 0, 0.01, ..., 1 (0 where that recall is never reached)."""
+    if len(precision) == 0:
+        return 0.0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    index = np.searchsorted(recall, RECALL_POINTS, side="left")
+    sampled = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
+    return float(np.mean(sampled))
+
+
+def ap_all_point(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope at every recall step (VOC 2010+)."""
     envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
-    if interpolation == "coco101":
-        points = np.linspace(0, 1, 101)
-        index = np.searchsorted(recall, points, side="left")
-        sampled = np.array([envelope[i] if i < len(envelope) else 0.0 for i in index])
-        return float(sampled.mean()), recall, precision
     steps = np.diff(np.concatenate([[0.0], recall]))
-    return float((steps * envelope).sum()), recall, precision
+    return float((steps * envelope).sum())
 
 
-def froc(hit: np.ndarray, scores: np.ndarray, num_gt: int, num_images: int,
-         rates: Sequence[float] = FROC_RATES) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """Sensitivity at each false-positive rate per image, and the whole curve (FP per image, sensitivity)."""
-    order = np.argsort(-scores, kind="mergesort")
-    hit = hit[order]
-    tp_sum, fp_sum = np.cumsum(hit == 1), np.cumsum(hit == 0)
-    sens = tp_sum / max(num_gt, 1)
-    fp_rate = fp_sum / max(num_images, 1)
-    out = []
-    for rate in rates:
-        allowed = np.where(fp_rate <= rate)[0]
-        out.append(float(sens[allowed[-1]]) if len(allowed) else 0.0)
-    return out, fp_rate, sens
+def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int, interpolation: str = "all") -> tuple[float, np.ndarray, np.ndarray]:
+    """AP, recall and precision from pooled true-positive flags and scores (one class, one threshold);
+    ``interpolation`` is "all" (VOC all-point) or "coco101"."""
+    if num_gt == 0:
+        return float("nan"), np.zeros(0), np.zeros(0)
+    recall, precision = precision_recall(tp, scores, num_gt)
+    ap = ap_coco101(recall, precision) if interpolation == "coco101" else ap_all_point(recall, precision)
+    return ap, recall, precision
+
+
+def box_centres_mm(boxes: np.ndarray, spacing: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and mean extents of corner boxes, in mm along the array axes (voxel units without spacing).
+
+    Origin and direction move and rotate every centre alike, so distances (all the LUNA16 rule uses) in this
+    frame equal those in world coordinates.
+    """
+    dims = boxes.shape[1] // 2 if boxes.ndim == 2 and boxes.shape[1] else 0
+    scale = np.ones(dims) if spacing is None else np.asarray(spacing, float)[:dims]
+    centres = (boxes[:, :dims] + boxes[:, dims:]) / 2 * scale
+    diameters = ((boxes[:, dims:] - boxes[:, :dims]) * scale).mean(axis=1) if dims else np.zeros(len(boxes))
+    return centres, diameters
 
 
 @dataclass
 class DetectionMetric:
-    """Accumulate predictions and ground truth per image, then compute COCO mAP/mAR and FROC/CPM."""
+    """Accumulate predictions and references per image, then compute COCO mAP/mAR, VOC mAP and FROC/CPM.
+
+    FROC is class-aware (a candidate hits only references of its class) and counts false positives per
+    image over all classes; ``froc`` / ``cpm`` follow the LUNA16 rule on box centres (``froc_luna16``; give
+    ``spacing`` to ``update`` for millimetres), ``froc_iou`` / ``cpm_iou`` count a hit at IoU >= 0.1.
+    """
 
     num_classes: int
     class_names: list[str] | None = None
     max_detections: int = 100
-    interpolation: str = "all"
-    froc_iou: float = 0.1
-    _images: list[dict[str, np.ndarray]] = field(default_factory=list)
+    froc_iou: float = IOU_HIT
+    _images: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
         self._images = []
 
     def update(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_labels: np.ndarray,
-               gt_boxes: np.ndarray, gt_labels: np.ndarray) -> None:
-        """Add one image (or scan): predictions and ground truth, labels 0-based."""
+               gt_boxes: np.ndarray, gt_labels: np.ndarray, spacing: Sequence[float] | None = None) -> None:
+        """Add one image (or scan): predictions and references, labels 0-based, spacing in array-axis order."""
         self._images.append({
             "pb": as_boxes(pred_boxes, len(pred_scores)), "ps": np.asarray(pred_scores, float),
             "pl": np.asarray(pred_labels, int), "gb": as_boxes(gt_boxes, len(gt_labels)),
-            "gl": np.asarray(gt_labels, int),
+            "gl": np.asarray(gt_labels, int), "spacing": None if spacing is None else [float(v) for v in spacing],
         })
 
+    def _detections(self, image: dict[str, Any], c: int, capped: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes and scores of class c in one image, best first, at most max_detections when capped (COCO)."""
+        det = np.where(image["pl"] == c)[0]
+        det = det[np.argsort(-image["ps"][det], kind="mergesort")][: self.max_detections if capped else None]
+        return image["pb"][det], image["ps"][det]
+
     def _per_class(self, c: int) -> dict[str, Any]:
-        flags, scores, froc_hits, num_gt = [], [], [], 0
+        flags, scores, num_gt = [], [], 0
         for image in self._images:
-            det = np.where(image["pl"] == c)[0]
-            det = det[np.argsort(-image["ps"][det], kind="mergesort")][: self.max_detections]
+            boxes, s = self._detections(image, c)
             gt = image["gb"][image["gl"] == c]
             num_gt += len(gt)
-            boxes, s = image["pb"][det], image["ps"][det]
-            order = np.argsort(-s, kind="mergesort")
             flags.append(match_image(boxes, s, gt, IOU_THRESHOLDS))
-            scores.append(s[order])
-            froc_hits.append(self._froc_hits(boxes[order], gt))
+            scores.append(s)
         tp = np.concatenate(flags, axis=1) if flags else np.zeros((len(IOU_THRESHOLDS), 0), bool)
         scores_all = np.concatenate(scores) if scores else np.zeros(0)
-        aps, recalls, curve = [], [], None
+        if num_gt == 0:
+            nan = np.full(len(IOU_THRESHOLDS), np.nan)
+            return {"aps": nan, "recalls": nan, "voc_50": float("nan"), "num_gt": 0, "pr_curve": None}
+        aps, recalls, voc_50, curve = [], [], float("nan"), None
         for t in range(len(IOU_THRESHOLDS)):
-            ap, recall, precision = average_precision(tp[t], scores_all, num_gt, self.interpolation)
-            aps.append(ap)
-            recalls.append(float(recall[-1]) if len(recall) else (0.0 if num_gt else float("nan")))
+            recall, precision = precision_recall(tp[t], scores_all, num_gt)
+            aps.append(ap_coco101(recall, precision))
+            recalls.append(float(recall[-1]) if len(recall) else 0.0)
             if t == 0:
-                curve = (recall, precision)
-        return {"aps": np.array(aps), "recalls": np.array(recalls), "num_gt": num_gt, "pr_curve": curve,
-                "froc_hits": np.concatenate(froc_hits) if froc_hits else np.zeros(0, int), "scores": scores_all}
+                voc_50, curve = ap_all_point(recall, precision), (recall, precision)
+        return {"aps": np.array(aps), "recalls": np.array(recalls), "voc_50": voc_50, "num_gt": num_gt, "pr_curve": curve}
 
-    def _froc_hits(self, boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
-        """1 = first hit on a true box, 0 = false positive, -1 = another hit on a found box (ignored)."""
-        out = np.zeros(len(boxes), dtype=int)
-        if len(gt) == 0:
-            return out
-        ious = box_iou(boxes, gt) >= self.froc_iou
-        found = np.zeros(len(gt), dtype=bool)
-        for d in range(len(boxes)):
-            targets = np.where(ious[d])[0]
-            if len(targets) == 0:
-                continue
-            fresh = targets[~found[targets]]
-            if len(fresh):
-                found[fresh[0]] = True
-                out[d] = 1
-            else:
-                out[d] = -1
-        return out
+    def _froc(self, rule: str) -> dict[str, Any]:
+        """FROC over all images, a hit needing the same class (rule "luna16": centre in sphere; "iou")."""
+        hits, scores = [], []
+        for image in self._images:
+            for c in range(self.num_classes):
+                boxes, s = self._detections(image, c, capped=False)  # FROC has no cap: every candidate counts
+                gt = image["gb"][image["gl"] == c]
+                if len(boxes) == 0 or len(gt) == 0:
+                    hit = np.zeros((len(boxes), len(gt)), dtype=bool)
+                elif rule == "iou":
+                    hit = box_iou(boxes, gt) >= self.froc_iou
+                else:
+                    centres, _ = box_centres_mm(boxes, image["spacing"])
+                    lesions, diameters = box_centres_mm(gt, image["spacing"])
+                    squared = ((centres[:, None, :] - lesions[None, :, :]) ** 2).sum(-1)
+                    hit = squared < (diameters[None, :] / 2) ** 2
+                hits.append(hit)
+                scores.append(s)
+        return froc_from_hits(hits, scores, len(self._images), FROC_RATES)
 
     def compute(self) -> dict[str, Any]:
-        """{"metrics": {...}, "per_class": {...}, "curves": {...}} (NaN where a class has no true box)."""
+        """{"metrics": {...}, "per_class": {...}, "curves": {...}} (NaN where a class has no reference box)."""
         names = self.class_names or [str(c) for c in range(self.num_classes)]
         per_class, curves, results = {}, {"pr": {}, "froc": {}}, []
         for c in range(self.num_classes):
             r = self._per_class(c)
             results.append(r)
-            per_class[names[c]] = {"ap_50": float(r["aps"][0]), "ap_50_95": float(np.mean(r["aps"])),
-                                   "ar_100": float(np.mean(r["recalls"])), "num_boxes": r["num_gt"]}
+            per_class[names[c]] = {"ap_50": float(r["aps"][0]), "ap_75": float(r["aps"][5]),
+                                   "ap_50_95": float(np.mean(r["aps"])), "ar_100": float(np.mean(r["recalls"])),
+                                   "ap50_voc_allpoint": r["voc_50"], "num_boxes": r["num_gt"]}
             if r["pr_curve"] is not None and len(r["pr_curve"][0]):
                 curves["pr"][names[c]] = {"recall": r["pr_curve"][0].tolist(), "precision": r["pr_curve"][1].tolist()}
         present = [r for r in results if r["num_gt"] > 0]
-        hits = np.concatenate([r["froc_hits"] for r in results]) if results else np.zeros(0, int)
-        scores = np.concatenate([r["scores"] for r in results]) if results else np.zeros(0)
-        total_gt = sum(r["num_gt"] for r in results)
-        sens, fp_rate, sensitivity = froc(hits, scores, total_gt, len(self._images))
-        curves["froc"] = {"fp_per_image": fp_rate.tolist(), "sensitivity": sensitivity.tolist()}
+        luna, by_iou = self._froc("luna16"), self._froc("iou")
+        curves["froc"] = {"fp_per_image": luna["curve"]["fp_per_scan"], "sensitivity": luna["curve"]["sensitivity"]}
 
         def mean(values: list[float]) -> float:
             return float(np.mean(values)) if values else float("nan")
 
         metrics = {
-            "map_50": mean([float(r["aps"][0]) for r in present]),
             "map_50_95": mean([float(np.mean(r["aps"])) for r in present]),
+            "map_50": mean([float(r["aps"][0]) for r in present]),
+            "map_75": mean([float(r["aps"][5]) for r in present]),
             "mar_100": mean([float(np.mean(r["recalls"])) for r in present]),
-            "froc": dict(zip([f"{r:g}" for r in FROC_RATES], sens)),
-            "cpm": float(np.mean(sens)) if total_gt else float("nan"),
+            "map50_voc_allpoint": mean([r["voc_50"] for r in present]),
+            "froc": luna["sensitivity"], "cpm": luna["cpm"],
+            "froc_iou": by_iou["sensitivity"], "cpm_iou": by_iou["cpm"],
         }
         return {"metrics": metrics, "per_class": per_class, "curves": curves}

@@ -9,6 +9,7 @@ Rules:
   probabilities, and plain argmax (no offsets) is kept unless one of them scores higher on validation.
 - "youden": binary: the threshold maximising sensitivity + specificity - 1.
 - "sensitivity:0.9": binary: the highest threshold whose validation sensitivity is at least 0.9.
+- "qwk": ordered grades: cuts on the expected grade tuned for quadratic kappa (medsight.metrics.ordinal).
 Binary rules on multi-label data choose one threshold per label. Among equally good thresholds the one
 nearest 0.5 wins, and thresholds are midpoints between neighbouring validation scores so that a test
 score equal to a validation score is not decided by a hair.
@@ -40,9 +41,9 @@ def _parse_rule(rule: str) -> tuple[str, float | None]:
         if not 0.0 < target <= 1.0:
             raise MedsightError(None, f"operating point {rule!r}: the sensitivity must be a number in (0, 1]")
         return "sensitivity", target
-    if rule not in ("argmax", *BINARY_RULES):
+    if rule not in ("argmax", "qwk", *BINARY_RULES):
         raise MedsightError(None, f"unknown operating point rule {rule!r}; choose argmax, balanced_accuracy, "
-                                  "youden or sensitivity:<0..1>")
+                                  "youden, sensitivity:<0..1> or qwk (ordered grades)")
     return rule, None
 
 
@@ -110,6 +111,10 @@ def choose_operating_point(y_true: Any, probs: Any, rule: str = "argmax") -> dic
     num_classes = probs.shape[1]
     if kind == "argmax":
         return {"rule": rule}
+    if kind == "qwk":
+        from medsight.metrics.ordinal import choose_grade_cuts
+
+        return choose_grade_cuts(y_true, probs)
     if num_classes == 2:
         return {"rule": rule, "positive_class": 1, **binary_threshold(y_true == 1, probs[:, 1], rule)}
     if kind != "balanced_accuracy":
@@ -149,4 +154,8 @@ def apply_operating_point(probs: Any, point: dict[str, Any] | None) -> np.ndarra
         return (probs[:, 1] >= float(point["threshold"])).astype(np.int64)
     if "log_offsets" in point:
         return _predict_with_offsets(probs, np.asarray(point["log_offsets"], np.float64))
+    if "grade_cuts" in point:
+        from medsight.metrics.ordinal import grades_from_cuts
+
+        return grades_from_cuts(probs, point["grade_cuts"])
     return probs.argmax(axis=1)

@@ -22,7 +22,8 @@ engineers, an optional trusted ``html`` fragment (escape user text with :func:`e
 (embedded as base64; a missing file shows a note rather than failing the report) and a ``table`` given
 as dict rows (columns in first-seen key order) or as sequences whose first row is the header. Floats are
 shown with three decimals, None as "n/a". ``details`` is a key/value table about the run (model, data,
-split), shown at the end.
+split), shown at the end, after ``definitions`` (figure name -> how it is computed; metrics.json's
+``definitions`` block).
 """
 
 from __future__ import annotations
@@ -68,10 +69,14 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "iou": ("IoU", "intersection over union with the reference segmentation"),
     "hd95": ("HD95", "95th percentile of boundary distance to the reference (lower is better)"),
     "nsd": ("NSD", "share of the boundary within tolerance of the reference"),
-    "map_50": ("mAP@0.5", "mean average precision with boxes overlapping at least 50%"),
-    "map_50_95": ("mAP@0.5:0.95", "mean average precision over overlap thresholds 0.5 to 0.95"),
+    "map_50": ("mAP@0.5", "COCO mean average precision (101-point) with boxes overlapping at least 50%"),
+    "map_75": ("mAP@0.75", "COCO mean average precision (101-point) with boxes overlapping at least 75%"),
+    "map_50_95": ("mAP@0.5:0.95", "COCO mean average precision over overlap thresholds 0.5 to 0.95"),
+    "map50_voc_allpoint": ("mAP@0.5 VOC", "Pascal VOC mean average precision at 50% overlap, all-point area"),
     "mar_100": ("mAR@100", "mean recall with up to 100 detections per image"),
-    "cpm": ("CPM", "mean sensitivity at 1/8 to 8 false positives per scan (LUNA16)"),
+    "cpm": ("CPM", "mean sensitivity at 1/8 to 8 false positives per scan (LUNA16: centre within the lesion's radius)"),
+    "cpm_iou": ("CPM (IoU hit)", "CPM with a hit at box overlap IoU >= 0.1 instead of LUNA16's centre rule"),
+    "lesion_f1": ("Lesion F1", "lesion-wise detection: connected components found and false ones, per class"),
     "froc": ("FROC", "sensitivity at several false-positive rates per scan"),
 }
 
@@ -198,7 +203,8 @@ def section_html(section: Section, index: int) -> str:
 
 
 def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Section],
-                  details: Mapping[str, Any] | None = None, subtitle: str | None = None) -> str:
+                  details: Mapping[str, Any] | None = None, subtitle: str | None = None,
+                  definitions: Mapping[str, Any] | None = None) -> str:
     """The report as one HTML string (see the module docstring for the arguments)."""
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -218,6 +224,10 @@ def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Sec
                          "means the figure rests on few cases.</p>")
         parts.append("</section>")
     parts += [section_html(section, i) for i, section in enumerate(sections)]
+    if definitions:  # what each figure means, as metrics.json states it
+        parts.append(section_html(Section("Definitions", table=[{"figure": k, "definition": str(v)} for k, v in definitions.items()],
+                                          how_to_read="How each figure above is computed (the same text as metrics.json's definitions)."),
+                                  len(sections)))
     if details:  # provenance for engineers, after the findings
         rows = "".join(f"<tr><td>{escape(key)}</td><td>{escape(format_value(value))}</td></tr>"
                        for key, value in details.items())
@@ -227,9 +237,10 @@ def render_report(title: str, summary: Mapping[str, Any], sections: Sequence[Sec
 
 
 def write_report(path: str | Path, title: str, summary: Mapping[str, Any], sections: Sequence[Section],
-                 details: Mapping[str, Any] | None = None, subtitle: str | None = None) -> Path:
+                 details: Mapping[str, Any] | None = None, subtitle: str | None = None,
+                 definitions: Mapping[str, Any] | None = None) -> Path:
     """Write a self-contained HTML report atomically and return its path."""
-    text = render_report(title, summary, sections, details, subtitle)
+    text = render_report(title, summary, sections, details, subtitle, definitions)
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:

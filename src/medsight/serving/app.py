@@ -28,9 +28,10 @@ from medsight.inference.predictor import Predictor
 from medsight.io.images import IMAGE_SUFFIXES
 from medsight.io.inputs import discover_inputs
 from medsight.jsonio import _jsonable
-from medsight.serving.limits import BodyLimit
+from medsight.serving.limits import BearerToken, BodyLimit
 from medsight.serving.slices import label_slices
-from medsight.serving.uploads import UploadError, check_self_contained, problem_text, safe_name, save_upload
+from medsight.serving.uploads import UploadError, check_self_contained, check_voxels, problem_text, safe_name, save_upload
+from medsight.serving.voxels import MAX_VOXELS
 
 MAX_UPLOAD_MB = 64
 # The page's files, by the only names the server will serve.
@@ -92,10 +93,13 @@ def response_body(predictor: Predictor, name: str, record: dict[str, Any], out_d
 
 
 def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb: int = MAX_UPLOAD_MB,
-               concurrency: int = 2, threads: int | None = None) -> FastAPI:
+               concurrency: int = 2, threads: int | None = None, max_voxels: int = MAX_VOXELS,
+               token: str | None = None) -> FastAPI:
     """The FastAPI application of one run (or of a ready Predictor, e.g. an ensemble).
 
     ``concurrency`` predictions run at once, each on ``threads`` onnxruntime threads (None: one per core).
+    An upload over ``max_upload_mb`` bytes or whose headers declare more than ``max_voxels`` voxels gets 413;
+    with ``token`` every route but /health needs ``Authorization: Bearer <token>``.
     """
     predictor = run if isinstance(run, Predictor) else Predictor([run], engine=engine, threads=threads)
     limit = int(max_upload_mb) << 20
@@ -126,12 +130,13 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
     @app.get("/model")
     def model() -> dict[str, Any]:
         """Task, classes, input format, operating point and evaluation metrics of the served run."""
-        uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)"], "max_upload_mb": int(max_upload_mb)}
+        uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)"], "max_upload_mb": int(max_upload_mb),
+                   "max_voxels": int(max_voxels)}
         return _jsonable({**predictor.describe(), "uploads": uploads})
 
     @app.post("/predict")
     def predict(file: UploadFile = File(..., description="an image or volume, or a zip of one DICOM series"),
-                explain: bool = Form(True, description="also return Grad-CAM heat maps where the task has them")
+                explain: bool = Form(False, description="also return Grad-CAM heat maps where the task has them")
                 ) -> JSONResponse:
         """Predict one uploaded image or volume; the answer holds the result and its pictures (base64 PNG)."""
         started = time.perf_counter()
@@ -144,6 +149,7 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                 if len(inputs) != 1:
                     raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
                 check_self_contained(inputs[0], name)
+                check_voxels(inputs[0], name, max_voxels)
                 with gate:
                     records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
                 slices = label_slices(records[0], Path(tmp) / "out")
@@ -157,22 +163,35 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
         return JSONResponse(_jsonable(body))
 
     app.add_middleware(BodyLimit, limit_bytes=limit + (1 << 20), shown_limit_mb=int(max_upload_mb))  # room for the multipart framing
+    if token:
+        app.add_middleware(BearerToken, token=token, open_paths=("/health",))  # outermost: checked before the body
     return app
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, engine: str = "torch",
-          threads: int = 1, concurrency: int | None = None) -> None:
-    """Run the server under uvicorn until interrupted (``concurrency`` defaults to one prediction per core)."""
+          threads: int = 1, concurrency: int | None = None, token: str | None = None,
+          max_upload_mb: int = MAX_UPLOAD_MB, max_voxels: int = MAX_VOXELS) -> None:
+    """Run the server under uvicorn until interrupted (``concurrency`` defaults to one prediction per core).
+
+    Binding to anything but loopback needs a token: a model on a network is not left open to anyone.
+    """
     import os
     import sys
 
+    if host not in LOOPBACK and not token:
+        raise MedsightError(None, f"serve refuses to listen on {host} without a token: give --token or set "
+                                  "MEDSIGHT_TOKEN (clients then send Authorization: Bearer <token>)")
     import torch
     import uvicorn
 
     # one thread per prediction and one prediction per core: requests overlap instead of fighting for cores
     cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    app = create_app(run, engine=engine, concurrency=concurrency or cores, threads=threads)
+    app = create_app(run, engine=engine, concurrency=concurrency or cores, threads=threads, token=token,
+                     max_upload_mb=max_upload_mb, max_voxels=max_voxels)
     print(f"serving {run} ({app.state.predictor.task.name}, {engine}) at http://{host}:{port}/  (API docs: /docs)",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

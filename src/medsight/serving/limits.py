@@ -1,7 +1,9 @@
-"""An ASGI guard that refuses request bodies above a size limit with 413, before they are parsed."""
+"""ASGI guards: request bodies above a size limit get 413 before they are parsed; requests without the
+server's bearer token get 401 before anything else is done."""
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any, Awaitable, Callable
 
@@ -61,4 +63,41 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+DRAIN_BYTES = 1 << 20
+
+
+class BearerToken:
+    """401 unless the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+
+    def __init__(self, app: Callable, token: str, open_paths: tuple[str, ...] = ()):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        # read (and drop) a small body so that the client, still sending, hears the answer; a large one is cut off
+        drained, complete = 0, False
+        while drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete = True
+                break
+        body = json.dumps({"detail": "a bearer token is required (Authorization: Bearer <token>)"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"www-authenticate", b"Bearer")]
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": headers if complete else headers + [(b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -105,6 +105,15 @@ def check_self_contained(path: Path, name: str) -> None:
                                    "upload a single .nrrd file with its data inside")
 
 
+def check_voxels(path: Path, name: str, max_voxels: int) -> None:
+    """413 when the upload's headers declare more voxels than the cap, before any pixel is decoded."""
+    from medsight.serving.voxels import declared_voxels
+
+    voxels = declared_voxels(path)
+    if voxels is not None and voxels > max_voxels:
+        raise UploadError(413, f"{name}: declares {voxels:,} voxels, more than the limit of {max_voxels:,}")
+
+
 def problem_text(exc: MedsightError, folder: Path, name: str) -> str:
     """A reader's one-line error with the server's temporary paths replaced by the uploaded file's name."""
     text = str(exc)

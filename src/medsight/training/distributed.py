@@ -55,6 +55,15 @@ class DistContext:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def gather(self, values: list[float]) -> list[list[float]]:
+        """Every rank's values, in rank order, on every rank (all ranks must call it)."""
+        if not self.enabled:
+            return [list(values)]
+        mine = torch.tensor(values, dtype=torch.float64)
+        everyone = [torch.zeros_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(everyone, mine)
+        return [t.tolist() for t in everyone]
+
     def min_int(self, value: int) -> int:
         """The smallest value over ranks (every rank must take the same number of DDP steps)."""
         if not self.enabled:

@@ -8,7 +8,7 @@ import itertools
 import math
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from medsight.jsonio import atomic_write
 from medsight.models import get_entry
 from medsight.run import RunFolder
 from medsight.tasks.base import Task
+from medsight.training.callbacks import TrainingCallback
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.seeding import epoch_seed, seed_everything, set_deterministic
@@ -113,9 +114,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
-        echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds)."""
+        echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
+    """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
+
+    callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
+    """
     ctx = DistContext.from_env()
+    callbacks = list(callbacks) if ctx.is_main else []
     echo = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     say = echo if ctx.is_main else (lambda line: None)
     set_deterministic(config.deterministic)
@@ -154,6 +159,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             say(f"resuming {run.path}: all {progress['planned_epochs']} epochs are done, finishing")
     elif resume:  # killed before the first checkpoint: nothing to lose, start over
         say(f"resuming {run.path}: no checkpoint yet, starting from the first epoch")
+    for callback in callbacks:
+        callback.on_train_start(run, config, task.plan, progress)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model)
 
@@ -185,7 +192,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             if ema is not None:
                 ema.update_parameters(_unwrap(model))
             losses.append(loss.item())
-        train_loss = ctx.mean(float(np.mean(losses)) if losses else float("nan"))
+        local_loss = float(np.mean(losses)) if losses else float("nan")
+        train_loss = ctx.mean(local_loss)
 
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         is_last = epoch + 1 >= planned
@@ -227,6 +235,14 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
                 state["ema"] = ema.state_dict()
             save_checkpoint(run.checkpoint_path, state)
             write_log(run.log_path, progress["log"])
+        if ctx.enabled:  # each rank's own loss and time, for the trackers on rank 0 (log.csv keeps the mean)
+            per_rank = ctx.gather([local_loss, seconds])
+            tracked = {**row, **{f"rank{r}/{name}": values[i] for r, values in enumerate(per_rank)
+                                 for i, name in enumerate(("train_loss", "seconds"))}}
+        else:
+            tracked = row
+        for callback in callbacks:
+            callback.on_epoch_end(tracked, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
@@ -246,6 +262,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         with torch.no_grad():
             state = task.finish_training(best, dataset, val_idx)
         run.save_state({**state, "training": summary})
+        for callback in callbacks:
+            callback.on_train_end(summary)
     # no rank tears the process group down while rank 0 still writes the run folder
     ctx.barrier()
     ctx.close()

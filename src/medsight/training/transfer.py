@@ -24,8 +24,11 @@ SHOWN = 4  # names listed in the one-line summary before "and N more"
 
 
 def init_weights_path(source: str | Path) -> Path:
-    """The safetensors file behind --init: RUN/model.safetensors or the file itself; anything else is refused."""
-    path = Path(source)
+    """The safetensors file behind --init: RUN/model.safetensors (of a run folder or a packed run) or the file
+    itself; anything else is refused."""
+    from medsight.packed import run_or_unpacked
+
+    path = run_or_unpacked(source)
     if path.is_dir():
         weights = RunFolder(path).weights_path
         if not weights.is_file():
@@ -34,7 +37,7 @@ def init_weights_path(source: str | Path) -> Path:
     if not path.is_file():
         raise MedsightError(path, "cannot initialise from it: no such run folder or file")
     if path.suffix != ".safetensors":
-        raise MedsightError(path, "is not a .safetensors file; --init takes a run folder or a .safetensors file "
+        raise MedsightError(path, "is not a .safetensors file; --init takes a run folder, a packed run or a .safetensors file "
                                   "(medsight never unpickles weights)")
     return path.resolve()
 
@@ -58,6 +61,7 @@ class InitRecord:
     unused: list[str] = field(default_factory=list)  # source tensors with no place in this model
     frozen: list[str] = field(default_factory=list)
     lr_scale: float = 1.0
+    table: str = ""  # the tensor-by-tensor compatibility, printed before training
 
     def summary(self) -> str:
         """One or two lines for the console."""
@@ -117,8 +121,11 @@ def aligned_names(own: dict[str, torch.Tensor], source: dict[str, torch.Tensor])
     return best
 
 
-def load_matching(model: nn.Module, source_path: Path) -> InitRecord:
-    """Copy every source tensor whose name (or aligned name) and shape match into model."""
+def load_matching(model: nn.Module, source_path: Path, shown_as: str | None = None) -> InitRecord:
+    """Copy every source tensor whose name (or aligned name) and shape match into model.
+
+    shown_as names the source in the compatibility table (the run or packed file the user gave).
+    """
     source = load_weights(source_path)
     own = model.state_dict()
     pairs = aligned_names(own, source)
@@ -131,8 +138,12 @@ def load_matching(model: nn.Module, source_path: Path) -> InitRecord:
             skipped[name] = (f"shape {tuple(tensor.shape)}, source {tuple(source[name].shape)}"
                              if name in source else "not in the source")
     used = set(pairs.values())
-    return InitRecord(str(source_path), loaded=sorted(pairs), skipped=skipped,
-                      unused=sorted(k for k in source if k not in used and k not in own))
+    record = InitRecord(str(source_path), loaded=sorted(pairs), skipped=skipped,
+                        unused=sorted(k for k in source if k not in used and k not in own))
+    from medsight.training.compatibility import compatibility, format_compatibility
+
+    record.table = format_compatibility(compatibility(own, source, pairs), shown_as or str(source_path))
+    return record
 
 
 def freeze(model: nn.Module, names: list[str]) -> None:
@@ -179,7 +190,7 @@ def prepare_transfer(model: nn.Module, config: Any, run: RunFolder, resuming: bo
     if resuming:
         record = InitRecord.load(record_path)
     else:
-        record = load_matching(model, init_weights_path(config.init))
+        record = load_matching(model, init_weights_path(config.init), shown_as=str(config.init))
         if not record.loaded:
             raise MedsightError(config.init, f"has no tensor that fits the model {config.model!r} (no name and shape match)")
         record.lr_scale = float(config.init_lr_scale)
@@ -188,6 +199,7 @@ def prepare_transfer(model: nn.Module, config: Any, run: RunFolder, resuming: bo
             record.frozen = [n for n in encoder_names(model, config.model) if n in loaded]
         if is_main:
             record.save(record_path)
+        say(record.table)
         say(record.summary())
     freeze(model, record.frozen)
     return parameter_groups(model, record.loaded, record.lr_scale)

@@ -20,6 +20,7 @@ from medsight.report import plots
 from medsight.metrics.bootstrap import bootstrap_ci
 from medsight.report.html import Section, escape, format_value, metric_label, write_report
 from medsight.jsonio import atomic_write, save_json
+from medsight.metrics.definitions import classification_definitions
 from medsight.metrics.classification import classification_metrics, multilabel_metrics
 from medsight.metrics.operating_point import apply_operating_point
 
@@ -42,7 +43,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     names = list(dataset.classes) or [str(k) for k in range(probs.shape[1])]
     case_ids = [dataset.case_ids[int(i)] for i in indices]
     multilabel = bool(task.plan.get("multilabel", False))
-    ordinal = bool(task.info.get("ordinal") or getattr(dataset, "ordinal", False))
+    ordinal = bool(task.plan.get("ordinal") or task.info.get("ordinal") or getattr(dataset, "ordinal", False))
     point = run.load_state().get("operating_point")
     if multilabel:
         labels = labels.astype(np.int64)
@@ -66,6 +67,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
         "ci_method": f"percentile bootstrap over cases, {N_BOOT} resamples, seed {BOOT_SEED}"
                      + ("; sensitivity and specificity: Wilson score interval" if "sensitivity" in ci else ""),
         "operating_point": used_point, "metrics_argmax": argmax["metrics"],
+        "definitions": classification_definitions(multilabel, ordinal),
     }
     write_predictions(out_dir / "predictions" / "predictions.csv", case_ids, labels, decisions, probs, names, multilabel)
     save_json(out_dir / "metrics.json", metrics)
@@ -73,7 +75,7 @@ def evaluate_classification(task: Any, run: Any, model: Any, dataset: Any, split
     details = _details(run, task, metrics)
     subtitle = f"{details['model']} · {metrics['num_cases']} cases · {'multi-label' if multilabel else f'{len(names)} classes'}"
     report = write_report(out_dir / "report.html", _title(task, dataset, split), headline(metrics), sections,
-                          details=details, subtitle=subtitle)
+                          details=details, subtitle=subtitle, definitions=metrics["definitions"])
     return {**metrics, "report": str(report)}
 
 
@@ -115,7 +117,8 @@ def _single_label_decisions(probs: np.ndarray, point: dict[str, Any] | None) -> 
     num_classes = probs.shape[1]
     fits = point is not None and "thresholds" not in point and (
         ("threshold" not in point or num_classes == 2)
-        and ("log_offsets" not in point or len(point["log_offsets"]) == num_classes))
+        and ("log_offsets" not in point or len(point["log_offsets"]) == num_classes)
+        and ("grade_cuts" not in point or len(point["grade_cuts"]) == num_classes - 1))
     if not fits:
         note = "no operating point in state.json" if point is None else f"stored point {point} does not fit {num_classes} classes"
         return probs.argmax(axis=1), {"rule": "argmax", "note": note}

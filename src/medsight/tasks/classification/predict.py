@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from medsight.data.preprocess import prepare_image
+from medsight.data.preprocess import decode_size, prepare_image
 from medsight.data.steps import crop_box, uncrop
 from medsight.errors import MedsightError
 from medsight.explain.gradcam import explain
@@ -82,7 +82,7 @@ def predict_classification(task: Any, run: Any, models: list, inputs: Sequence[P
         images, tensors, kept = [], [], []
         for i in chunk:
             try:
-                image = read_image(inputs[i])
+                image = read_image(inputs[i], reduce_to=decode_size(plan))
                 if image.spatial_dims != plan["spatial_dims"]:
                     raise MedsightError(inputs[i], f"is {image.spatial_dims}D but this model takes "
                                                    f"{plan['spatial_dims']}D images")

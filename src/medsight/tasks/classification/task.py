@@ -11,8 +11,10 @@ import torch.nn as nn
 
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
-from medsight.data.preprocess import intensity_range, prepare_many
+from medsight.data.input_cache import check_fits_in_memory
+from medsight.data.preprocess import intensity_range, prepare_many, read_input
 from medsight.data.steps import planned_steps
+from medsight.errors import MedsightError
 from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
 from medsight.metrics.operating_point import choose_operating_point
@@ -24,6 +26,15 @@ from medsight.tasks.classification.predict import predict_classification
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
 EVAL_BATCH = 256
+
+
+STATISTICS_SIDE = 256  # images are thinned to about this side for the plan's intensity statistics
+
+
+def thinned(image: np.ndarray) -> np.ndarray:
+    """Every k-th pixel, so that the longest side is about STATISTICS_SIDE (a copy, not a view)."""
+    step = max(1, max(image.shape[1:]) // STATISTICS_SIDE)
+    return np.array(image[(slice(None), *[slice(None, None, step)] * (image.ndim - 1))])
 
 
 def default_model(spatial_dims: int, input_size: Sequence[int]) -> str:
@@ -78,8 +89,20 @@ class ClassificationTask(Task):
     def make_plan(cls, dataset: TaskDataset) -> dict[str, Any]:
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]
-        images = [dataset.load_case(int(i)) for i in sample]
-        shapes = np.array([im.shape[1:] for im in images])
+        shapes, images = [], []
+        sources = getattr(dataset, "sources", None) if getattr(dataset, "images", None) is None else None
+        for index in sample:  # one image at a time: only a thinned copy is kept for the statistics
+            if sources is not None and dataset.spatial_dims == 2:
+                from medsight.io.images import picture_shape
+
+                # statistics of the image as training will decode it; the shape from the file's header
+                image = read_input(sources[int(index)], {"spatial_dims": 2, "input_size": [MAX_INPUT_2D] * 2})
+                shapes.append(picture_shape(sources[int(index)]) or image.shape[1:])
+            else:
+                image = dataset.load_case(int(index))
+                shapes.append(image.shape[1:])
+            images.append(thinned(image))
+        shapes = np.array(shapes)
         median = np.median(shapes, axis=0)
         limit = MAX_INPUT_2D if dataset.spatial_dims == 2 else MAX_INPUT_3D
         side = int(min(limit, np.median(median)))
@@ -104,6 +127,9 @@ class ClassificationTask(Task):
             **plan,
             "num_classes": len(dataset.classes),
             "multilabel": dataset.multilabel,
+            # ordered grades: quadratic kappa is reported, and can choose the epoch and the operating point
+            "ordinal": bool(getattr(dataset, "ordinal", False)) and not dataset.multilabel,
+            "selection_metric": "auc",
             "class_counts": counts,
             "class_weights": inverse_frequency_weights(counts),
             "batch_size": batch,
@@ -125,6 +151,7 @@ class ClassificationTask(Task):
 
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
+        check_selection(self.plan, self.ordinal)
         balance = config.balance
         weights = self.plan["class_weights"] if balance == "weights" else None
         self.loss = ClassificationLoss("focal" if balance == "focal" else "ce", weights, self.plan["multilabel"])
@@ -132,18 +159,38 @@ class ClassificationTask(Task):
         self.batch_size = config.batch_size or self.plan["batch_size"]
         self._cache: dict[str, torch.Tensor] = {}
         if dataset is not None:
+            if getattr(dataset, "sources", None) is not None and getattr(dataset, "images", None) is None:
+                self.input_cache(dataset).ensure(np.arange(len(dataset)))  # every split in one pass, with progress
             train = dataset.splits["train"]
             self.train_images = self.prepared(dataset, train)
             self.train_labels = torch.as_tensor(dataset.labels[train])
             if balance == "smote":
-                self.train_images, self.train_labels = smote(self.train_images, self.train_labels, config.seed)
+                images = self.train_images
+                images = images.materialise() if hasattr(images, "materialise") else images
+                self.train_images, self.train_labels = smote(images, self.train_labels, config.seed)
 
     def prepared(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
-        """Normalised tensors of the cases (kept in memory: classification inputs are small)."""
+        """Normalised inputs of the cases: in memory for in-memory sets, else rows of the input cache on disk."""
         key = f"{id(dataset)}:{hash(np.asarray(indices).tobytes())}"
         if key not in self._cache:
-            self._cache[key] = prepare_many(dataset.load_case, indices, self.plan)
+            if getattr(dataset, "sources", None) is not None and getattr(dataset, "images", None) is None:
+                self._cache[key] = self.input_cache(dataset).rows(indices)
+            else:
+                shape = (len(indices), self.plan["in_channels"], *self.plan["input_size"])
+                check_fits_in_memory(4 * int(np.prod(shape)), f"preparing {len(indices)} images", dataset.path)
+                self._cache[key] = prepare_many(dataset.load_case, indices, self.plan)
         return self._cache[key]
+
+    def input_cache(self, dataset: TaskDataset):
+        from medsight.data.input_cache import InputCache
+
+        if getattr(self, "_input_cache", None) is None or self._input_cache.sources != list(dataset.sources):
+            extra = getattr(getattr(self, "config", None), "extra", None) or {}
+            root = extra.get("cache_dir")
+            sources, plan = list(dataset.sources), self.plan
+            self._input_cache = InputCache(sources, lambda i: read_input(sources[i], plan), plan,
+                                           Path(root) if root else None)
+        return self._input_cache
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
         n = len(self.train_labels)
@@ -174,19 +221,31 @@ class ClassificationTask(Task):
     def validate(self, model, dataset, indices):
         from sklearn.metrics import balanced_accuracy_score
 
+        from medsight.metrics.classification import selection_auc
+
         logits = self.predict_tensor(model, self.prepared(dataset, indices))
         labels = torch.as_tensor(dataset.labels[indices])
         probs = self.probabilities(logits)
         out = {"val_loss": float(self.loss(logits, labels))}
-        auc = safe_auc(labels.numpy(), probs, self.plan["multilabel"])
+        auc = selection_auc(labels.numpy(), probs, self.plan["multilabel"])
         if not self.plan["multilabel"]:
             out["accuracy"] = float((probs.argmax(1) == labels.numpy()).mean())
             out["balanced_accuracy"] = float(balanced_accuracy_score(labels.numpy(), probs.argmax(1)))
         if auc is not None:
             out["auc"] = auc
-        # AUC ranks every threshold, so it picks the epoch before the operating point is chosen
-        out["score"] = auc if auc is not None else out.get("balanced_accuracy", -out["val_loss"])
+        if self.ordinal:
+            from medsight.metrics.ordinal import quadratic_kappa
+
+            out["kappa_quadratic"] = quadratic_kappa(labels.numpy(), probs.argmax(1), probs.shape[1])
+        # AUC ranks every threshold, so by default it picks the epoch before the operating point is chosen; over
+        # the classes present, so a class missing from validation keeps the score an AUC
+        out["score"] = selection_score(out, self.plan.get("selection_metric", "auc"))
         return out
+
+    @property
+    def ordinal(self) -> bool:
+        """Ordered grades, as plan.json says (a plan from before the key: as the data set said)."""
+        return bool(self.plan.get("ordinal", self.info.get("ordinal", False)))
 
     def finish_training(self, model, dataset, indices):
         if len(indices) == 0:
@@ -205,24 +264,27 @@ class ClassificationTask(Task):
         return predict_classification(self, run, list(models), inputs, Path(out_dir), explain)
 
 
-def safe_auc(labels: np.ndarray, probs: np.ndarray, multilabel: bool) -> float | None:
-    """ROC-AUC (binary: positive class 1; multiclass: one-vs-rest macro), None when undefined."""
-    from sklearn.metrics import roc_auc_score
+SELECTION_METRICS = ("auc", "kappa_quadratic", "qwk", "balanced_accuracy", "accuracy", "val_loss")
 
-    try:
-        if multilabel:
-            keep = [k for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
-            return float(roc_auc_score(labels[:, keep], probs[:, keep], average="macro")) if keep else None
-        present = np.unique(labels)
-        if len(present) < 2:
-            return None
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels, probs[:, 1]))
-        if len(present) < probs.shape[1]:
-            return None
-        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-    except ValueError:
-        return None
+
+def check_selection(plan: dict[str, Any], ordinal: bool) -> None:
+    """A selection_metric that the plan's task can compute, else one line naming plan.json."""
+    name = plan.get("selection_metric", "auc")
+    if name not in SELECTION_METRICS:
+        raise MedsightError("plan.json", f"selection_metric {name!r} is not one of {', '.join(SELECTION_METRICS)}")
+    if name in ("qwk", "kappa_quadratic") and not ordinal:
+        raise MedsightError("plan.json", f"selection_metric {name!r} needs ordered grades: set \"ordinal\": true")
+
+
+def selection_score(metrics: dict[str, float], name: str) -> float:
+    """The validation figure that chooses the epoch (higher is better; val_loss is negated)."""
+    key = "kappa_quadratic" if name == "qwk" else name
+    if key == "val_loss":
+        return -metrics["val_loss"]
+    if key in metrics:
+        return metrics[key]
+    # AUC is undefined when a validation split lacks a class: balanced accuracy, then the loss
+    return metrics.get("balanced_accuracy", -metrics["val_loss"])
 
 
 def smote(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medsight.jsonio import save_json
+from medsight.metrics.definitions import detection_definitions
 from medsight.report import plots
 from medsight.report.html import Section, write_report
 
@@ -124,10 +125,11 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
         write_submission(out_dir / "predictions" / "submission.csv", records)  # LUNA16's format
     metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
                "per_class": result["per_class"], "num_boxes": int(sum(len(dataset.boxes[i]) for i in indices)),
-               "froc_iou": 0.1, "interpolation": "all-point"}
+               "definitions": detection_definitions(dataset.spatial_dims)}
     if result["metrics"].get("froc_rule") == "luna16":
-        metrics["froc_rule"] = "LUNA16: a predicted centre within a nodule's radius (mm) finds it"
-        del metrics["froc_iou"]
+        metrics["definitions"]["froc"] += ("; this run plans in millimetres, so centres are in world mm (origin and "
+                                           "direction applied) and a reference's radius is half its annotated "
+                                           "diameter where the data set gives one (LUNA16's annotations.csv)")
     save_json(out_dir / "metrics.json", metrics)
 
     plot_dir = out_dir / "plots"
@@ -147,20 +149,23 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
     if run is not None and Path(run.log_path).is_file():
         images.append(plots.training_curves(run.log_path, plot_dir / "training.png"))
     m = result["metrics"]
-    table = [{"class": name, "AP@0.5": v["ap_50"], "AP@[.5:.95]": v["ap_50_95"], "AR@100": v["ar_100"],
-              "true boxes": v["num_boxes"]} for name, v in result["per_class"].items()]
-    froc_table = [{f"{k} FP/{unit}": v for k, v in m["froc"].items()}]
+    table = [{"class": name, "AP@[.5:.95]": v["ap_50_95"], "AP@0.5": v["ap_50"], "AP@0.75": v["ap_75"],
+              "AR@100": v["ar_100"], "AP@0.5 VOC all-point": v["ap50_voc_allpoint"], "true boxes": v["num_boxes"]}
+             for name, v in result["per_class"].items()]
+    froc_table = [{"hit rule": "LUNA16 (centre within radius)", **{f"{k} FP/{unit}": v for k, v in m["froc"].items()},
+                   "CPM": m["cpm"]},
+                  {"hit rule": "IoU >= 0.1", **{f"{k} FP/{unit}": v for k, v in m["froc_iou"].items()}, "CPM": m["cpm_iou"]}]
     sections = [
         Section("Average precision per class", table=table, images=images[:1],
-                how_to_read="AP is the area under each class's precision-recall curve; 1.0 means every box found with no false alarm ranked above it."),
+                how_to_read="AP is the area under each class's precision-recall curve (COCO's 101-point sample; the VOC all-point area beside it); 1.0 means every box found with no false alarm ranked above it."),
         Section("FROC", table=froc_table, images=images[1:2],
                 how_to_read=f"Share of true boxes found when the model is allowed 1/8 to 8 false positives per {unit}; CPM is their mean (LUNA16)."),
         Section("Examples", images=overlays,
                 how_to_read="Green: true boxes. Red: predicted boxes with their class and score (3D: the slice through the best box)."),
     ] + ([Section("Training", images=images[2:])] if len(images) > 2 else [])
-    summary = {"map_50": m["map_50"], "map_50_95": m["map_50_95"], "mar_100": m["mar_100"], "cpm": m["cpm"],
-               "cases": int(len(indices))}
+    summary = {"map_50_95": m["map_50_95"], "map_50": m["map_50"], "map_75": m["map_75"], "mar_100": m["mar_100"],
+               "map50_voc_allpoint": m["map50_voc_allpoint"], "cpm": m["cpm"], "cases": int(len(indices))}
     details = {"run": str(run.path) if run is not None else "", "split": split, "data": str(dataset.path)}
     report = write_report(out_dir / "report.html", f"Detection: {Path(dataset.path).name}, {split} split", summary,
-                          sections, details)
+                          sections, details, definitions=metrics["definitions"])
     return {**metrics, "report": str(report)}

@@ -102,7 +102,8 @@ class DetectionTask(Task):
         predictions = []
         for index in indices:
             found = self.predict_case(models, dataset, int(index))
-            metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index])
+            metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index],
+                          spacing=self.case_spacing(dataset, int(index)))
             predictions.append(found)
         result = metric.compute()
         if "target_spacing" in self.plan and getattr(dataset, "geometries", None):
@@ -113,6 +114,15 @@ class DetectionTask(Task):
             result["metrics"].update(froc=luna["sensitivity"], cpm=luna["cpm"], froc_rule="luna16")
             result["curves"]["froc"] = {"fp_per_image": luna["curve"]["fp_per_scan"], "sensitivity": luna["curve"]["sensitivity"]}
         return result, predictions
+
+    def case_spacing(self, dataset: TaskDataset, index: int) -> tuple[float, ...] | None:
+        """Voxel spacing in array-axis order (3D scans, for FROC in mm); None in 2D (FROC in pixels)."""
+        if self.plan["spatial_dims"] != 3:
+            return None
+        cache = self.__dict__.setdefault("_spacings", {})
+        if index not in cache:
+            cache[index] = tuple(float(v) for v in reversed(dataset.load_geometry(index).spacing))
+        return cache[index]
 
     def validate(self, model, dataset, indices):
         most = int(self.plan.get("validation_cases", VALIDATION_CASES))  # plan.json can lower it for huge scans

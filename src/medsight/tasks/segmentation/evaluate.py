@@ -12,7 +12,7 @@ from medsight.io.images import read_image
 from medsight.jsonio import save_json
 from medsight.io.nested_labels import nested_pair
 from medsight.metrics.lesions import case_lesions, summarise
-from medsight.metrics.segmentation import SegmentationMetrics
+from medsight.metrics.segmentation import NSD_TOLERANCE_MM, SegmentationMetrics, tolerances_for
 from medsight.tasks.segmentation.infer import predict_label
 from medsight.tasks.segmentation.predict import output_suffix, write_mask
 from medsight.tasks.segmentation.report import write_segmentation_report
@@ -25,7 +25,8 @@ def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) 
         raise MedsightError(dataset.path, f"split {split!r} has cases without labels; use predict for them")
     state = run.load_state()
     labels = {int(k): v for k, v in task.plan["labels"].items()}
-    metrics = SegmentationMetrics(labels)
+    tolerance = task.plan.get("evaluation", {}).get("nsd_tolerance_mm", NSD_TOLERANCE_MM)
+    metrics = SegmentationMetrics(labels, tolerances_for(tolerance, [k for k in labels if k != 0], run.path / "plan.json"))
     predictions = out_dir / "predictions"
     predictions.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

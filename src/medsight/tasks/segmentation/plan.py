@@ -199,4 +199,5 @@ def make_segmentation_plan(dataset) -> dict[str, Any]:
                     "flip_axes": all_axes, "noise_std": 0.1, "noise_probability": 0.1, "blur_probability": 0.2,
                     "intensity_scale": 0.25, "intensity_probability": 0.15, "gamma": [0.7, 1.5], "gamma_probability": 0.3},
         "inference": {"overlap": 0.5, "mirror_axes": all_axes, "tta": True, "sw_batch_size": 2},
+        "evaluation": {"nsd_tolerance_mm": 1.0},  # a number, or one per foreground class in label order
     }

@@ -106,4 +106,5 @@ def write_segmentation_report(out_dir: Path, result: dict[str, Any], load: CaseL
                 how_to_read="Prediction and reference drawn over the image; 3D cases show the slice with most foreground."),
         Section("Per case", table=table),
     ]
-    return write_report(out_dir / "report.html", title, summary, sections, details=details)
+    return write_report(out_dir / "report.html", title, summary, sections, details=details,
+                        definitions=result.get("definitions"))

@@ -1,0 +1,117 @@
+"""Darknet/YOLO reader: both layouts, boxes in pixels, missing label files, and one line per kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medsight.api import check
+from medsight.errors import MedsightError
+from medsight.io.formats import detect_format
+from medsight.io.yolo import read_yolo
+
+
+def photo(path: Path, height: int = 20, width: int = 40) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
+
+
+def darknet(root: Path, lines: str = "1 0.5 0.25 0.5 0.5\n") -> Path:
+    """CODRAS layout: images/ with a .txt beside each image, and a .names file."""
+    (root / "retinal.names").parent.mkdir(parents=True, exist_ok=True)
+    (root / "retinal.names").write_text("optic_disc\nexudate\n")
+    photo(root / "images" / "a.jpg")
+    (root / "images" / "a.txt").write_text(lines)
+    photo(root / "images" / "b.jpg")  # no label file: no boxes
+    return root
+
+
+def test_darknet_layout_is_detected_and_boxes_are_in_pixels(tmp_path):
+    root = darknet(tmp_path / "d")
+    assert detect_format(root) == ("yolo", "detection")
+    data = read_yolo(root)
+    assert data.classes == ["optic_disc", "exudate"]
+    a, b = data.case_ids.index("a"), data.case_ids.index("b")
+    # cx 0.5, cy 0.25, w 0.5, h 0.5 of a 40 x 20 image: cols 10..30, rows 0..10
+    np.testing.assert_allclose(data.boxes[a], [[0, 10, 10, 30]])
+    assert data.labels[a].tolist() == [1]
+    assert data.boxes[b].shape == (0, 4) and len(data.labels[b]) == 0
+    assert data.shapes[a] == (20, 40)
+    assert sorted(np.concatenate(list(data.splits.values())).tolist()) == [0, 1]
+
+
+def test_corners_past_the_border_are_clipped(tmp_path):
+    data = read_yolo(darknet(tmp_path / "d", "0 0.95 0.5 0.2 0.4\n"))
+    np.testing.assert_allclose(data.boxes[data.case_ids.index("a")], [[6, 34, 14, 40]])
+
+
+def test_ultralytics_layout_with_splits(tmp_path):
+    root = tmp_path / "u"
+    root.mkdir()
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: nodule\n  1: mass\n")
+    for split in ("train", "val"):
+        photo(root / "images" / split / f"{split}1.png", 10, 10)
+        (root / "labels" / split).mkdir(parents=True)
+        (root / "labels" / split / f"{split}1.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.1 0.1 0.2 0.2\n")
+    assert detect_format(root) == ("yolo", "detection")
+    data = read_yolo(root)
+    assert data.classes == ["nodule", "mass"]
+    assert [data.case_ids[i] for i in data.splits["train"]] == ["train/train1"]
+    assert [data.case_ids[i] for i in data.splits["val"]] == ["val/val1"]
+    np.testing.assert_allclose(data.boxes[0], [[3, 4, 7, 6], [0, 0, 2, 2]])
+    assert data.labels[0].tolist() == [1, 0]
+
+
+def test_ultralytics_names_as_a_list(tmp_path):
+    root = tmp_path / "u"
+    root.mkdir()
+    (root / "data.yaml").write_text("names: [cell, debris]\nnc: 2\n")
+    photo(root / "images" / "x.png")
+    assert read_yolo(root).classes == ["cell", "debris"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("1 0.5 0.5 0.2", "line 2 has 4 fields; expected 5"),
+    ("1 0.5 1.5 0.2 0.2", "line 2 has a value outside 0..1"),
+    ("2 0.5 0.5 0.2 0.2", "line 2 has class 2, which is not one of the 2 classes"),
+    ("0.5 0.5 0.5 0.2 0.2", "line 2 has class 0.5"),
+    ("1 0.5 x 0.2 0.2", "line 2 has a field that is not a number"),
+])
+def test_bad_lines_name_the_file_and_line(tmp_path, line, message):
+    root = darknet(tmp_path / "d", f"0 0.5 0.5 0.1 0.1\n{line}\n")
+    with pytest.raises(MedsightError) as err:
+        read_yolo(root)
+    assert str(err.value).startswith(str(root / "images" / "a.txt")) and message in str(err.value)
+
+
+def test_bad_line_is_exit_2_and_one_line(tmp_path, capsys):
+    from medsight.cli import main
+
+    root = darknet(tmp_path / "d", "0 0.5 0.5 0.1\n")
+    assert main(["check", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a.txt" in err and "line 1" in err
+
+
+def test_check_reports_boxes_per_class(tmp_path):
+    summary = check(darknet(tmp_path / "d"))
+    assert summary["format"] == "yolo"
+    assert sum(sum(per_split.values()) for per_split in summary["boxes"].values()) == 1
+
+
+def test_a_single_class_folder_is_refused_naming_the_layouts(tmp_path):
+    photo(tmp_path / "subset0" / "a.png")
+    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    with pytest.raises(MedsightError, match="single class.*YOLO folder.*Pascal VOC|single class.*Pascal VOC.*YOLO"):
+        detect_format(tmp_path)
+
+
+def test_a_split_folder_with_one_class_is_refused(tmp_path):
+    for split in ("train", "test"):
+        photo(tmp_path / split / "only" / "a.png")
+        photo(tmp_path / split / "only" / "b.png")
+    with pytest.raises(MedsightError, match="single class"):
+        check(tmp_path)
