@@ -104,9 +104,11 @@ def test_check_reports_boxes_per_class(tmp_path):
 
 def test_a_single_class_folder_is_refused_naming_the_layouts(tmp_path):
     photo(tmp_path / "subset0" / "a.png")
-    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
     with pytest.raises(MedsightError, match="single class.*YOLO folder.*Pascal VOC|single class.*Pascal VOC.*YOLO"):
         detect_format(tmp_path)
+    # with LUNA16's annotations.csv beside it, the same folder is a LUNA16 layout
+    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    assert detect_format(tmp_path) == ("luna16", "detection")
 
 
 def test_a_split_folder_with_one_class_is_refused(tmp_path):

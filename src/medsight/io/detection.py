@@ -29,13 +29,21 @@ class DetectionDataset(TaskDataset):
     boxes: list[np.ndarray] = field(default_factory=list)  # (N, 2*dims) per case
     labels: list[np.ndarray] = field(default_factory=list)  # (N,) per case
     shapes: list[tuple[int, ...]] = field(default_factory=list)  # spatial shape per case (array order)
+    # 3D in world units (empty where the format has no geometry): header geometry per case, reference
+    # diameters (mm) per box, and hard-negative centres (continuous array-order voxels) for patch sampling
+    geometries: list[Any] = field(default_factory=list)
+    diameters: list[np.ndarray] = field(default_factory=list)
+    hard_negatives: list[np.ndarray] = field(default_factory=list)
+    annotations_without_scan: int = 0  # LUNA16: rows of annotations.csv for scans not in the folder
 
     def load_case(self, index: int) -> np.ndarray:
         """(C, *spatial) float32 image of a case (channels stacked from their files)."""
         return load_channels(self.sources[index])
 
     def load_geometry(self, index: int):
-        """The first channel's Image (spacing, origin, direction) for world coordinates and overlays."""
+        """The first channel's geometry (spacing, origin, direction) for world coordinates and overlays."""
+        if self.geometries:
+            return self.geometries[index]
         return read_image(self.sources[index][0])
 
     def box_counts(self, indices: np.ndarray) -> list[int]:
@@ -47,6 +55,13 @@ class DetectionDataset(TaskDataset):
         out["boxes"] = {split: dict(zip(self.classes, self.box_counts(idx))) for split, idx in self.splits.items()}
         shapes = np.array(self.shapes)
         out["median_shape"] = [float(v) for v in np.median(shapes, axis=0)] if len(shapes) else []
+        if self.geometries:
+            out["median_spacing_mm"] = [float(v) for v in np.median([g.array_spacing for g in self.geometries], axis=0)]
+            sizes = np.concatenate(self.diameters) if self.diameters else np.zeros(0)
+            if len(sizes):
+                out["diameter_mm"] = {"min": float(sizes.min()), "median": float(np.median(sizes)), "max": float(sizes.max())}
+        if self.annotations_without_scan:
+            out["annotations_without_scan"] = self.annotations_without_scan
         return out
 
 
@@ -266,7 +281,9 @@ def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
     class_index = {k: i for i, k in enumerate(class_ids)}
     modality = meta.get("modality", meta.get("channel_names", {"0": "image"}))
     channels = [str(modality[k]) for k in sorted(modality, key=int)] if isinstance(modality, dict) else ["image"]
-    sources, boxes, labels, shapes, case_ids, given = [], [], [], [], [], {}
+    from medsight.io.geometry import Geometry
+
+    sources, boxes, labels, shapes, case_ids, given, geometries = [], [], [], [], [], {}, []
     for images_name, labels_name, split in (("imagesTr", "labelsTr", "train"), ("imagesTs", "labelsTs", "test")):
         images_dir, labels_dir = path / images_name, path / labels_name
         if not images_dir.is_dir() or not labels_dir.is_dir():
@@ -283,7 +300,8 @@ def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
             if not np.allclose(mask, np.round(mask)) or mask.min() < 0:
                 raise MedsightError(mask_file, "is not an instance mask (non-negative integer ids)")
             found = boxes_from_instances(np.round(mask).astype(np.int64))
-            image_shape = read_image(files[0]).array.shape[1:]
+            first = read_image(files[0])
+            image_shape = first.array.shape[1:]
             if tuple(image_shape) != tuple(mask.shape):
                 raise MedsightError(mask_file, f"has shape {tuple(mask.shape)} but its image has {tuple(image_shape)}")
             unlisted = sorted(set(found) - {int(k) for k in instances})
@@ -302,6 +320,9 @@ def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
             boxes.append(np.asarray(case_boxes, dtype=np.float64).reshape(-1, 2 * mask.ndim))
             labels.append(np.asarray(case_labels, dtype=np.int64))
             shapes.append(tuple(int(s) for s in mask.shape))
+            if mask.ndim == 3:  # 3D detection plans in millimetres from the scans' geometry
+                geometries.append(Geometry(tuple(int(s) for s in reversed(mask.shape)), first.spacing, first.origin,
+                                           first.direction))
     if not case_ids:
         raise MedsightError(path, "holds no cases (expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz + .json)")
     dims = len(shapes[0])
@@ -309,15 +330,17 @@ def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
         path=path, format="nndetection", task="detection", spatial_dims=dims,
         splits=given_splits(len(case_ids), {k: np.array(v) for k, v in given.items()}),
         case_ids=case_ids, channels=channels, classes=classes, sources=sources, boxes=boxes, labels=labels,
-        shapes=shapes,
+        shapes=shapes, geometries=geometries if len(geometries) == len(case_ids) else [],
     ), fold)
 
 
 def read_detection(path: Path, fmt: str, fold: int = 0) -> DetectionDataset:
     """Read a detection data set of a detected format."""
+    from medsight.io.luna16 import read_luna16
     from medsight.io.yolo import read_yolo
 
-    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "yolo": read_yolo}
+    readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "yolo": read_yolo,
+               "luna16": read_luna16}
     if fmt not in readers:
         raise MedsightError(path, f"is a {fmt} data set, not a detection one")
     return readers[fmt](Path(path), fold)

@@ -18,7 +18,7 @@ from medsight.plugins import load_plugins
 
 # What a folder may be, for messages that tell a user which layouts medsight reads.
 KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv, an nnU-Net folder with "
-                 "dataset.json and imagesTr/, COCO annotations.json, Pascal VOC, or a YOLO folder "
+                 "dataset.json and imagesTr/, COCO annotations.json, Pascal VOC, LUNA16's annotations.csv, or a YOLO folder "
                  "(a .names file with a .txt beside each image, or Ultralytics data.yaml with images/ and labels/)")
 
 # sniff(path) -> bool; read(path, fmt, seed, fold) -> TaskDataset (splits follow the data, not the seed), or "module:function" imported when used
@@ -100,6 +100,12 @@ def _voc_folder(path: Path) -> bool:
     return path.is_dir() and (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
 
 
+def _luna16_folder(path: Path) -> bool:
+    from medsight.io.luna16 import is_luna16
+
+    return path.is_dir() and is_luna16(path)
+
+
 def _class_folders(path: Path) -> bool:
     """Class folders; a lone folder (images/, subset0/) is some other layout, refused rather than read as one class."""
     if not path.is_dir():
@@ -145,6 +151,7 @@ register_format("nndetection", "detection", _nndetection_folder, _read_detection
 register_format("nnunet", "segmentation", _nnunet_folder, _read_segmentation)
 register_format("coco", "detection", lambda p: _file_or_child(p, "annotations.json"), _read_detection)
 register_format("voc", "detection", _voc_folder, _read_detection)
+register_format("luna16", "detection", _luna16_folder, _read_detection)
 register_format("yolo", "detection", _yolo_folder, _read_detection)
 register_format("csv", "classification", lambda p: _file_or_child(p, "labels.csv"), _read_classification)
 register_format("medmnist", "classification", _medmnist, _read_medmnist)

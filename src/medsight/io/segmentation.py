@@ -69,6 +69,8 @@ class SegmentationDataset(TaskDataset):
         out.update({"labels": {str(k): v for k, v in self.labels.items()}, "file_ending": self.file_ending,
                     "first_case": {"id": first.case_id, "shape": list(first.image.shape[1:]),
                                    "spacing": list(first.spacing)}, "fold": self.fold})
+        if getattr(self, "warnings", None):
+            out["warnings"] = list(self.warnings)
         return out
 
     def info(self) -> dict[str, Any]:
@@ -83,9 +85,24 @@ class SegmentationDataset(TaskDataset):
         return load_case(self.cases[index], self, with_label)
 
     def validate(self) -> None:
-        """Read every case once so a bad file is reported before any training."""
+        """Read every case once so a bad file is reported before any training; nested labels are checked
+        too (a lesion outside its organ is reported by case, on stderr and in the summary)."""
+        import sys
+
+        from medsight.io.nested_labels import lesions_outside, nested_pair
+
+        pair = nested_pair(self.labels)
+        self.warnings = []
         for index in range(len(self.cases)):
-            self.load_case(index)
+            case = self.load_case(index)
+            if pair is not None and case.label is not None:
+                stray = lesions_outside(case.label, *pair)
+                if stray:
+                    organ, lesion = (self.labels[v] for v in pair)
+                    line = (f"case {case.case_id}: {len(stray)} {lesion} component(s) ({sum(stray)} voxels) "
+                            f"touch no {organ} voxel ({self.cases[index].label})")
+                    self.warnings.append(line)
+                    print(f"warning: {line}", file=sys.stderr)
 
 
 def read_image_file(path: Path):

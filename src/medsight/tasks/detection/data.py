@@ -76,23 +76,35 @@ class Case:
     steps: tuple = ()
 
 
-def sample_patch(case: Case, patch: list[int], positive: bool, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """A patch around a random box (positive) or anywhere, with its boxes."""
-    image = pad_to(case.image, patch)
-    shape = np.array(image.shape[1:])
+def sample_patch(case: Any, patch: list[int], positive: bool, generator: torch.Generator,
+                 hard_negative: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A patch around a random box (positive), a hard negative, or anywhere, with its boxes.
+
+    The image is a tensor in memory or a memory-mapped array on disk (world-unit plans): only the patch is read.
+    """
+    from medsight.tasks.segmentation.data import crop
+
+    image = case.image
     size = np.array(patch)
     dims = len(patch)
-    room = shape - size
+    room = np.maximum(np.array(image.shape[1:]) - size, 0)
+    negatives = getattr(case, "negatives", np.zeros((0, dims)))
+    centre = None
     if positive and len(case.boxes):
         box = case.boxes[int(torch.randint(len(case.boxes), (1,), generator=generator))]
         centre = (box[:dims] + box[dims:]) / 2
+    elif hard_negative and len(negatives):
+        centre = negatives[int(torch.randint(len(negatives), (1,), generator=generator))]
+    if centre is not None:
         jitter = (torch.rand(dims, generator=generator).numpy() - 0.5) * size / 2
         start = np.clip(np.round(centre - size / 2 + jitter), 0, room).astype(int)
     else:
         start = np.array([int(torch.randint(r + 1, (1,), generator=generator)) for r in room])
-    index = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(start, patch))
     boxes, labels = crop_boxes(case.boxes, case.labels, start, size)
-    return image[index].float(), boxes, labels
+    if isinstance(image, np.ndarray):
+        return torch.from_numpy(crop(image, start, patch, 1)).float(), boxes, labels
+    index = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(start, patch))
+    return pad_to(image[index], patch).float(), boxes, labels
 
 
 def augment(image: torch.Tensor, boxes: torch.Tensor, settings: dict[str, Any],
@@ -142,7 +154,9 @@ class EpochBatches:
         for _ in range(self.batch_size):
             case = self.cases[int(torch.randint(len(self.cases), (1,), generator=g))]
             positive = bool(torch.rand(1, generator=g) < self.plan.get("positive_fraction", 0.5))
-            image, case_boxes, case_labels = sample_patch(case, patch, positive, g)
+            hard = len(getattr(case, "negatives", ())) > 0 and bool(
+                torch.rand(1, generator=g) < self.plan.get("hard_negative_fraction", 0.0))
+            image, case_boxes, case_labels = sample_patch(case, patch, positive, g, hard)
             image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
                                         self.plan.get("augment", {}), g)
             images.append(image)

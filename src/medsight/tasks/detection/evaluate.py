@@ -119,9 +119,17 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
         image = dataset.load_geometry(int(index)) if dataset.spatial_dims == 3 else None
         records += result_records(dataset.case_ids[index], found, classes, image)
     save_json(out_dir / "predictions" / "results.json", records)
+    if dataset.spatial_dims == 3:
+        from medsight.tasks.detection.world import write_submission
+
+        write_submission(out_dir / "predictions" / "submission.csv", records)  # LUNA16's format
     metrics = {"task": "detection", "split": split, "num_cases": int(len(indices)), "metrics": result["metrics"],
                "per_class": result["per_class"], "num_boxes": int(sum(len(dataset.boxes[i]) for i in indices)),
                "definitions": detection_definitions(dataset.spatial_dims)}
+    if result["metrics"].get("froc_rule") == "luna16":
+        metrics["definitions"]["froc"] += ("; this run plans in millimetres, so centres are in world mm (origin and "
+                                           "direction applied) and a reference's radius is half its annotated "
+                                           "diameter where the data set gives one (LUNA16's annotations.csv)")
     save_json(out_dir / "metrics.json", metrics)
 
     plot_dir = out_dir / "plots"

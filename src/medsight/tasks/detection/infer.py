@@ -77,7 +77,10 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     boxes, scores, labels = [], [], []
     for start in grid:
         index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
-        crop = pad_to(image[index], window)[None].to(device)
+        piece = image[index]
+        if isinstance(piece, np.ndarray):  # a memory-mapped cached scan: only this window is read
+            piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
+        crop = pad_to(piece, window)[None].to(device)
         for model in models:
             found = run_network(model, crop)[0]
             keep = ~inner_border_cut(found["boxes"], start, window, shape) if len(grid) > 1 else np.ones(len(found["boxes"]), bool)
@@ -97,11 +100,24 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     return {k: v[order] for k, v in merged.items()}
 
 
-def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
-    """Boxes (original voxel coordinates, array-axis order), scores and 0-based labels for a raw image."""
+def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], device: torch.device,
+                 spacing: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """Boxes (original voxel coordinates, array-axis order), scores and 0-based labels for a raw image.
+
+    A world-unit plan resamples the scan from its array-order ``spacing`` to the plan's target spacing first.
+    """
     for model in models:
         if isinstance(model, nn.Module):
             model.eval()
+    if "target_spacing" in plan:
+        from medsight.tasks.detection.world import prepare_world
+
+        if spacing is None:
+            raise MedsightError(None, "this run detects in millimetres: the scan's voxel spacing is needed")
+        image, ratio = prepare_world(raw, spacing, plan)
+        found = detect_prepared(models, image, plan, device)
+        found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
+        return found
     record = prepare_record(raw, plan)
     found = detect_prepared(models, record.image, plan, device)
     found["boxes"] = record.invert_boxes(found["boxes"])

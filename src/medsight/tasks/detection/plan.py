@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from medsight.data.preprocess import intensity_range
+from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
 MAX_SIDE_2D = 320  # 2D images are scaled so that their median longer side fits this on CPU
 MAX_PATCH_2D, MAX_PATCH_3D = 384, 64
@@ -60,9 +61,11 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
     """Fingerprint the training set and choose everything the network and its batches need."""
     dims = dataset.spatial_dims
     train = dataset.splits["train"]
-    shapes = np.array([dataset.shapes[i] for i in train], dtype=float)
+    # 3D scans with a known geometry are planned on one grid of millimetres (tasks/detection/world.py)
+    grid = plan_grid(dataset, train) if dims == 3 and getattr(dataset, "geometries", None) else None
+    shapes = grid["shapes"] if grid else np.array([dataset.shapes[i] for i in train], dtype=float)
     median = np.median(shapes, axis=0)
-    sizes = box_sizes([dataset.boxes[i] for i in train], dims)
+    sizes = grid["sizes"] if grid else box_sizes([dataset.boxes[i] for i in train], dims)
     small = float(np.percentile(np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1)), 10))
     if dims == 2:
         scale = min(1.0, MAX_SIDE_2D / float(median.max()))
@@ -81,13 +84,27 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
     if dims == 3:
         patch = [max(p, divisor) for p in patch]
     sample = train[np.linspace(0, len(train) - 1, min(len(train), 40)).astype(int)]
-    images = [dataset.load_case(int(i)) for i in sample]
-    channels = int(np.bincount([im.shape[0] for im in images]).argmax())
-    low, high = intensity_range(images)
-    clipped = [np.clip(im[:channels], low, high) for im in images if im.shape[0] >= channels]
-    mean = [float(np.mean([c[ch].mean() for c in clipped])) for ch in range(channels)]
-    std = [float(max(np.sqrt(np.mean([c[ch].var() for c in clipped])), 1e-6)) for ch in range(channels)]
+    if grid:  # a voxel sample per scan: forty 512x512x300 scans are never held at once
+        mean, std, (low, high) = sampled_intensities(dataset, sample)
+        channels = len(mean)
+    else:
+        images = [dataset.load_case(int(i)) for i in sample]
+        channels = int(np.bincount([im.shape[0] for im in images]).argmax())
+        low, high = intensity_range(images)
+        clipped = [np.clip(im[:channels], low, high) for im in images if im.shape[0] >= channels]
+        mean = [float(np.mean([c[ch].mean() for c in clipped])) for ch in range(channels)]
+        std = [float(max(np.sqrt(np.mean([c[ch].var() for c in clipped])), 1e-6)) for ch in range(channels)]
     batch = 4 if dims == 2 else 2
+    world = {} if grid is None else {
+        "target_spacing": grid["target_spacing"],  # array order (z, y, x), mm
+        "median_spacing": grid["median_spacing"],
+        "box_size_mm_percentiles": {str(q): [round(float(v), 2) for v in np.percentile(grid["sizes_mm"], q, axis=0)]
+                                    for q in (5, 50, 95)},
+    }
+    anchors = plan_anchors(sizes, stride)
+    if grid:
+        anchors["anchor_shapes_mm"] = [[round(a * t, 2) for a, t in zip(shape, grid["target_spacing"])]
+                                       for shape in anchors["anchor_shapes"]]
     return {
         "task": "detection",
         "spatial_dims": dims,
@@ -99,10 +116,12 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "size_divisor": divisor,
         "stem_stride": stem_stride,
         "max_pool": bool(max_pool),
-        **plan_anchors(sizes, stride),
+        **world,
+        **anchors,
         "normalization": {"clip": [low, high], "mean": mean, "std": std},
         "batch_size": batch,
-        "positive_fraction": 0.5,  # share of patches centred on a box (the rest are drawn anywhere)
+        "positive_fraction": 0.5,  # share of patches centred on a box (oversampling lesions; the rest anywhere)
+        "hard_negative_fraction": 0.5,  # of the other patches: share centred on a hard negative, where listed
         "iterations_per_epoch": int(np.clip(len(train) // batch, 8, 60)),
         "epochs": 60,
         "window_overlap": float(min(0.5, max(0.25, float(np.percentile(sizes.max(1), 95)) / max(min(patch), 1)))),

@@ -13,6 +13,7 @@ from medsight.io.inputs import output_names
 from medsight.jsonio import save_json
 from medsight.tasks.detection.evaluate import SHOW_SCORE, draw_overlay, result_records
 from medsight.tasks.detection.infer import detect_image
+from medsight.tasks.detection.world import write_submission
 
 
 def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[Path], out_dir: Path,
@@ -26,7 +27,7 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
         raw = np.asarray(image.array, dtype=np.float32)
         if raw.ndim - 1 != task.plan["spatial_dims"]:
             raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
-        found = detect_image(models, raw, task.plan, task.device)
+        found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None)
         case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
         for r in case_records:
             r["file"] = str(path)
@@ -35,6 +36,8 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
         rows.append({"input": str(path), "boxes": int((found["scores"] >= SHOW_SCORE).sum()), "overlay": str(overlay),
                      "detections": case_records})
     save_json(out_dir / "results.json", records)
+    if task.plan["spatial_dims"] == 3:
+        write_submission(out_dir / "submission.csv", records)  # LUNA16's format
     for row in rows:
         row["results"] = str(out_dir / "results.json")
     return rows

@@ -47,11 +47,31 @@ class DetectionTask(Task):
         # 3D validation runs sliding windows over whole volumes: every other epoch (the last one always)
         self.validate_every = 2 if self.plan["spatial_dims"] == 3 else 1
         self._prepared: dict[int, Any] = {}
+        self.world = None
+        if dataset is not None and "target_spacing" in self.plan:
+            from medsight.tasks.detection.world import WorldCases
+
+            self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
+            self.world.cache.ensure(dataset.splits["train"])
         if dataset is not None:
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
 
+    def world_cases(self, dataset: TaskDataset):
+        """The on-disk cache of a world-unit plan (made on first use when evaluating without training)."""
+        from medsight.tasks.detection.world import WorldCases
+
+        if getattr(self, "world", None) is None or self.world.dataset is not dataset:
+            extra = getattr(getattr(self, "config", None), "extra", {}) or {}
+            self.world = WorldCases(dataset, self.plan, extra.get("cache_dir"))
+        return self.world
+
     def prepared(self, dataset: TaskDataset, index: int):
-        """A case normalised and scaled as the plan says, kept in memory (float16) once prepared."""
+        """A case normalised and scaled as the plan says: kept in memory (float16), or under a world-unit
+        plan resampled into the on-disk cache and read memory-mapped."""
+        if "target_spacing" in self.plan:
+            return self.world_cases(dataset).case(index)
+        if not hasattr(self, "_prepared"):
+            self._prepared = {}
         if index not in self._prepared:
             record = prepare_record(dataset.load_case(index), self.plan)
             self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
@@ -71,6 +91,11 @@ class DetectionTask(Task):
     def predict_case(self, models: list[Any], dataset: TaskDataset, index: int) -> dict[str, np.ndarray]:
         """Boxes of one data set case in its original voxel coordinates."""
         case = self.prepared(dataset, index)
+        if "target_spacing" in self.plan:
+            found = detect_prepared(models, case.image, self.plan, self.device)
+            ratio = self.world_cases(dataset).ratio(index)
+            found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
+            return found
         found = detect_prepared(models, case.image.float(), self.plan, self.device)
         found["boxes"] = Prepared(None, (), history=case.steps).invert_boxes(found["boxes"])
         return found
@@ -83,7 +108,15 @@ class DetectionTask(Task):
             metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index],
                           spacing=self.case_spacing(dataset, int(index)))
             predictions.append(found)
-        return metric.compute(), predictions
+        result = metric.compute()
+        if "target_spacing" in self.plan and getattr(dataset, "geometries", None):
+            from medsight.tasks.detection.world import luna16_scores
+
+            # LUNA16's rule replaces the IoU one: a hit is a predicted centre within a nodule's radius (mm)
+            luna = luna16_scores(dataset, indices, predictions)
+            result["metrics"].update(froc=luna["sensitivity"], cpm=luna["cpm"], froc_rule="luna16")
+            result["curves"]["froc"] = {"fp_per_image": luna["curve"]["fp_per_scan"], "sensitivity": luna["curve"]["sensitivity"]}
+        return result, predictions
 
     def case_spacing(self, dataset: TaskDataset, index: int) -> tuple[float, ...] | None:
         """Voxel spacing in array-axis order (3D scans, for FROC in mm); None in 2D (FROC in pixels)."""
@@ -95,7 +128,8 @@ class DetectionTask(Task):
         return cache[index]
 
     def validate(self, model, dataset, indices):
-        chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), VALIDATION_CASES)).astype(int)]
+        most = int(self.plan.get("validation_cases", VALIDATION_CASES))  # plan.json can lower it for huge scans
+        chosen = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(len(indices), most)).astype(int)]
         result, _ = self.score_cases([model], dataset, chosen)
         m = result["metrics"]
         # 3D picks by CPM (LUNA16), which saturates on a few validation scans: mAP@0.5 breaks its ties

@@ -96,14 +96,15 @@ def foreground_locations(label: np.ndarray, classes: Sequence[int], rng: np.rand
 class CachedCase:
     case_id: str
     image: np.ndarray  # memory-mapped (C, *spatial) float32
-    label: np.ndarray  # memory-mapped (*spatial) uint8
+    label: np.ndarray | None  # memory-mapped (*spatial) uint8; None in an image-only (detection) cache
     locations: dict[int, np.ndarray]
 
 
 def cache_key(dataset, plan: dict[str, Any]) -> str:
     """Changes whenever the data set or the preprocessing settings change."""
-    files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for case in dataset.cases
-             for p in [*case.images, case.label] if p is not None and p.exists()]
+    sources = dataset.cache_files() if hasattr(dataset, "cache_files") else [
+        p for case in dataset.cases for p in [*case.images, case.label]]
+    files = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sources if p is not None and p.exists()]
     keys = {"source": str(Path(dataset.path).resolve()), "spacing": plan["target_spacing"],
             "normalization": plan["normalization"], "labels": plan["labels"], "files": files,
             "steps": step_settings(plan)}
@@ -159,9 +160,12 @@ class PreprocessedCache:
         image, label = preprocess(case.image, case.spacing, self.plan, case.label)
         image_path, label_path, locations_path = self.paths(case.case_id)
         atomic_write(image_path, saved(lambda f: np.save(f, image.numpy())))
-        atomic_write(label_path, saved(lambda f: np.save(f, label.numpy())))
+        if label is not None:
+            atomic_write(label_path, saved(lambda f: np.save(f, label.numpy())))
         classes = [int(c) for c in self.plan["labels"] if int(c) != 0]
-        locations = foreground_locations(label.numpy(), classes, np.random.default_rng(index))
+        locations = {}
+        if label is not None:  # detection caches images only (its boxes stay with the data set)
+            locations = foreground_locations(label.numpy(), classes, np.random.default_rng(index))
         # written last: its presence marks the case as complete
         atomic_write(locations_path, saved(lambda f: np.savez(f, **{str(c): v for c, v in locations.items()})))
 
@@ -172,8 +176,8 @@ class PreprocessedCache:
             image_path, label_path, locations_path = self.paths(case_id)
             with np.load(locations_path) as raw:
                 locations = {int(k): raw[k] for k in raw.files}
-            self._open[index] = CachedCase(case_id, np.load(image_path, mmap_mode="r"),
-                                           np.load(label_path, mmap_mode="r"), locations)
+            label = np.load(label_path, mmap_mode="r") if label_path.exists() else None
+            self._open[index] = CachedCase(case_id, np.load(image_path, mmap_mode="r"), label, locations)
         return self._open[index]
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from medsight.errors import MedsightError
 from medsight.io.images import read_image
 from medsight.jsonio import save_json
+from medsight.io.nested_labels import nested_pair
+from medsight.metrics.lesions import case_lesions, summarise
 from medsight.metrics.segmentation import NSD_TOLERANCE_MM, SegmentationMetrics, tolerances_for
 from medsight.tasks.segmentation.infer import predict_label
 from medsight.tasks.segmentation.predict import output_suffix, write_mask
@@ -28,6 +30,8 @@ def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) 
     predictions = out_dir / "predictions"
     predictions.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    pair = nested_pair(labels)  # an organ and its lesions: lesion-wise figures beside the voxel ones
+    lesion_cases: list[dict[str, Any]] = []
     started = time.perf_counter()
     for done, index in enumerate(indices, 1):
         case = dataset.load_case(index)
@@ -36,12 +40,16 @@ def evaluate_segmentation(task, run, model, dataset, split: str, out_dir: Path) 
         write_mask(label, case.reference, path)
         written.append(path)
         metrics.update(case.case_id, label, case.label, case.spacing)
+        if pair is not None:
+            lesion_cases.append({"case": case.case_id, **case_lesions(label == pair[1], case.label == pair[1], case.spacing)})
         if done % 10 == 0 or done == len(indices):
             elapsed = time.perf_counter() - started
             print(f"evaluated {done}/{len(indices)} cases, ~{elapsed / done * (len(indices) - done):.0f}s left",
                   flush=True, file=sys.stderr)
     result = {"task": "segmentation", "split": split, **metrics.compute(),
               "postprocessing": state.get("postprocessing", {}), "tta": task.plan["inference"].get("tta", True)}
+    if pair is not None:
+        result["lesions"] = {"label": labels[pair[1]], **summarise(lesion_cases), "cases": lesion_cases}
     save_json(out_dir / "metrics.json", result)
 
     def load(position: int):

@@ -21,7 +21,7 @@ def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
 @torch.no_grad()
 def sliding_probabilities(models: Sequence[Callable[[torch.Tensor], torch.Tensor]], image: torch.Tensor,
                           plan: dict[str, Any], tta: bool, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Softmax probabilities (C, *spatial) of a preprocessed (C_in, *spatial) image, averaged over models and mirrors."""
+    """Softmax (or, with the plan's regions, sigmoid) probabilities (C, *spatial) of a preprocessed (C_in, *spatial) image, averaged over models and mirrors."""
     from monai.inferers import sliding_window_inference
 
     infer = plan["inference"]
@@ -35,7 +35,7 @@ def sliding_probabilities(models: Sequence[Callable[[torch.Tensor], torch.Tensor
             flipped = x.flip(dims) if dims else x
             logits = sliding_window_inference(flipped, plan["patch_size"], infer.get("sw_batch_size", 2), model,
                                               overlap=infer["overlap"], mode="gaussian", sw_device=device, device="cpu")
-            probs = softmax_(logits.float())
+            probs = logits.float().sigmoid_() if plan.get("regions") else softmax_(logits.float())
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total.add_(probs)
             count += 1
@@ -76,8 +76,15 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
     prepared = prepare_case(image, spacing, plan)
     use_tta = plan["inference"].get("tta", True) if tta is None else tta
     probs = sliding_probabilities(models, prepared.image, plan, use_tta, device)
-    # back through resampling and cropping: outside the crop is background (probability 1 for class 0)
-    probs = prepared.invert(probs, lambda p, shape: resample(p, shape, is_label=False), fill=[1.0])
-    label = argmax_slabs(probs)
+    # back through resampling and cropping: outside the crop is background (probability 1 for class 0;
+    # under regions every region's probability is 0 there)
+    probs = prepared.invert(probs, lambda p, shape: resample(p, shape, is_label=False),
+                            fill=[0.0] if plan.get("regions") else [1.0])
+    if plan.get("regions"):
+        from medsight.tasks.segmentation.regions import regions_to_labels
+
+        label = regions_to_labels(probs, plan["regions"])
+    else:
+        label = argmax_slabs(probs)
     keep = state.get("postprocessing", {}).get("largest_component", [])
     return (largest_component(label, keep) if keep else label), probs

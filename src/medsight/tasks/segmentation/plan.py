@@ -146,6 +146,17 @@ def preprocessing_steps(modalities: Sequence[str], dims: int, shapes: np.ndarray
         n4_bias_field={"channels": mri or list(range(len(modalities))), "shrink_factor": shrink})
 
 
+def region_entry(labels: dict[int, str]) -> dict[str, Any]:
+    """Nested labels (an organ and a lesion inside it) train as regions, as nnU-Net trains BraTS."""
+    from medsight.io.nested_labels import region_plan
+
+    regions = region_plan(labels)
+    if regions is None:
+        return {}
+    return {"regions": regions, "regions_reason": f"{regions[1]['name']} lies inside {regions[0]['name']}: one sigmoid per "
+                                                  "region (organ with its lesions, then lesions); delete to train a softmax over labels"}
+
+
 def make_segmentation_plan(dataset, target=None) -> dict[str, Any]:
     """The plan.json of a segmentation data set (editable; every later step reads only this).
 
@@ -176,6 +187,7 @@ def make_segmentation_plan(dataset, target=None) -> dict[str, Any]:
         "in_channels": len(dataset.channels),
         "num_classes": len(dataset.labels),
         "labels": {str(k): v for k, v in dataset.labels.items()},
+        **region_entry(dataset.labels),
         "fingerprint": {k: v for k, v in prints.items() if k not in ("spacings", "shapes", "nonzero_shapes")} | {
             "median_spacing": [float(s) for s in np.median(spacings, axis=0)],
             "median_shape": [float(s) for s in np.median(shapes, axis=0)]},

@@ -20,6 +20,7 @@ from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
 from medsight.data.ranks import per_rank_batch
+from medsight.tasks.segmentation.regions import RegionLoss, probabilities_as_logits, regions_to_labels
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
 
@@ -49,13 +50,14 @@ class SegmentationTask(Task):
     # training ------------------------------------------------------------
     def build_model(self, model_name: str) -> nn.Module:
         p = self.plan
+        outputs = len(p["regions"]) if p.get("regions") else p["num_classes"]  # one sigmoid per region
         return create_model(model_name, task="segmentation", spatial_dims=p["spatial_dims"], in_channels=p["in_channels"],
-                            num_classes=p["num_classes"], kernel_sizes=p["kernel_sizes"], strides=p["strides"],
+                            num_classes=outputs, kernel_sizes=p["kernel_sizes"], strides=p["strides"],
                             deep_supervision=p.get("deep_supervision", True))
 
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
-        self.loss = SegmentationLoss()
+        self.loss = RegionLoss(self.plan["regions"]) if self.plan.get("regions") else SegmentationLoss()
         self.batch_size = config.batch_size or self.plan["batch_size"]
         self.validate_every = int(self.plan.get("validate_every", 1))
         self.cache: PreprocessedCache | None = None
@@ -90,6 +92,12 @@ class SegmentationTask(Task):
             probs = sliding_probabilities([model], image, self.plan, tta=False, device=self.device)
             yield case, probs
 
+    def to_label(self, probs: torch.Tensor) -> np.ndarray:
+        """Probabilities on the grid -> label map: argmax, or the plan's regions painted in order."""
+        if self.plan.get("regions"):
+            return regions_to_labels(probs, self.plan["regions"])
+        return probs.argmax(0).numpy()
+
     shares_validation = True
 
     def validation_part(self, model, dataset, indices, rank, world_size):
@@ -97,9 +105,9 @@ class SegmentationTask(Task):
         part = []
         for case, probs in self.cached_predictions(model, self.validation_subset(indices)[rank::world_size]):
             label = np.asarray(case.label)
-            logits = torch.log(probs.clamp_min(1e-8))[None]
+            logits = (probabilities_as_logits(probs) if self.plan.get("regions") else torch.log(probs.clamp_min(1e-8)))[None]
             loss = float(self.loss(logits, torch.from_numpy(label.astype(np.int64))[None, None]))
-            part.append((loss, dice_per_class(probs.argmax(0).numpy(), label, self.foreground)))
+            part.append((loss, dice_per_class(self.to_label(probs), label, self.foreground)))
         return part
 
     def validate(self, model, dataset, indices):
@@ -121,7 +129,7 @@ class SegmentationTask(Task):
             return {"postprocessing": {"largest_component": []}}
         plain, kept = [], []
         for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
-            label, pred = np.asarray(case.label), probs.argmax(0).numpy()
+            label, pred = np.asarray(case.label), self.to_label(probs)
             plain.append(dice_per_class(pred, label, self.foreground))
             kept.append(dice_per_class(largest_component(pred, self.foreground), label, self.foreground))
         before, after = np.mean(plain, axis=0), np.mean(kept, axis=0)
