@@ -24,12 +24,12 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     args = parser.parse_args()
     codras, out = Path(args.codras), Path(args.out)
-    names = (codras / "retinal.names").read_text().split()
+    names = (codras / "retinal.names").read_text(encoding="utf-8").split()
     lesion_ids = {str(k) for k, name in enumerate(names) if name in LESION_CLASSES}
     counts: dict[str, int] = {}
     for image in sorted((codras / "images").glob("*.jpg")):
         boxes = image.with_suffix(".txt")
-        classes = {line.split()[0] for line in boxes.read_text().splitlines() if line.strip()} if boxes.exists() else set()
+        classes = {line.split()[0] for line in boxes.read_text(encoding="utf-8").splitlines() if line.strip()} if boxes.exists() else set()
         label = POSITIVE if classes & lesion_ids else NEGATIVE
         (out / label).mkdir(parents=True, exist_ok=True)
         for k in range(args.copies):

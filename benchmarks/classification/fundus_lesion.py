@@ -30,10 +30,10 @@ LESION_CLASSES = {"hard_exudates", "haemorrhage"}
 
 def lesion_boxes(codras: Path, stem: str) -> np.ndarray:
     """(N, 4) lesion boxes as fractions (x0, y0, x1, y1) of the photograph."""
-    names = (codras / "retinal.names").read_text().split()
+    names = (codras / "retinal.names").read_text(encoding="utf-8").split()
     label_file = codras / "images" / f"{stem}.txt"
     rows = []
-    for line in label_file.read_text().splitlines() if label_file.exists() else []:
+    for line in label_file.read_text(encoding="utf-8").splitlines() if label_file.exists() else []:
         fields = line.split()
         if fields and names[int(fields[0])] in LESION_CLASSES:
             cx, cy, w, h = map(float, fields[1:])
@@ -74,8 +74,8 @@ def main() -> None:
                  "--balance", args.balance, "--seed", str(args.seed)]
     train_seconds, train_cpu = run(train_cmd, log) if not (run_dir / "model.safetensors").exists() else (None, None)
     eval_seconds, _ = run([*medsight, "evaluate", str(run_dir), "--split", "test"], log)
-    metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())
-    dataset = json.loads((run_dir / "dataset.json").read_text())
+    metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
+    dataset = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))
     tests = [folder / case for case in dataset["splits"]["test"]]
     explain_dir = run_dir / "explain_test"
     run([*medsight, "predict", str(run_dir), *map(str, tests), "--out", str(explain_dir), "--explain"], log)
@@ -95,12 +95,12 @@ def main() -> None:
             y, x = (row + 0.5) / heat.shape[0], (col + 0.5) / heat.shape[1]
             lesion_images += 1
             hits += int(any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in boxes))
-    plan = json.loads((run_dir / "plan.json").read_text())
-    state = json.loads((run_dir / "state.json").read_text())
+    plan = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
     m = metrics["metrics"]
     record = {
         "command": "python " + shlex.join(sys.argv), "train_command": shlex.join(train_cmd),
-        "input_size": plan["input_size"], "model": json.loads((run_dir / "config.json").read_text())["model"],
+        "input_size": plan["input_size"], "model": json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["model"],
         "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu, "eval_wall_seconds": eval_seconds,
         "epochs_run": state.get("training", {}).get("epochs"), "best_epoch": state.get("training", {}).get("best_epoch"),
         "test_cases": len(tests), "class_counts_test": metrics.get("class_counts") or None,
@@ -111,10 +111,10 @@ def main() -> None:
     }
     out = Path(args.out)
     if train_seconds is None and out.exists():  # trained before: keep that run's training figures
-        before = json.loads(out.read_text())
+        before = json.loads(out.read_text(encoding="utf-8"))
         record.update({k: before.get(k) for k in ("train_command", "train_wall_seconds", "train_cpu_seconds")})
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(record["test"]), json.dumps(record["ci95"]), record["gradcam_peak_in_a_lesion_box"], flush=True)
 
 

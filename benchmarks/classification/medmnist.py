@@ -74,7 +74,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"runs": []}
     results.update({
         "command": "python " + shlex.join(sys.argv),
         "machine": {"cores": os.cpu_count(), "torch_threads": os.environ.get("OMP_NUM_THREADS", "default"),
@@ -99,10 +99,10 @@ def main() -> None:
                 train_seconds, train_cpu = run(cmd, log) if not (run_dir / "model.safetensors").exists() else (None, None)
                 eval_seconds, _ = run([sys.executable, "-m", "medsight", "evaluate", str(run_dir), "--split", "test"], log)
                 eval_dir = run_dir / "eval" / "test"
-                metrics = json.loads((eval_dir / "metrics.json").read_text())
-                state = json.loads((run_dir / "state.json").read_text())
+                metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+                state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
                 record = {
-                    "data": data_name, "model": json.loads((run_dir / "config.json").read_text())["model"],
+                    "data": data_name, "model": json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["model"],
                     "balance": balance, "seed": seed, "minutes_budget": args.minutes, "epochs_budget": args.epochs,
                     "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu, "eval_wall_seconds": eval_seconds,
                     "epochs_run": state.get("training", {}).get("epochs"),
@@ -117,7 +117,7 @@ def main() -> None:
                 }
                 results["runs"] = [r for r in results["runs"] if (r["data"], r["model"], r["balance"], r["seed"])
                                    != (record["data"], record["model"], balance, seed)] + [record]
-                out.write_text(json.dumps(results, indent=2) + "\n")
+                out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
                 print(json.dumps(record["test"]), record["sklearn_check"], flush=True)
 
 

@@ -17,7 +17,7 @@ RESULTS = Path(__file__).parent / "results"
 def load_runs() -> tuple[list[dict], dict[str, str]]:
     runs, commands = [], {}
     for path in sorted(RESULTS.glob("*.json")):
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(content, dict) and "runs" in content:
             for run in content["runs"]:
                 run["file"] = path.name
@@ -65,7 +65,7 @@ def main() -> None:
               "Minority recall: the lowest per-class recall at the operating point (the rarer class in these binary sets).", "",
               "## Commands", ""]
     lines += [f"- `{name}`: `{command}`" for name, command in sorted(commands.items())]
-    (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

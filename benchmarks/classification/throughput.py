@@ -71,9 +71,9 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(out.read_text()) if out.exists() else []
+    existing = json.loads(out.read_text(encoding="utf-8")) if out.exists() else []
     existing = [r for r in existing if (r["data"], r["model"]) != (record["data"], record["model"])] + [record]
-    out.write_text(json.dumps(existing, indent=2) + "\n")
+    out.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(record, indent=2))
 
 

@@ -49,7 +49,7 @@ def planned_network(plan_path: Path, count: int) -> tuple[str, torch.nn.Module, 
     from medsight.export.onnx import network_input_shape
     from medsight.tasks.registry import get_task
 
-    plan = json.loads(plan_path.read_text())
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
     task = get_task(plan["task"])(plan, {"task": plan["task"]})
     model = task.build_model(plan["model"]).eval()
     shape = network_input_shape(plan, {})
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
               "cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),
               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "torch": torch.__version__, "onnxruntime": ort.__version__,
               "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         "cores_visible": os.cpu_count(), "load_average_at_end": os.getloadavg(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: report[k] for k in ("engine", "explain", "requests_per_second", "latency_ms", "failed",
                                                  "lost", "inconsistent_answers", "answered", "abuse_sent_by_expected_status",
                                                  "abuse_unexpected_answers")}))

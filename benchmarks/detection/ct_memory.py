@@ -58,9 +58,9 @@ def main() -> None:
               "generate_s": generated,
               "data_gb": round(sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) / 1e9, 2)}
     record["plan"] = measured(python + ["plan", str(data), "--out", str(run)], env)
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan.update(iterations_per_epoch=args.iterations, validation_cases=1)
-    (run / "plan.json").write_text(json.dumps(plan, indent=1))
+    (run / "plan.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
     record["target_spacing"], record["patch_size"] = plan["target_spacing"], plan["patch_size"]
     record["train"] = measured(python + ["train", str(data), "--out", str(run), "--epochs", "1"], env)
     scans = sorted(data.rglob("*.mhd"))[: args.predict]

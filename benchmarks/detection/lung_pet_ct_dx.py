@@ -64,7 +64,7 @@ def main() -> None:
     api.train(data, run, minutes=args.minutes)
     result = api.evaluate(run, split="test")
     pred = api.predict([run], [sorted((data / "imagesTs").glob("*.nii.gz"))[0]], args.out / "pred")
-    records = json.loads((args.out / "pred" / "results.json").read_text())
+    records = json.loads((args.out / "pred" / "results.json").read_text(encoding="utf-8"))
     truth = series["B70f"]["boxes_voxels"][0]
     record = {"command": f"python benchmarks/detection/lung_pet_ct_dx.py --out {args.out} --minutes {args.minutes:g}",
               "cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),

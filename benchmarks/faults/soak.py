@@ -61,7 +61,7 @@ def write_plan(data: Path, run: Path, changes: dict) -> None:
     if changes.pop("inference_tta", True) is False:
         plan["inference"]["tta"] = False
     plan.update(changes)
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
 def medsight(args: list) -> subprocess.Popen:
@@ -132,7 +132,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
     results["load_after"] = os.getloadavg()
     results["all_identical"] = all(r["identical_to_never_killed"] for r in results["runs"])
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(json.dumps(results, indent=2))
 
 

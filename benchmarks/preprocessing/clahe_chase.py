@@ -64,7 +64,7 @@ def train_arm(data: Path, run: Path, clahe_on: bool, minutes: float, model: str,
             step["enabled"] = clahe_on
     plan["iterations_per_epoch"] = iterations  # as chase_db1.py: amortise validation over more steps
     plan["inference"]["overlap"] = 0.25
-    (run / "plan.json").write_text(json.dumps(plan, indent=2))
+    (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
     started = time.time()
     summary = api.train(data, run, minutes=minutes, model=model)
     train_seconds = time.time() - started
@@ -94,7 +94,7 @@ def main() -> None:
     if args.minutes > 0:
         summary["arms"] = [train_arm(data, args.work / f"run_clahe_{arm}", arm == "on", args.minutes, args.model,
                                      args.iterations) for arm in args.arms.split(",")]
-    (args.work / "clahe_summary.json").write_text(json.dumps(summary, indent=2))
+    (args.work / "clahe_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(json.dumps(summary, indent=2))
 
 

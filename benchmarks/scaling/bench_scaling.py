@@ -41,10 +41,10 @@ def segmentation_data(folder: Path) -> Path | None:
 
 
 def samples_per_epoch(run: Path, batch: int) -> int:
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     if "iterations_per_epoch" in plan:
         return int(plan["iterations_per_epoch"]) * batch
-    info = json.loads((run / "dataset.json").read_text())
+    info = json.loads((run / "dataset.json").read_text(encoding="utf-8"))
     return len(info["splits"]["train"]) // batch * batch  # the ragged last batch is dropped
 
 
@@ -59,10 +59,10 @@ def measure(data: Path, run: Path, task: str, nproc: int, threads: int) -> dict:
     if plan_edits:
         subprocess.run([sys.executable, "-m", "medsight", "plan", str(data), "--out", str(run)], check=True, env=env,
                        capture_output=True)
-        plan = {**json.loads((run / "plan.json").read_text()), **plan_edits}
+        plan = {**json.loads((run / "plan.json").read_text(encoding="utf-8")), **plan_edits}
         if "inference" in plan:
             plan["inference"]["mirror_axes"] = []  # the one final validation without test-time mirroring
-        (run / "plan.json").write_text(json.dumps(plan))
+        (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     command = [sys.executable, "-m", "medsight", "train", str(data), "--out", str(run), "--epochs", str(epochs),
                "--model", model, "--batch-size", str(batch), "--nproc", str(nproc)]
     started = time.perf_counter()
@@ -99,7 +99,7 @@ def main() -> None:
                 results["runs"].append(result)
                 print(json.dumps(result), flush=True)
     results["load_after"] = os.getloadavg()
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(json.dumps(results, indent=2))
 
 

@@ -32,7 +32,7 @@ def make_raw(out: Path) -> Path:
         Image.fromarray(mask).save(out / f"labels{part}" / f"{name}.png")
     meta = {"channel_names": {"0": "R", "1": "G", "2": "B"}, "labels": {"background": 0, "vessel": 1},
             "numTraining": 20, "file_ending": ".png", "name": "CHASE_DB1 (observer 1)"}
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
 
 
@@ -62,7 +62,7 @@ def main(work: Path, minutes: float, model: str) -> None:
     plan = api.plan(data, run)
     plan["iterations_per_epoch"] = 100  # validation costs 4 full images: amortise it over more steps
     plan["inference"]["overlap"] = 0.25  # 999x960 images: fewer windows keep TTA affordable on 2 cores
-    (run / "plan.json").write_text(json.dumps(plan, indent=2))
+    (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
     started = time.time()
     api.train(data, run, minutes=minutes, model=model)
     train_seconds = time.time() - started
@@ -71,7 +71,7 @@ def main(work: Path, minutes: float, model: str) -> None:
     auc = pixel_auc(run, data)
     summary = {"train_wall_seconds": round(train_seconds), "evaluate_wall_seconds": round(time.time() - started),
                "dice": result["metrics"]["dice"], "pixel_auc": auc, "metrics": result["metrics"]}
-    (work / "summary.json").write_text(json.dumps(summary, indent=2))
+    (work / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(json.dumps(summary, indent=2))
 
 

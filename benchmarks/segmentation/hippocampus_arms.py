@@ -39,7 +39,7 @@ def write_plan(run: Path, n4: bool, iterations: int = 50) -> dict:
     for step in plan["preprocessing"]["steps"]:
         if step["name"] == "n4_bias_field":
             step["enabled"] = n4
-    (run / "plan.json").write_text(json.dumps(plan, indent=2))
+    (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
     return plan
 
 
@@ -102,7 +102,7 @@ def report(work: Path) -> str:
     for arm in MODELS:
         path = work / f"{arm}.json"
         if path.is_file():
-            r = json.loads(path.read_text())
+            r = json.loads(path.read_text(encoding="utf-8"))
             wall = r["train_wall_seconds"] + r.get("pretrain", {}).get("wall_seconds", 0)
             lines.append(f"| {arm} | {r['model']} | {r['epochs']} | {r['best_epoch']} | {r['val_dice']:.3f} | "
                          f"{r['val_anterior']:.3f} | {r['val_posterior']:.3f} | {r['total_cpu_minutes']:.1f} | {wall} |")
@@ -127,7 +127,7 @@ def main() -> None:
         if arm not in MODELS:
             raise SystemExit(f"unknown arm {arm!r}; arms: {', '.join(MODELS)}")
         result = {"command": command, **run_arm(args.work, arm, args.minutes, args.pretrain_share, args.iterations)}
-        (args.work / f"{arm}.json").write_text(json.dumps(result, indent=2))
+        (args.work / f"{arm}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
         print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2), flush=True)
 
 

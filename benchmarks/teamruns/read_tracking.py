@@ -18,10 +18,10 @@ def main(run: Path) -> int:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    trackers = {t["kind"]: t for t in json.loads((run / "tracking.json").read_text())["trackers"]}
+    trackers = {t["kind"]: t for t in json.loads((run / "tracking.json").read_text(encoding="utf-8"))["trackers"]}
     with open(run / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
 
     mlflow = trackers["mlflow"]
     client = MlflowClient(tracking_uri=mlflow["target"])

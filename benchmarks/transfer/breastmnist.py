@@ -92,7 +92,7 @@ def write_markdown(path: Path, results: dict) -> None:
     lines += ["", "Per run:", "", "| arm | seed | AUC | ACC | CPU s | wall s |", "| --- | --- | --- | --- | --- | --- |"]
     for r in results["runs"]:
         lines.append(f"| {r['arm']} | {r['seed']} | {r['auc']:.3f} | {r['accuracy']:.3f} | {r['cpu_s']:.0f} | {r['wall_s']:.0f} |")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -123,7 +123,7 @@ def main() -> None:
                 timings[name] = run(cmd, log)
             target = Path(steps[-1][1][steps[-1][1].index("--out") + 1])
             timings["evaluate"] = run(medsight("evaluate", str(target), "--split", "test"), log)
-            metrics = json.loads((target / "eval" / "test" / "metrics.json").read_text())["metrics"]
+            metrics = json.loads((target / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
             trained = [t for k, t in timings.items() if k != "evaluate"]
             rows.append({"arm": arm, "seed": seed, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
                          "cpu_s": sum(t["cpu_s"] for t in trained), "wall_s": sum(t["wall_s"] for t in trained),
@@ -138,7 +138,7 @@ def main() -> None:
         "data": {"target": str(BREAST), "pneumonia_source": str(PNEUMONIA)},
         "runs": rows, "summary": summarise(rows),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     write_markdown(out / "results.md", results)
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 

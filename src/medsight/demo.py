@@ -78,5 +78,5 @@ def write_index(path: Path, reports: list[tuple[str, Path]]) -> Path:
                       for name, report in reports)
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>medsight demo</title></head>"
                     f"<body style='font-family:sans-serif;max-width:40em;margin:2em auto'><h1>medsight demo</h1>"
-                    f"<p>Reports of the runs trained on synthetic data:</p><ul>{items}</ul></body></html>\n")
+                    f"<p>Reports of the runs trained on synthetic data:</p><ul>{items}</ul></body></html>\n", encoding="utf-8")
     return path

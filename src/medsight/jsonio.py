@@ -87,7 +87,7 @@ def save_json(path: str | Path, obj: Any) -> None:
     text = json.dumps(jsonable(obj), indent=2)
 
     def write(tmp: str) -> None:
-        with open(tmp, "w") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
 
     atomic_write(path, write)

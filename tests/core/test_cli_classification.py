@@ -33,7 +33,7 @@ def test_models_lists_the_registry(capsys):
 
 def test_plan_is_computed_from_the_data(tiny_npz, tmp_path):
     assert main(["plan", str(tiny_npz), "--out", str(tmp_path / "run")]) == 0
-    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text(encoding="utf-8"))
     data = np.load(tiny_npz)
     # fingerprinted on every training case of every fold (train + val), so all folds share the plan
     labels = np.concatenate([data["train_labels"].ravel(), data["val_labels"].ravel()])
@@ -53,11 +53,11 @@ def test_every_balance_choice_trains_and_chooses_an_operating_point(tiny_npz, tm
     run = tmp_path / balance
     assert main(["train", str(tiny_npz), "--out", str(run), "--epochs", "1", "--model", "lenet5",
                  "--balance", balance]) == 0
-    config = json.loads((run / "config.json").read_text())
-    state = json.loads((run / "state.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     assert config["balance"] == balance and config["model"] == "lenet5"
     assert state["operating_point"]["rule"] == "balanced_accuracy" and "threshold" in state["operating_point"]
-    log = (run / "log.csv").read_text().splitlines()
+    log = (run / "log.csv").read_text(encoding="utf-8").splitlines()
     assert log[0].startswith("epoch,seconds,train_loss,val_loss") and len(log) == 2
 
 
@@ -85,11 +85,11 @@ def test_evaluate_and_predict_from_the_command_line(tiny_npz, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(tiny_npz), "--out", str(run), "--epochs", "2", "--model", "lenet5"]) == 0
     assert main(["evaluate", str(run), "--split", "test"]) == 0
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["num_cases"] == 40 and 0.0 <= metrics["metrics"]["auc"] <= 1.0
     assert (run / "eval" / "test" / "report.html").stat().st_size > 10_000
     image = np.load(tiny_npz)["test_images"][0]
     Image.fromarray(image).save(tmp_path / "case.png")
     assert main(["predict", str(run), str(tmp_path / "case.png"), "--out", str(tmp_path / "pred")]) == 0
-    csv_text = (tmp_path / "pred" / "predictions.csv").read_text()
+    csv_text = (tmp_path / "pred" / "predictions.csv").read_text(encoding="utf-8")
     assert "case.png" in csv_text

@@ -71,7 +71,7 @@ def import_graph() -> list[tuple[str, int, str]]:
     edges = []
     for path in sorted(PACKAGE.rglob("*.py")):
         module = module_name(path)
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for line, target in imported_modules(tree, module, path.name == "__init__.py"):
             edges.append((module, line, target))
     return edges

@@ -97,7 +97,7 @@ def test_a_plugin_task_runs_from_the_command_line(plugin, tmp_path):
     assert set(json.loads(evaluated.stdout)["metrics"]) == {"mae", "rmse", "r2"}
     predicted = medsight_cli("predict", str(run), str(data / "case_000.png"), "--out", str(tmp_path / "pred"))
     assert predicted.returncode == 0, predicted.stderr
-    assert len(json.loads((tmp_path / "pred" / "predictions.json").read_text())) == 1
+    assert len(json.loads((tmp_path / "pred" / "predictions.json").read_text(encoding="utf-8"))) == 1
     listed = medsight_cli("models", "--task", "regression")
     assert listed.stdout.split()[:2] == ["tiny_regressor", "regression"]
 

@@ -41,10 +41,10 @@ def coco_without_splits(root: Path) -> Path:
     from medsight.synthetic.detection import make_blobs_2d
 
     make_blobs_2d(root, seed=0, num_images=20, size=48)
-    coco = json.loads((root / "annotations.json").read_text())
+    coco = json.loads((root / "annotations.json").read_text(encoding="utf-8"))
     for image in coco["images"]:
         image.pop("split")
-    (root / "annotations.json").write_text(json.dumps(coco))
+    (root / "annotations.json").write_text(json.dumps(coco), encoding="utf-8")
     return root
 
 
@@ -58,11 +58,11 @@ def segmentation_without_test(root: Path) -> Path:
 
 
 def shrink_plan(run: Path) -> None:
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     if plan["task"] == "segmentation":
         plan.update({"iterations_per_epoch": 1, "batch_size": 2, "validation_cases": 1})
         plan["inference"]["mirror_axes"] = []
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
 @pytest.mark.parametrize("make", [class_folder, coco_without_splits, segmentation_without_test],
@@ -74,14 +74,14 @@ def test_seed_0_and_seed_1_train_and_test_on_the_same_cases(tmp_path, make):
         run = tmp_path / f"run_seed{seed}"
         api.plan(data, run)
         shrink_plan(run)
-        model = {"classification": "lenet5", "segmentation": "dynunet_tiny"}.get(json.loads((run / "plan.json").read_text())["task"])
+        model = {"classification": "lenet5", "segmentation": "dynunet_tiny"}.get(json.loads((run / "plan.json").read_text(encoding="utf-8"))["task"])
         api.train(data, run, epochs=1, seed=seed, model=model)
-        recorded.append(json.loads((run / "dataset.json").read_text())["splits"])
+        recorded.append(json.loads((run / "dataset.json").read_text(encoding="utf-8"))["splits"])
     assert recorded[0]["test"] and recorded[0]["val"]
     for split in ("train", "val", "test"):
         assert recorded[0][split] == recorded[1][split]
     assert not set(recorded[0]["test"]) & (set(recorded[0]["train"]) | set(recorded[0]["val"]))
-    written = json.loads((data / SPLITS_FILE).read_text())  # nnU-Net's layout, with the shared test split
+    written = json.loads((data / SPLITS_FILE).read_text(encoding="utf-8"))  # nnU-Net's layout, with the shared test split
     assert written[0]["val"] == recorded[0]["val"] and written[0]["test"] == recorded[0]["test"]
 
 
@@ -127,7 +127,7 @@ def test_patients_csv_groups_the_cases_of_other_layouts(tmp_path):
     data = segmentation_without_test(tmp_path / "data")
     cases = sorted(p.name[: -len("_0000.png")] for p in (data / "imagesTr").glob("*_0000.png"))
     lines = ["case,patient"] + [f"{c},{'PA' if k < 6 else 'PB' + str(k)}" for k, c in enumerate(cases)]
-    (data / "patients.csv").write_text("\n".join(lines) + "\n")
+    (data / "patients.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _, dataset = api.read_dataset(data)
     first_six = {dataset.case_ids.index(c) for c in cases[:6]}
     holding = [split for split in ("train", "val", "test") if first_six & set(dataset.splits[split].tolist())]
@@ -154,7 +154,7 @@ def test_a_bad_splits_file_is_one_line_naming_file_and_case(tmp_path, capsys, pr
         fold["train"] = fold["train"] + [cases[0]]
     else:
         fold["val"] = fold["val"] + [cases[0]]
-    (data / SPLITS_FILE).write_text(json.dumps([fold]))
+    (data / SPLITS_FILE).write_text(json.dumps([fold]), encoding="utf-8")
     code, err = run_cli(capsys, "check", str(data))
     assert code == 2 and SPLITS_FILE in err and words in err and "\n" not in err
 
@@ -162,7 +162,7 @@ def test_a_bad_splits_file_is_one_line_naming_file_and_case(tmp_path, capsys, pr
 def test_a_splits_file_leaving_a_patient_on_both_sides_is_refused(tmp_path, capsys):
     data = labels_csv_with_patients(tmp_path / "data")
     cases = [f"p{p}_{i}.png" for p in range(12) for i in range(3)]
-    (data / SPLITS_FILE).write_text(json.dumps([{"train": cases[:-1], "val": cases[-1:]}]))
+    (data / SPLITS_FILE).write_text(json.dumps([{"train": cases[:-1], "val": cases[-1:]}]), encoding="utf-8")
     code, err = run_cli(capsys, "check", str(data))
     assert code == 2 and "patient P11 on both sides" in err and "p11_2.png" in err and SPLITS_FILE in err
 
@@ -170,7 +170,7 @@ def test_a_splits_file_leaving_a_patient_on_both_sides_is_refused(tmp_path, caps
 def test_a_users_splits_file_is_honoured_for_detection(tmp_path):
     data = coco_without_splits(tmp_path / "data")
     names = [f"blob_{i:03d}" for i in range(20)]
-    (data / SPLITS_FILE).write_text(json.dumps([{"train": names[:10], "val": names[10:15], "test": names[15:]}]))
+    (data / SPLITS_FILE).write_text(json.dumps([{"train": names[:10], "val": names[10:15], "test": names[15:]}]), encoding="utf-8")
     _, dataset = api.read_dataset(data)
     got = {k: [dataset.case_ids[i] for i in v] for k, v in dataset.splits.items()}
     assert got == {"train": names[:10], "val": names[10:15], "test": names[15:]}
@@ -222,7 +222,7 @@ def test_evaluate_data_folder_scores_every_case(tmp_path):
     api.train(data, run, epochs=1, model="lenet5")
     external = class_folder(tmp_path / "external", per_class=7)
     result = api.evaluate(run, data=external)
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["scored"] == {"split": "test", "cases": 14, "origin": "whole folder as test", "data": str(external)}
     assert result["scored"]["cases"] == 14
     assert not (external / SPLITS_FILE).exists()  # scoring a folder writes nothing beside it

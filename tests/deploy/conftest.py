@@ -79,10 +79,10 @@ def segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
         data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
         run = root / "run"
         api.plan(data, run)
-        plan = json.loads((run / "plan.json").read_text())
+        plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
         plan.update({"iterations_per_epoch": 1, "batch_size": 2, "validation_cases": 2})
         plan["inference"]["tta"] = False
-        (run / "plan.json").write_text(json.dumps(plan))
+        (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         api.train(data, run, epochs=1, model="dynunet_tiny")
         yield run, data
     finally:
@@ -93,7 +93,7 @@ def run_classes(run: Path) -> list[str]:
     """The class names a run recorded in its dataset.json."""
     import json
 
-    return list(json.loads((Path(run) / "dataset.json").read_text())["classes"])
+    return list(json.loads((Path(run) / "dataset.json").read_text(encoding="utf-8"))["classes"])
 
 
 def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> Path:

@@ -102,7 +102,7 @@ def test_page_predicts_a_dropped_image(browser, live_server, test_pngs, trained_
     browser.save_screenshot(str(tmp_path / "page.png"))
 
     bad = tmp_path / "notes.txt"
-    bad.write_text("not an image")
+    bad.write_text("not an image", encoding="utf-8")
     browser.find_element("id", "file").send_keys(str(bad))
     assert wait_for_state(browser, ("error",)) == "error"
     assert "refused (415)" in browser.find_element("id", "status").text

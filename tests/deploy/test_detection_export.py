@@ -23,7 +23,7 @@ def train_tiny(root: Path, model: str, data: Path, spatial_dims: int = 2) -> Pat
     plan["iterations_per_epoch"] = 4 if spatial_dims == 2 else 2
     if spatial_dims == 3:
         plan["patch_size"] = [16, 16, 16]  # smaller than the volumes: prediction runs sliding windows
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(data, run, model=model, epochs=2, batch_size=2)
     export_run(run)
     return run
@@ -53,7 +53,7 @@ def test_images(blobs, tmp_path_factory) -> list[Path]:
 
 
 def test_export_json_records_head_diff_and_box_agreement(exported):
-    recorded = json.loads((exported / "export" / "export.json").read_text())
+    recorded = json.loads((exported / "export" / "export.json").read_text(encoding="utf-8"))
     assert (exported / "export" / "model.onnx").is_file() and recorded["passed"] is True
     assert recorded["max_abs_diff"] <= 1e-4 and recorded["check_inputs"].startswith("2 cases of the val split of ")
     boxes = recorded["checks"]["final_outputs"]
@@ -74,8 +74,8 @@ def test_onnx_and_torch_predict_the_same_boxes(exported, test_images, tmp_path):
 
     assert main(["predict", str(exported), *map(str, test_images), "--out", str(tmp_path / "torch")]) == 0
     assert main(["predict", str(exported), *map(str, test_images), "--out", str(tmp_path / "onnx"), "--engine", "onnx"]) == 0
-    by_torch = json.loads((tmp_path / "torch" / "results.json").read_text())
-    by_onnx = json.loads((tmp_path / "onnx" / "results.json").read_text())
+    by_torch = json.loads((tmp_path / "torch" / "results.json").read_text(encoding="utf-8"))
+    by_onnx = json.loads((tmp_path / "onnx" / "results.json").read_text(encoding="utf-8"))
     assert len(by_torch) == len(by_onnx) > 0
     for a, b in zip(by_torch, by_onnx):  # written rounded to 0.01 px and 1e-5
         assert (a["file"], a["category"]) == (b["file"], b["category"])
@@ -128,6 +128,6 @@ def test_3d_retinanet_exports_and_agrees(tmp_path):
 
     data = make_spheres_3d(tmp_path / "nodules", seed=0, num_cases=8, size=24, radius=(2.0, 4.0), per_case=(1, 2))
     run = train_tiny(tmp_path, "retinanet", data, spatial_dims=3)
-    recorded = json.loads((run / "export" / "export.json").read_text())
+    recorded = json.loads((run / "export" / "export.json").read_text(encoding="utf-8"))
     assert recorded["passed"] and recorded["max_abs_diff"] <= 1e-4 and recorded["checks"]["final_outputs"]["agree"]
     assert recorded["dynamic_axes"]["image"] == {"0": "batch", "2": "dim0", "3": "dim1", "4": "dim2"}

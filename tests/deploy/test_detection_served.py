@@ -19,7 +19,7 @@ def detection_run(tmp_path_factory) -> tuple[Path, Path]:
     run = root / "run"
     plan = api.plan(data, run)
     plan["iterations_per_epoch"] = 2
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(data, run, model="retinanet", epochs=1, batch_size=2)
     return run, data
 

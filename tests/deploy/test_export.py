@@ -15,7 +15,7 @@ from medsight.errors import MedsightError
 
 def test_export_json_records_the_check_on_real_cases(exported_run):
     run, result = exported_run
-    recorded = json.loads((run / "export" / "export.json").read_text())
+    recorded = json.loads((run / "export" / "export.json").read_text(encoding="utf-8"))
     assert recorded["max_abs_diff"] == pytest.approx(result["max_abs_diff"])
     assert recorded["passed"] is True and recorded["max_abs_diff"] <= 1e-4 and recorded["tolerance"] == 1e-4
     assert recorded["opset"] == 17
@@ -58,9 +58,9 @@ def test_missing_data_falls_back_to_synthetic_inputs_and_says_so(trained_run, tm
 
     moved = tmp_path / "moved_run"
     shutil.copytree(trained_run, moved, ignore=shutil.ignore_patterns("export"))
-    info = json.loads((moved / "dataset.json").read_text())
+    info = json.loads((moved / "dataset.json").read_text(encoding="utf-8"))
     info["source"] = str(tmp_path / "gone.npz")
-    (moved / "dataset.json").write_text(json.dumps(info))
+    (moved / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     result = export_run(moved)
     assert result["check_inputs"].startswith("synthetic: 4 standard-normal inputs of shape [1, 28, 28]")
     assert "is not there" in result["check_inputs"] and result["passed"]
@@ -108,7 +108,7 @@ def test_fully_convolutional_export_accepts_other_sizes(tmp_path, monkeypatch):
 
     run = RunFolder(tmp_path / "seg_run")
     run.path.mkdir()
-    (run.path / "dataset.json").write_text(json.dumps({"task": "segmentation"}))
+    (run.path / "dataset.json").write_text(json.dumps({"task": "segmentation"}), encoding="utf-8")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
     monkeypatch.setattr(medsight.export.onnx, "load_run", lambda path, device="cpu": (run, FakeTask(), net))

@@ -14,7 +14,7 @@ from medsight.errors import MedsightError
 
 
 def journal(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def csv_rows(out: Path) -> dict[str, dict[str, str]]:
@@ -77,8 +77,8 @@ def test_continue_skips_what_the_same_weights_predicted(trained_run, second_run,
     # a run killed after three cases, in the middle of writing the fourth line
     predictor = Predictor([trained_run])
     predictor.predict_files([inputs], out)
-    kept = (out / "predictions.jsonl").read_text().splitlines()[:3]
-    (out / "predictions.jsonl").write_text("\n".join(kept) + '\n{"input": "/cut/sh')
+    kept = (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    (out / "predictions.jsonl").write_text("\n".join(kept) + '\n{"input": "/cut/sh', encoding="utf-8")
     lines: list[str] = []
     predictor.predict_files([inputs], out, resume=True, echo=lines.append)
     entries = journal_lines(out)
@@ -110,14 +110,14 @@ def test_test_time_settings_replace_the_plan(segmentation_run, tmp_path):
     inference = predictor.task.plan["inference"]
     assert (inference["tta"], inference["overlap"], inference["sw_batch_size"]) == (False, 0.25, 3)
     assert Predictor([run], tta="mirror").task.plan["inference"]["tta"] is True
-    assert json.loads((run / "plan.json").read_text())["inference"]["overlap"] != 0.25  # the run is not edited
+    assert json.loads((run / "plan.json").read_text(encoding="utf-8"))["inference"]["overlap"] != 0.25  # the run is not edited
 
     images = sorted((data / "imagesTr").iterdir())[:2]
     lines: list[str] = []
     records = predictor.predict_files(images, tmp_path / "out", echo=lines.append)
     assert len(records) == 2 and all(e["status"] == "ok" for e in journal(tmp_path / "out"))
     assert lines[-1].startswith("predict: 2/2,") and "left" in lines[-1]
-    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == 2
+    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text(encoding="utf-8"))) == 2
 
     with pytest.raises(MedsightError, match="no test-time mirroring"):
         test_time_plan({}, "classification", tta="mirror")

@@ -45,7 +45,7 @@ def test_csv_holds_classes_probabilities_and_operating_point(trained_run, test_p
     probs = np.array([[float(r[f"prob_{negative}"]), float(r[f"prob_{positive}"])] for r in rows])
     expected = direct_probabilities(trained_run, np.load(deploy_data)["test_images"][:8])
     np.testing.assert_allclose(probs, expected, atol=2e-6)
-    point = json.loads((trained_run / "state.json").read_text())["operating_point"]
+    point = json.loads((trained_run / "state.json").read_text(encoding="utf-8"))["operating_point"]
     assert "threshold" in point  # balanced_accuracy on a binary task
     decided = apply_operating_point(probs, point)
     assert [r["class"] for r in rows] == [(negative, positive)[k] for k in decided]
@@ -65,7 +65,7 @@ def test_ensemble_averages_member_probabilities(trained_run, second_run, test_pn
     for a, b, mean in zip(*single, both):
         for name in mean["probabilities"]:
             assert mean["probabilities"][name] == pytest.approx((a["probabilities"][name] + b["probabilities"][name]) / 2, abs=1e-6)
-    thresholds = [json.loads((r / "state.json").read_text())["operating_point"]["threshold"] for r in (trained_run, second_run)]
+    thresholds = [json.loads((r / "state.json").read_text(encoding="utf-8"))["operating_point"]["threshold"] for r in (trained_run, second_run)]
     from .conftest import run_classes
 
     rows = read_csv(tmp_path / "ensemble" / "predictions.csv")
@@ -79,10 +79,10 @@ def test_ensemble_member_with_other_normalisation_gets_its_own_inputs(trained_ru
 
     other = tmp_path / "run_b_renormed"
     shutil.copytree(second_run, other)
-    plan = json.loads((other / "plan.json").read_text())
+    plan = json.loads((other / "plan.json").read_text(encoding="utf-8"))
     plan["normalization"]["mean"] = [v * 0.8 for v in plan["normalization"]["mean"]]
     plan["normalization"]["std"] = [v * 1.3 for v in plan["normalization"]["std"]]
-    (other / "plan.json").write_text(json.dumps(plan))
+    (other / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     folder, _ = test_pngs
     alone = Predictor([other]).predict_files([folder], tmp_path / "alone")
     first = Predictor([trained_run]).predict_files([folder], tmp_path / "first")
@@ -99,9 +99,9 @@ def test_runs_that_disagree_cannot_be_ensembled(trained_run, volume_run, tmp_pat
         Predictor([trained_run, volume_run])
     renamed = tmp_path / "renamed"
     shutil.copytree(trained_run, renamed)
-    info = json.loads((renamed / "dataset.json").read_text())
+    info = json.loads((renamed / "dataset.json").read_text(encoding="utf-8"))
     info["classes"] = ["healthy", "sick"]
-    (renamed / "dataset.json").write_text(json.dumps(info))
+    (renamed / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(MedsightError, match="classes"):
         Predictor([trained_run, renamed])
 
@@ -126,7 +126,7 @@ def test_input_discovery_files_folders_and_dicom_series(tmp_path):
     (tmp_path / "a" / "deeper").mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "x.png")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "deeper" / "x.png")
-    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / "notes.txt").write_text("not an image", encoding="utf-8")
     series = tmp_path / "a" / "series"
     series.mkdir()
     dicom = Path(__import__("pydicom.data", fromlist=["x"]).get_testdata_file("CT_small.dcm"))
@@ -223,7 +223,7 @@ def test_multilabel_run_decides_each_label(tmp_path):
     for i, image in enumerate(arrays["test_images"]):
         Image.fromarray(image).save(folder / f"m{i}.png")
     records = api.predict([tmp_path / "run"], [folder], tmp_path / "out")
-    point = json.loads((tmp_path / "run" / "state.json").read_text())["operating_point"]
+    point = json.loads((tmp_path / "run" / "state.json").read_text(encoding="utf-8"))["operating_point"]
     thresholds = point.get("thresholds") or [point.get("threshold", 0.5)] * 3
     for record in records:
         chosen = [name for (name, p), t in zip(record["probabilities"].items(), thresholds) if p >= t]

@@ -61,7 +61,7 @@ def test_luna16_layout_is_recognised_and_nodules_land_in_their_voxels(luna):
 
 
 def _write(path: Path, text: str) -> None:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -94,19 +94,20 @@ def test_rows_for_absent_scans_are_counted_not_kept(tmp_path, luna):
 
 def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     from medsight import api
+    from medsight.data.splits import all_training_cases
     from medsight.tasks.detection.world import grid_ratio
 
     run = tmp_path / "run"
     plan = api.plan(luna, run)
     data = read_luna16(luna)
-    train = data.splits["train"]
+    train = all_training_cases(data)  # the plan is made from every fold's training cases
     # nnU-Net's median spacing (z anisotropic but under 3x), coarsened only where the small boxes allow
     median = np.median([data.geometries[i].array_spacing for i in train], axis=0)
     assert np.all(np.asarray(plan["target_spacing"]) >= median - 1e-3)
     np.testing.assert_allclose(np.asarray(plan["anchor_shapes_mm"]), np.asarray(plan["anchor_shapes"]) * plan["target_spacing"], rtol=0.05)
     plan["iterations_per_epoch"] = 2
     plan["patch_size"] = [16, 32, 32]
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(luna, run, epochs=1, batch_size=1)
     cached = sorted(cache_in_tmp.rglob("*_image.npy"))
     assert len(cached) >= len(train)
@@ -118,13 +119,13 @@ def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     assert result["metrics"]["froc_rule"] == "luna16" and 0.0 <= result["metrics"]["cpm"] <= 1.0
     rows = list(csv.reader(open(run / "eval" / "test" / "predictions" / "submission.csv")))
     assert rows[0] == ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
-    records = json.loads((run / "eval" / "test" / "predictions" / "results.json").read_text())
+    records = json.loads((run / "eval" / "test" / "predictions" / "results.json").read_text(encoding="utf-8"))
     assert len(rows) - 1 == len(records)
     if records:  # the submission's centres are the world centres of the boxes
         assert [float(v) for v in rows[1][1:4]] == records[0]["bbox_world"]["center"]
     scan = data.sources[int(data.splits["test"][0])][0]
     api.predict([run], [scan], tmp_path / "pred")
-    assert (tmp_path / "pred" / "submission.csv").read_text().startswith("seriesuid,coordX")
+    assert (tmp_path / "pred" / "submission.csv").read_text(encoding="utf-8").startswith("seriesuid,coordX")
 
 
 def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_in_tmp):
@@ -149,7 +150,7 @@ def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_i
     (data / "subset0").mkdir(parents=True)
     sitk.WriteImage(image, str(data / "subset0" / "1.2.3.mhd"))
     world = np.asarray(origin) + (centre_vox[::-1] - 0.5) * np.asarray(spacing)
-    (data / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,%g,%g,%g,12\n" % tuple(world))
+    (data / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,%g,%g,%g,12\n" % tuple(world), encoding="utf-8")
     dataset = read_luna16(data)
     plan = {"spatial_dims": 3, "in_channels": 1, "num_classes": 1, "target_spacing": [1.25, 1.0, 1.0], "patch_size": [32, 32, 32],
             "size_divisor": 8, "window_overlap": 0.25,

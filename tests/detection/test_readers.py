@@ -46,8 +46,8 @@ def write_nndet(root: Path, instances: dict, labels=None) -> Path:
     mask[8:10, 10:12, 10:14] = 2
     sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(12, 16, 16).astype(np.float32)), str(root / "imagesTr" / "c1_0000.nii.gz"))
     sitk.WriteImage(sitk.GetImageFromArray(mask), str(root / "labelsTr" / "c1.nii.gz"))
-    (root / "labelsTr" / "c1.json").write_text(json.dumps({"instances": instances}))
-    (root / "dataset.json").write_text(json.dumps({"labels": labels or {"0": "nodule", "1": "mass"}, "modality": {"0": "CT"}}))
+    (root / "labelsTr" / "c1.json").write_text(json.dumps({"instances": instances}), encoding="utf-8")
+    (root / "dataset.json").write_text(json.dumps({"labels": labels or {"0": "nodule", "1": "mass"}, "modality": {"0": "CT"}}), encoding="utf-8")
     return root
 
 

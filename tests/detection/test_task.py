@@ -55,18 +55,18 @@ def test_train_evaluate_predict_2d(tmp_path, model):
     run = tmp_path / "run"
     plan = api.plan(data, run)
     plan["iterations_per_epoch"] = 2  # the plan is a file a user may edit; here it keeps the test short
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     summary = api.train(data, run, model=model, epochs=2, batch_size=2)
     assert summary["epochs"] == 2 and (run / "model.safetensors").is_file()
     result = api.evaluate(run, split="test")
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     for key in ("map_50", "map_50_95", "map_75", "mar_100", "map50_voc_allpoint", "froc", "cpm", "froc_iou", "cpm_iou"):
         assert key in metrics["metrics"] and key in metrics["definitions"]
-    assert "101 recall points" in metrics["definitions"]["map_50_95"] and "Definitions" in Path(result["report"]).read_text()
+    assert "101 recall points" in metrics["definitions"]["map_50_95"] and "Definitions" in Path(result["report"]).read_text(encoding="utf-8")
     assert set(metrics["per_class"]) == {"disc", "ring"}
     assert (run / "eval" / "test" / "report.html").is_file() and result["report"].endswith("report.html")
     rows = api.predict([run], [data / "images" / "blob_000.png"], tmp_path / "pred")
     assert len(rows) == 1
-    records = json.loads((tmp_path / "pred" / "results.json").read_text())
+    records = json.loads((tmp_path / "pred" / "results.json").read_text(encoding="utf-8"))
     assert all(len(r["bbox"]) == 4 and 0 <= r["score"] <= 1 for r in records)
     assert (tmp_path / "pred" / "overlays" / "blob_000.png").is_file()

@@ -15,7 +15,7 @@ def test_train_evaluate_predict_3d(tmp_path):
     assert plan["spatial_dims"] == 3 and len(plan["anchor_shapes"][0]) == 3
     plan["iterations_per_epoch"] = 2
     plan["patch_size"] = [16, 16, 16]  # smaller than the volumes, so prediction runs sliding windows
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(data, run, epochs=1, batch_size=1)
     result = api.evaluate(run, split="test")
     assert 0.0 <= result["metrics"]["cpm"] <= 1.0 and set(result["metrics"]["froc"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
@@ -23,7 +23,7 @@ def test_train_evaluate_predict_3d(tmp_path):
     assert "world millimetres" in result["definitions"]["froc"] and "per scan" in result["definitions"]["froc"]
     volume = sorted((data / "imagesTs").glob("*.nii.gz"))[0]
     api.predict([run], [volume], tmp_path / "pred")
-    records = json.loads((tmp_path / "pred" / "results.json").read_text())
+    records = json.loads((tmp_path / "pred" / "results.json").read_text(encoding="utf-8"))
     for record in records:
         assert len(record["bbox"]) == 6 and len(record["bbox_world"]["center"]) == 3
 

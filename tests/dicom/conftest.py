@@ -88,10 +88,10 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
         data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
         run = root / "run"
         api.plan(data, run)
-        plan = json.loads((run / "plan.json").read_text())
+        plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
         plan.update({"iterations_per_epoch": 1, "batch_size": 2, "validation_cases": 2})
         plan["inference"]["tta"] = False
-        (run / "plan.json").write_text(json.dumps(plan))
+        (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         api.train(data, run, epochs=1, model="dynunet_tiny")
         yield run, data
     finally:
@@ -155,9 +155,9 @@ def start_orthanc(root: Path, lua: str | None = None):
               "AuthenticationEnabled": False, "HttpTimeout": 60, "Plugins": [str(plugin)],
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
     if lua:
-        (root / "filter.lua").write_text(lua)
+        (root / "filter.lua").write_text(lua, encoding="utf-8")
         config["LuaScripts"] = [str(root / "filter.lua")]
-    (root / "orthanc.json").write_text(json.dumps(config))
+    (root / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
     log = open(root / "orthanc.log", "wb")
     process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -168,7 +168,7 @@ def start_orthanc(root: Path, lua: str | None = None):
         except Exception:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text()[-800:]}")
+                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text(encoding="utf-8")[-800:]}")
             time.sleep(0.2)
     return process, f"http://127.0.0.1:{port}/dicom-web"
 

@@ -22,9 +22,9 @@ def _coarse_run(run: Path, tmp_path: Path) -> Path:
     """The tiny run with an 8 mm target spacing, so a 30 x 512 x 512 CT is predicted in a second."""
     copy = tmp_path / "coarse-run"
     shutil.copytree(run, copy)
-    plan = json.loads((copy / "plan.json").read_text())
+    plan = json.loads((copy / "plan.json").read_text(encoding="utf-8"))
     plan["target_spacing"] = [8.0, 8.0, 8.0]
-    (copy / "plan.json").write_text(json.dumps(plan))
+    (copy / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     return copy
 
 
@@ -86,7 +86,7 @@ def test_real_ct_round_trip(tiny_segmentation_run, shape_codes, orthanc, tmp_pat
     assert len(_series_of(orthanc, study, "SR")) == 1
     [stored] = DICOMwebClient(orthanc).retrieve_series(study, seg_series)
     seg = hd.seg.Segmentation.from_dataset(stored)
-    record = json.loads((tmp_path / "out" / "predictions.json").read_text())[0]
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text(encoding="utf-8"))[0]
     local = hd.seg.segread(next((tmp_path / "out" / "dicom").glob("*_seg.dcm")))
     assert seg.SOPInstanceUID == local.SOPInstanceUID
     referenced = seg.ReferencedSeriesSequence[0]

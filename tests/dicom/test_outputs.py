@@ -52,7 +52,7 @@ def test_dicom_seg_matches_the_mask_and_references_the_series(tiny_segmentation_
     parsed = hd.sr.srread(record["dicom_sr"])
     groups = parsed.content.get_volumetric_roi_measurement_groups()
     volumes = {g.tracking_identifier: g.get_measurements()[0].value for g in groups}
-    expected = json.loads((tmp_path / "out" / "predictions.json").read_text())[0]["volume_mm3"]
+    expected = json.loads((tmp_path / "out" / "predictions.json").read_text(encoding="utf-8"))[0]["volume_mm3"]
     assert volumes == pytest.approx({f"{k} volume": v for k, v in expected.items()}, abs=1e-3)
     assert report.SeriesInstanceUID != seg.SeriesInstanceUID and report.StudyInstanceUID == seg.StudyInstanceUID
 

@@ -43,7 +43,7 @@ def check_outputs(result: dict, run: Path) -> Path:
     assert Path(result["report"]) == out / "report.html"
     written = load_json(out / "metrics.json")
     assert written == json.loads(json.dumps({k: v for k, v in result.items() if k != "report"}))
-    html = (out / "report.html").read_text()
+    html = (out / "report.html").read_text(encoding="utf-8")
     for title in ("Operating point", "ROC and precision-recall curves", "Calibration", "Training curves",
                   "Most confident mistakes", "95% CI"):
         assert title in html
@@ -86,7 +86,7 @@ def test_binary_2d_metrics_agree_with_sklearn_on_the_predictions(tmp_path: Path)
     assert m["confusion_matrix"] == skm.confusion_matrix(truth, called, labels=[0, 1]).tolist()
     assert m["sensitivity"] == pytest.approx(skm.recall_score(truth, called))
     cm = m["confusion_matrix"]
-    assert f"The model found {cm[1][1]} of {sum(cm[1])} 'lesion' cases" in (out / "report.html").read_text()
+    assert f"The model found {cm[1][1]} of {sum(cm[1])} 'lesion' cases" in (out / "report.html").read_text(encoding="utf-8")
     plain = result["metrics_argmax"]
     assert plain["accuracy"] == pytest.approx(skm.accuracy_score(truth, probs.argmax(1)))
     assert plain["confusion_matrix"] == skm.confusion_matrix(truth, probs.argmax(1), labels=[0, 1]).tolist()
@@ -125,7 +125,7 @@ def test_multiclass_3d_ordinal(tmp_path: Path):
     assert m["auc"] == pytest.approx(skm.roc_auc_score(truth, probs, multi_class="ovr"))
     assert (run / "eval" / "test" / "plots" / "confident_mistakes.png").is_file()
     assert "macro mean of one-vs-rest" in result["definitions"]["auc"] and "kappa_quadratic" in result["definitions"]
-    assert "Definitions" in Path(result["report"]).read_text()
+    assert "Definitions" in Path(result["report"]).read_text(encoding="utf-8")
 
 
 def test_multilabel_2d(tmp_path: Path):

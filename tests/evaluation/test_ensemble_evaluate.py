@@ -34,10 +34,10 @@ def members(tiny_npz, tmp_path_factory):
 def test_ensemble_metrics_hold_every_member_and_mean_probabilities(members, tmp_path):
     out = tmp_path / "ensemble"
     assert main(["evaluate", *map(str, members), "--split", "test", "--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert [m["run"] for m in metrics["members"]] == [str(r.resolve()) for r in members]
     for member, run in zip(metrics["members"], members):
-        assert member["metrics"] == json.loads((run / "eval" / "test" / "metrics.json").read_text())["metrics"]
+        assert member["metrics"] == json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
     assert metrics["split"] == "test" and "auc" in metrics["metrics"] and (out / "report.html").is_file()
 
     cases, ensemble = probabilities(out / "predictions" / "predictions.csv")

@@ -84,7 +84,7 @@ def test_training_curves_from_log(tmp_path: Path):
     assert columns["auc"][0] == 0.6 and np.isnan(columns["auc"][1])
     with pytest.raises(MedsightError, match="cannot be read"):
         plots.training_curves(tmp_path / "missing.csv", tmp_path / "x.png")
-    (tmp_path / "empty.csv").write_text("epoch,train_loss\n")
+    (tmp_path / "empty.csv").write_text("epoch,train_loss\n", encoding="utf-8")
     with pytest.raises(MedsightError, match="no epochs"):
         plots.read_log(tmp_path / "empty.csv")
 

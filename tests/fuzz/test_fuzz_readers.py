@@ -80,7 +80,7 @@ def labels_csv(root: Path) -> tuple[Path, Path]:
     for case in range(8):
         (root / f"case{case}.png").write_bytes(payload)
         rows.append(f"case{case}.png,{'ab'[case % 2]},{'train' if case < 6 else 'test'}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return root / "labels.csv", root / "labels.csv"
 
 

@@ -71,7 +71,7 @@ def test_train_predict_export_on_the_gpu(make_data, dims, amp, tmp_path):
     plan = api.plan(data, run, device="cuda")
     assert plan["planned_for"]["device"] == "cuda"
     plan.update(plan_changes)
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     option = dict(zip(options[::2], options[1::2]))
     summary = api.train(data, run, model=option["--model"], epochs=2, device="cuda", amp=amp,
                         balance=option.get("--balance", "none"),

@@ -164,7 +164,7 @@ def test_a_class_only_in_test_is_refused(tmp_path, capsys):
 
 
 def write_csv(root: Path, lines: list[str]) -> Path:
-    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
 

@@ -22,9 +22,9 @@ def photo(path: Path, height: int = 20, width: int = 40) -> None:
 def darknet(root: Path, lines: str = "1 0.5 0.25 0.5 0.5\n") -> Path:
     """CODRAS layout: images/ with a .txt beside each image, and a .names file."""
     (root / "retinal.names").parent.mkdir(parents=True, exist_ok=True)
-    (root / "retinal.names").write_text("optic_disc\nexudate\n")
+    (root / "retinal.names").write_text("optic_disc\nexudate\n", encoding="utf-8")
     photo(root / "images" / "a.jpg")
-    (root / "images" / "a.txt").write_text(lines)
+    (root / "images" / "a.txt").write_text(lines, encoding="utf-8")
     photo(root / "images" / "b.jpg")  # no label file: no boxes
     return root
 
@@ -51,11 +51,11 @@ def test_corners_past_the_border_are_clipped(tmp_path):
 def test_ultralytics_layout_with_splits(tmp_path):
     root = tmp_path / "u"
     root.mkdir()
-    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: nodule\n  1: mass\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: nodule\n  1: mass\n", encoding="utf-8")
     for split in ("train", "val"):
         photo(root / "images" / split / f"{split}1.png", 10, 10)
         (root / "labels" / split).mkdir(parents=True)
-        (root / "labels" / split / f"{split}1.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.1 0.1 0.2 0.2\n")
+        (root / "labels" / split / f"{split}1.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.1 0.1 0.2 0.2\n", encoding="utf-8")
     assert detect_format(root) == ("yolo", "detection")
     data = read_yolo(root)
     assert data.classes == ["nodule", "mass"]
@@ -68,7 +68,7 @@ def test_ultralytics_layout_with_splits(tmp_path):
 def test_ultralytics_names_as_a_list(tmp_path):
     root = tmp_path / "u"
     root.mkdir()
-    (root / "data.yaml").write_text("names: [cell, debris]\nnc: 2\n")
+    (root / "data.yaml").write_text("names: [cell, debris]\nnc: 2\n", encoding="utf-8")
     photo(root / "images" / "x.png")
     assert read_yolo(root).classes == ["cell", "debris"]
 
@@ -107,7 +107,7 @@ def test_a_single_class_folder_is_refused_naming_the_layouts(tmp_path):
     with pytest.raises(MedsightError, match="single class.*YOLO folder.*Pascal VOC|single class.*Pascal VOC.*YOLO"):
         detect_format(tmp_path)
     # with LUNA16's annotations.csv beside it, the same folder is a LUNA16 layout
-    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n", encoding="utf-8")
     assert detect_format(tmp_path) == ("luna16", "detection")
 
 

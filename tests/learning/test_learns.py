@@ -44,10 +44,10 @@ def test_classification_learns_a_bright_lesion(tmp_path, dims):
 
 def small_schedule(run: Path, iterations: int) -> None:
     """A fixed, small number of steps (the planner's defaults suit real training), validated on 4 cases."""
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan.update({"iterations_per_epoch": iterations, "validation_cases": 4})
     plan["inference"]["mirror_axes"] = []
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
 @pytest.mark.parametrize("dims, size, cases, epochs", [(2, 32, 16, 10)], ids=["2d"])

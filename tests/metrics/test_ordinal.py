@@ -75,18 +75,18 @@ def test_graded_folder_trains_chooses_by_qwk_and_reports_it(graded_folder, tmp_p
 
     run = tmp_path / "run"
     assert main(["plan", str(graded_folder), "--out", str(run)]) == 0
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     assert plan["ordinal"] is True
     plan["selection_metric"] = "qwk"
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     assert main(["train", str(graded_folder), "--out", str(run), "--epochs", "2", "--model", "lenet5",
                  "--operating-point", "qwk"]) == 0
     with open(run / "log.csv") as handle:
         log = list(csv.DictReader(handle))
     assert "kappa_quadratic" in log[0]
-    assert json.loads((run / "state.json").read_text())["operating_point"]["rule"] == "qwk"
+    assert json.loads((run / "state.json").read_text(encoding="utf-8"))["operating_point"]["rule"] == "qwk"
     assert main(["evaluate", str(run), "--split", "test"]) == 0
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     with open(run / "eval" / "test" / "predictions" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     truth, decided = [int(r["true"]) for r in rows], [int(r["predicted"]) for r in rows]
@@ -98,9 +98,9 @@ def test_qwk_selection_without_grades_is_one_line(tiny_npz, tmp_path, capsys):
 
     run = tmp_path / "run"
     assert main(["plan", str(tiny_npz), "--out", str(run)]) == 0
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan["selection_metric"] = "qwk"
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     assert main(["train", str(tiny_npz), "--out", str(run), "--epochs", "1", "--model", "lenet5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1] == 'medsight: plan.json: selection_metric \'qwk\' needs ordered grades: set "ordinal": true'

@@ -171,7 +171,7 @@ def test_a_plan_without_the_section_runs_the_task_steps():
 def test_bad_steps_fail_naming_the_plan(tmp_path, entry, problem):
     from medsight.run import RunFolder
 
-    (tmp_path / "plan.json").write_text(json.dumps(seg_plan(entry)))
+    (tmp_path / "plan.json").write_text(json.dumps(seg_plan(entry)), encoding="utf-8")
     with pytest.raises(MedsightError, match=problem) as error:
         RunFolder(tmp_path).load_plan()
     assert error.value.path == str(tmp_path / "plan.json")
@@ -214,17 +214,17 @@ def padded_mri_folder(root: Path, cases: int = 4) -> Path:
             sitk.WriteImage(sitk.GetImageFromArray(array), str(root / folder / name))
     meta = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "lesion": 1}, "numTraining": cases,
             "file_ending": ".png"}
-    (root / "dataset.json").write_text(json.dumps(meta))
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     return root
 
 
 def edit_steps(run: Path, **enabled: bool) -> dict:
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     for entry in plan["preprocessing"]["steps"]:
         entry["enabled"] = enabled.get(entry["name"], entry["enabled"])
     plan.update({"iterations_per_epoch": 2, "batch_size": 2, "validation_cases": 1})
     plan["inference"].update({"mirror_axes": [], "tta": False})
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     return plan
 
 
@@ -278,11 +278,11 @@ def test_classification_training_and_prediction_run_the_same_clahe(tmp_path, tin
     torch.set_num_threads(1)
     run = tmp_path / "run"
     api.plan(tiny_npz, run)
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     for entry in plan["preprocessing"]["steps"]:
         entry["enabled"] = entry["enabled"] or entry["name"] == "clahe"
     plan["epochs"] = 1
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(tiny_npz, run, epochs=1, model="lenet5")
 
     predictor = Predictor([run])

@@ -34,7 +34,7 @@ def nnunet_folder(root: Path, cases: int = 3, shape=(16, 16, 16), labels=None, e
         write_volume(root / "imagesTr" / f"case_{k}_0000{ending}", image)
         write_volume(root / "labelsTr" / f"case_{k}{ending}", label)
     meta = {"channel_names": {"0": "MRI"}, "labels": labels, "numTraining": cases, "file_ending": ending}
-    (root / "dataset.json").write_text(json.dumps(meta))
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     return root
 
 

@@ -16,10 +16,10 @@ from medsight.synthetic.segmentation import make_segmentation_dataset
 
 def shrink_plan(run: Path, **changes) -> None:
     """Make a unit-test-sized schedule (the planner's defaults suit real training)."""
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan.update({"iterations_per_epoch": 3, "batch_size": 2, "validation_cases": 2, **changes})
     plan["inference"]["mirror_axes"] = [0]  # one extra mirrored pass keeps the TTA path tested, cheaply
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
 def test_train_evaluate_predict_3d(tmp_path: Path):
@@ -33,15 +33,15 @@ def test_train_evaluate_predict_3d(tmp_path: Path):
     shrink_plan(run)
     summary = api.train(data, run, epochs=2, model="dynunet_tiny")
     assert summary["epochs"] == 2 and (run / "model.safetensors").is_file()
-    state = json.loads((run / "state.json").read_text())
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     assert "largest_component" in state["postprocessing"]
-    info = json.loads((run / "dataset.json").read_text())
+    info = json.loads((run / "dataset.json").read_text(encoding="utf-8"))
     assert info["fold"] == 0 and len(info["splits"]["train"]) + len(info["splits"]["val"]) == 6
 
     result = api.evaluate(run, split="test")
     assert result["num_cases"] == 2 and set(result["metrics"]) == {"dice", "iou", "hd95", "nsd", "lesion_f1"}
     assert 0.0 <= result["metrics"]["dice"] <= 1.0 and Path(result["report"]).is_file()
-    saved = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    saved = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     assert [r["case"] for r in saved["per_case"]] == ["shapes_006", "shapes_007"]
     names = list(saved["per_class"])
     assert saved["nsd_tolerance_mm"] == {n: 1.0 for n in names} and "1 mm" in saved["definitions"]["nsd"]
@@ -79,9 +79,9 @@ def test_predict_dicom_series_writes_nifti_in_its_geometry(tmp_path: Path):
     run = tmp_path / "run"
     api.plan(data, run)
     shrink_plan(run, iterations_per_epoch=1)
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan["inference"]["tta"] = False
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(data, run, epochs=1, model="dynunet_tiny")
     record = api.predict([run], [DICOM_SERIES], tmp_path / "pred")[0]
     assert record["output"].endswith(".nii.gz")

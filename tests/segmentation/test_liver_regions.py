@@ -81,7 +81,7 @@ def test_msd_liver_folder_check_plan_train_evaluate(tmp_path, monkeypatch, capsy
     assert plan["regions"] == REGIONS
     plan.update(iterations_per_epoch=2, batch_size=2)
     plan["inference"]["tta"] = False
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     api.train(data, run, epochs=1)
     result = api.evaluate(run, split="val")
     lesions = result["lesions"]

@@ -93,16 +93,16 @@ def test_evaluate_folders(tmp_path: Path, volume_writer):
     for k in range(2):
         volume_writer(tmp_path / "ref" / f"c{k}.nii.gz", ref)
         volume_writer(tmp_path / "pred" / f"c{k}.nii.gz", pred if k else ref)
-    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "organ": 1}}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "organ": 1}}), encoding="utf-8")
     result = evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "out")
     expected = 2 * 5 * 36 / (2 * 216)
     assert result["per_class"]["organ"]["dice"] == pytest.approx((1 + expected) / 2)
-    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["dice"] == pytest.approx(result["metrics"]["dice"])
     assert "use_subvoxels=True" in saved["definitions"]["nsd"] and "1 mm" in saved["definitions"]["nsd"]
     # the prediction is one voxel (1 mm) off along x: inside the default 1 mm tolerance everywhere
     assert saved["nsd_tolerance_mm"] == {"organ": 1.0} and result["per_class"]["organ"]["nsd"] == pytest.approx(1.0)
-    report = Path(result["report"]).read_text()
+    report = Path(result["report"]).read_text(encoding="utf-8")
     assert "Definitions" in report and "use_subvoxels=True" in report
     narrow = evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "narrow", nsd_tolerance=[0.4])
     assert narrow["per_class"]["organ"]["nsd"] < 0.99 and "0.4 mm" in narrow["definitions"]["nsd"]

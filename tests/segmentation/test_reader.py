@@ -57,7 +57,7 @@ def test_msd_layout_with_4d_multichannel_file(tmp_path: Path, volume_writer):
     volume_writer(root / "labelsTr" / "p1.nii.gz", np.zeros((8, 8, 8), np.uint8))
     meta = {"modality": {"0": "T1", "1": "T2"}, "labels": {"0": "background", "1": "tumour"}, "tensorImageSize": "4D",
             "training": [{"image": "./imagesTr/p1.nii.gz", "label": "./labelsTr/p1.nii.gz"}]}
-    (root / "dataset.json").write_text(json.dumps(meta))
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     dataset = read_segmentation(root)
     case = dataset.load_case(0)
     assert case.image.shape == (2, 8, 8, 8) and case.image[1].max() == 1.0
@@ -81,9 +81,9 @@ def test_unknown_label_value(tiny3d: Path, volume_writer):
 
 
 def test_missing_channel_file(tiny3d: Path):
-    meta = json.loads((tiny3d / "dataset.json").read_text())
+    meta = json.loads((tiny3d / "dataset.json").read_text(encoding="utf-8"))
     meta["channel_names"] = {"0": "T1", "1": "T2"}
-    (tiny3d / "dataset.json").write_text(json.dumps(meta))
+    (tiny3d / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(MedsightError) as info:
         read_segmentation(tiny3d)
     assert "case_0_0001.nii.gz" in str(info.value) and "missing channel" in str(info.value)
@@ -117,7 +117,7 @@ def test_empty_labels_folder(tiny3d: Path):
 
 
 def test_bad_dataset_json(tiny3d: Path):
-    (tiny3d / "dataset.json").write_text("{not json")
+    (tiny3d / "dataset.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(MedsightError, match="dataset.json"):
         read_segmentation(tiny3d)
 

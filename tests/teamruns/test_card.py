@@ -20,7 +20,7 @@ def test_card_header_and_prose(run_a, tmp_path, capsys):
 
     out = tmp_path / "MODEL_CARD.md"
     assert main(["card", str(run_a), "--out", str(out)]) == 0
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     header = _header(text)
     metrics = load_json(run_a / "eval/test/metrics.json")
     result = header["model-index"][0]["results"][0]
@@ -46,7 +46,7 @@ def test_card_uses_the_definitions_block(run_a, tmp_path):
     shutil.copytree(run_a, copy)
     metrics = load_json(copy / "eval/test/metrics.json")
     save_json(copy / "eval/test/metrics.json", {**metrics, "definitions": {"auc": "area under the ROC curve, trapezoid rule"}})
-    text = write_card(copy).read_text()
+    text = write_card(copy).read_text(encoding="utf-8")
     assert "- **auc**: area under the ROC curve, trapezoid rule" in text
 
 

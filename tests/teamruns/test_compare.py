@@ -49,7 +49,7 @@ def test_compare_two_runs(run_a, run_b, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "balance" in printed and "epochs" in printed  # the settings that differ
     assert "paired differences against run_a" in printed
-    html = page.read_text()
+    html = page.read_text(encoding="utf-8")
     assert "Paired differences against run_a" in html and html.count("data:image/png;base64") >= 5
 
     result = compare_runs([run_a, run_b], n_boot=200)
@@ -83,7 +83,7 @@ def test_compare_refuses_runs_on_other_cases(run_a, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(run_a, other)
     csv_path = other / "eval/test/predictions/predictions.csv"
-    csv_path.write_text(csv_path.read_text().replace("test_", "elsewhere_"))
+    csv_path.write_text(csv_path.read_text(encoding="utf-8").replace("test_", "elsewhere_"))
     assert main(["compare", str(run_a), str(other), "--out", str(tmp_path / "c.html")]) == 2
     assert "share no test case" in capsys.readouterr().err
 

@@ -40,7 +40,7 @@ def test_predict_and_serve_take_the_packed_file(packed, run_a, team_data, tmp_pa
     Image.fromarray(image).save(tmp_path / "case.png")
     assert main(["predict", str(packed), str(tmp_path / "case.png"), "--out", str(tmp_path / "from_pack")]) == 0
     assert main(["predict", str(run_a), str(tmp_path / "case.png"), "--out", str(tmp_path / "from_run")]) == 0
-    assert (tmp_path / "from_pack" / "predictions.csv").read_text() == (tmp_path / "from_run" / "predictions.csv").read_text()
+    assert (tmp_path / "from_pack" / "predictions.csv").read_text(encoding="utf-8") == (tmp_path / "from_run" / "predictions.csv").read_text(encoding="utf-8")
 
     from fastapi.testclient import TestClient
 

@@ -45,7 +45,7 @@ def assert_run_readable(run: Path) -> None:
 
     for name in ("config.json", "plan.json", "dataset.json", "state.json"):
         if (run / name).exists():
-            json.loads((run / name).read_text())
+            json.loads((run / name).read_text(encoding="utf-8"))
     if (run / "log.csv").exists():
         rows = read_log(run)
         assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
@@ -60,7 +60,7 @@ def final_state(run: Path) -> dict[str, Any]:
     """What must be identical between a killed-and-resumed run and one never killed."""
     from medsight.training.checkpoint import load_checkpoint
 
-    state = json.loads((run / "state.json").read_text())
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     state["training"].pop("seconds")
     last = load_checkpoint(run / "checkpoint.pt")["model"]
     return {"best_weights": (run / "model.safetensors").read_bytes(), "log": read_log(run), "state": state,

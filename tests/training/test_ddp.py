@@ -40,7 +40,7 @@ def planned_without_augmentation(data: Path, run: Path) -> None:
 
     plan = api.plan(data, run)
     plan["augment"].update(flip_axes=[], probability=0.0, brightness=0.0, contrast=[1.0, 1.0], noise=0.0)
-    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
 def train_args(data: Path, run: Path) -> list[str]:
@@ -99,7 +99,7 @@ def test_ranks_draw_their_own_augmentations_from_seed_epoch_and_rank(ddp_npz, tm
                      "--batch-size", "16"], env)
     assert done.returncode == 0, done.stderr
     draws: dict[str, list[str]] = {"0": [], "1": []}
-    for line in probe_log.read_text().splitlines():
+    for line in probe_log.read_text(encoding="utf-8").splitlines():
         rank, size, value = line.split()
         assert size == "8"  # the global batch of 16, half on each rank
         draws[rank].append(value)
@@ -122,7 +122,7 @@ def test_rank_audit_sees_a_write(tmp_path):
            "MEDSIGHT_AUDIT_LOG": str(log)}
     (tmp_path / "run").mkdir()
     subprocess.run([sys.executable, "-c", f"open({str(tmp_path / 'run' / 'x')!r}, 'w').close()"], env=env, check=True)
-    assert "rank 1 open" in log.read_text()
+    assert "rank 1 open" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow  # four two-process trainings: about a minute on two idle cores
@@ -140,7 +140,7 @@ def test_two_processes_match_one_and_resume(ddp_npz, tmp_path):
            "MEDSIGHT_AUDIT_LOG": str(audit_log)}
     two = torchrun(["-m", "medsight", *train_args(ddp_npz, double)], env)
     assert two.returncode == 0, two.stderr
-    assert not audit_log.exists(), audit_log.read_text()
+    assert not audit_log.exists(), audit_log.read_text(encoding="utf-8")
     assert two.stdout.count("trained:") == 1  # one rank speaks
     assert "Traceback" not in two.stderr
 
@@ -199,14 +199,14 @@ def test_other_tasks_train_in_two_processes(make_data, tmp_path):
         plan.update(plan_changes)
         if "inference" in plan:
             plan["inference"]["mirror_axes"] = [0]
-        (run / "plan.json").write_text(json.dumps(plan))
+        (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         env = {**medsight_env(), "HOME": str(tmp_path), "PYTHONPATH": with_path(AUDIT), "MEDSIGHT_AUDIT_ROOT": str(run),
                "MEDSIGHT_AUDIT_LOG": str(audit_log)}
         done = subprocess.run([sys.executable, "-m", "medsight", "train", str(data), "--out", str(run), "--epochs", "2",
                                "--nproc", str(nproc), *options], capture_output=True, encoding="utf-8", errors="replace", timeout=500, env=env)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-    assert not audit_log.exists(), audit_log.read_text()
+    assert not audit_log.exists(), audit_log.read_text(encoding="utf-8")
     one, two = metric_columns(runs[1]), metric_columns(runs[2])
     assert one.keys() == two.keys()
     shown = {nproc: {k: v.round(4).tolist() for k, v in metric_columns(run).items()} for nproc, run in runs.items()}
@@ -244,4 +244,4 @@ def test_minutes_budget_in_two_processes_ends_together(tiny_npz, tmp_path):
                           env=medsight_env())
     assert done.returncode == 0, done.stderr
     rows = read_log(run)
-    assert len(rows) >= 1 and json.loads((run / "state.json").read_text())["training"]["epochs"] == len(rows)
+    assert len(rows) >= 1 and json.loads((run / "state.json").read_text(encoding="utf-8"))["training"]["epochs"] == len(rows)

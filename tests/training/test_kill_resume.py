@@ -108,7 +108,7 @@ def test_killed_segmentation_and_detection_runs_resume_to_identical_results(kind
         plan.update(plan_changes)
         if "inference" in plan:
             plan["inference"]["tta"] = False
-        (folder / "plan.json").write_text(json.dumps(plan))
+        (folder / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
     def args(out: Path) -> list:
         return ["train", data, "--out", out, "--epochs", OTHER_EPOCHS, "--workers", 2, *options]

@@ -81,16 +81,16 @@ def test_versions_are_recorded(trained_run):
 
     import medsight
 
-    versions = json.loads((trained_run / "dataset.json").read_text())["versions"]
+    versions = json.loads((trained_run / "dataset.json").read_text(encoding="utf-8"))["versions"]
     assert versions == {"medsight": medsight.__version__, "torch": torch.__version__, "monai": monai.__version__}
 
 
 def test_version_mismatch_warns_when_loading(run_copy):
     from medsight.api import load_run
 
-    info = json.loads((run_copy / "dataset.json").read_text())
+    info = json.loads((run_copy / "dataset.json").read_text(encoding="utf-8"))
     info["versions"]["torch"] = "1.0.0"
-    (run_copy / "dataset.json").write_text(json.dumps(info))
+    (run_copy / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     with pytest.warns(UserWarning, match=r"made with torch 1\.0\.0 \(now " + torch.__version__.replace("+", r"\+")):
         load_run(run_copy)
 

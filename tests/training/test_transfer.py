@@ -67,8 +67,8 @@ def test_init_loads_every_matching_tensor_and_reports_the_new_head(sources, tiny
     summary = [line for line in err.splitlines() if line.startswith("init:")]
     assert 1 <= len(summary) <= 2 and f"loaded {len(encoder)} of {len(encoder) + 2}" in summary[0]
     assert "head.weight (shape (2, 256), source (3, 256))" in summary[0]
-    assert json.loads((run / "config.json").read_text())["init"] == str(sources["three"].resolve())
-    written = json.loads((run / "init.json").read_text())
+    assert json.loads((run / "config.json").read_text(encoding="utf-8"))["init"] == str(sources["three"].resolve())
+    written = json.loads((run / "init.json").read_text(encoding="utf-8"))
     assert set(written["skipped"]) == HEAD and len(written["loaded"]) == len(encoder)
 
 
@@ -99,7 +99,7 @@ def test_freeze_encoder_keeps_the_encoder_and_trains_the_head(sources, tiny_npz,
     assert all(torch.equal(frozen[n], source[n]) for n in encoder)
     assert not all(torch.equal(free[n], source[n]) for n in encoder)
     assert all(not torch.equal(frozen[n], source[n]) for n in HEAD)
-    record = json.loads((tmp_path / "frozen" / "init.json").read_text())
+    record = json.loads((tmp_path / "frozen" / "init.json").read_text(encoding="utf-8"))
     assert set(record["frozen"]) == set(encoder_names(fresh_model(sources["two"])))
 
 
@@ -143,7 +143,7 @@ def test_old_config_without_transfer_fields_still_loads(tmp_path):
     from medsight.config import TrainConfig
 
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"task": "classification", "data": "x.npz", "model": MODEL, "epochs": 3}))
+    path.write_text(json.dumps({"task": "classification", "data": "x.npz", "model": MODEL, "epochs": 3}), encoding="utf-8")
     config = TrainConfig.load(path)
     assert config.init is None and config.freeze == "none" and config.init_lr_scale == 0.1
 
@@ -161,9 +161,9 @@ def test_segmentation_dynunet_loads_the_encoder_and_freezes_it(tmp_path):
     data = make_segmentation_dataset(tmp_path / "shapes", spatial_dims=2, num_cases=6, seed=0, size=32)
     source = tmp_path / "source"
     assert main(["plan", str(data), "--out", str(source)]) == 0
-    plan = json.loads((source / "plan.json").read_text())
+    plan = json.loads((source / "plan.json").read_text(encoding="utf-8"))
     plan.update(iterations_per_epoch=2, batch_size=2, validation_cases=1)
-    (source / "plan.json").write_text(json.dumps(plan))
+    (source / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     shutil.copytree(source, tmp_path / "target")
     common = ["--epochs", "1", "--model", "dynunet_tiny"]
     assert main(["train", str(data), "--out", str(source), *common]) == 0

@@ -112,7 +112,7 @@ def _names(value: Any, path: Path, where: str) -> list[str]:
 def read_splits_file(path: Path, case_ids: Sequence[str], groups: Sequence[str]) -> tuple[list[dict], list[str] | None]:
     """(folds, test) from a splits file, checked: known cases, no case twice, no patient on both sides."""
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MedsightError(path, f"is not valid JSON ({exc})") from None
     if not isinstance(raw, list) or not raw or not all(isinstance(f, dict) and {"train", "val"} <= set(f) for f in raw):

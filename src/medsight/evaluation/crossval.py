@@ -65,7 +65,7 @@ def train_folds(data: Path, out: Path, folds: list[int], options: dict[str, Any]
             if not (run / "plan.json").is_file():
                 shutil.copyfile(out / "plan.json", run / "plan.json")  # the one shared plan
             command = train_command(data, run, k, options)
-            log = open(run / "train.log", "a")
+            log = open(run / "train.log", "a", encoding="utf-8")
             echo(f"fold {k}: {'resuming' if '--resume' in command else 'training'} (log {run / 'train.log'})")
             running[k] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         time.sleep(0.5)

@@ -27,7 +27,7 @@ def _label_names(ref: Path, values: set[int]) -> dict[int, str]:
     for candidate in (ref / "dataset.json", ref.parent / "dataset.json"):
         if candidate.is_file():
             try:
-                return parse_labels(json.loads(candidate.read_text()).get("labels"), candidate)
+                return parse_labels(json.loads(candidate.read_text(encoding="utf-8")).get("labels"), candidate)
             except (json.JSONDecodeError, MedsightError):
                 break
     return {0: "background", **{v: f"label_{v}" for v in sorted(values) if v != 0}}

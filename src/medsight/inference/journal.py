@@ -84,9 +84,9 @@ class Journal:
             self.handle.write("\n")
 
     def write(self, entry: dict[str, Any]) -> None:
-        from medsight.jsonio import _jsonable
+        from medsight.jsonio import jsonable
 
-        self.handle.write(json.dumps(_jsonable(entry)) + "\n")
+        self.handle.write(json.dumps(jsonable(entry)) + "\n")
         self.handle.flush()
         os.fsync(self.handle.fileno())
 

@@ -223,7 +223,7 @@ def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
     for split in ("train", "val", "test"):
         listing = path / "ImageSets" / "Main" / f"{split}.txt"
         if listing.is_file():
-            names = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+            names = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
             unknown = [n for n in names if n not in row_of]
             if unknown:
                 raise MedsightError(listing, f"lists {unknown[0]}, which has no annotation in Annotations/")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medsight.errors import MedsightError
-from medsight.io.detection import DetectionDataset, seeded_splits
+from medsight.io.detection import DetectionDataset, finish_splits, given_splits
 from medsight.io.geometry import read_geometry
 
 VOLUME_SUFFIXES = (".mhd", ".mha", ".nii.gz", ".nii", ".nrrd")
@@ -80,7 +80,7 @@ def read_rows(csv_path: Path, columns: tuple[str, ...]) -> list[tuple[int, str, 
     return rows
 
 
-def read_luna16(path: Path, seed: int = 0) -> DetectionDataset:
+def read_luna16(path: Path, fold: int = 0) -> DetectionDataset:
     path = Path(path)
     annotations = find_csv(path, "annotations.csv")
     if annotations is None:
@@ -123,12 +123,12 @@ def read_luna16(path: Path, seed: int = 0) -> DetectionDataset:
                 centre = geometries[row_of[uid]].to_voxel([x, y, z])[0]
                 if np.all(centre >= 0) and np.all(centre <= geometries[row_of[uid]].shape):
                     negatives[row_of[uid]].append(centre)
-    return DetectionDataset(
-        path=path, format="luna16", task="detection", spatial_dims=3, splits=seeded_splits(len(uids), seed),
+    return finish_splits(DetectionDataset(
+        path=path, format="luna16", task="detection", spatial_dims=3, splits=given_splits(len(uids), {}),
         case_ids=uids, channels=["CT"], classes=["nodule"], sources=[[scans[u]] for u in uids],
         boxes=[np.asarray(b, dtype=np.float64).reshape(-1, 6) for b in boxes],
         labels=[np.zeros(len(b), dtype=np.int64) for b in boxes], shapes=[g.shape for g in geometries],
         geometries=geometries, diameters=[np.asarray(d, dtype=np.float64) for d in diameters],
         hard_negatives=[np.asarray(n, dtype=np.float64).reshape(-1, 3) for n in negatives],
         annotations_without_scan=elsewhere,
-    )
+    ), fold)

@@ -186,7 +186,7 @@ def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarr
 # folder level ---------------------------------------------------------------------------------------------------
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MedsightError(path, "not found: an nnU-Net raw folder needs dataset.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -63,7 +63,7 @@ def public_record(record: dict[str, Any], out_dir: Path) -> tuple[dict[str, Any]
         elif inside and all(p.suffix == ".png" and p.parent.name in PICTURE_FOLDERS for p in inside):
             images[key] = [data_url(p) for p in inside]
         elif len(inside) == 1 and inside[0].suffix == ".json" and inside[0].stat().st_size <= MAX_INLINE_JSON:
-            public[key] = json.loads(inside[0].read_text())
+            public[key] = json.loads(inside[0].read_text(encoding="utf-8"))
         elif inside:
             public[key] = [p.name for p in inside] if isinstance(value, list) else inside[0].name
         elif not any(p.is_absolute() for p in paths):

@@ -43,7 +43,7 @@ def data_licence(source: str | None) -> tuple[str | None, str | None]:
     raw = folder / "dataset.json"
     if raw.is_file():
         try:
-            meta = json.loads(raw.read_text())
+            meta = json.loads(raw.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {}
         for key in LICENCE_KEYS:

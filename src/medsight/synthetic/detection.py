@@ -62,7 +62,7 @@ def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) ->
         Image.fromarray((image * 255).astype(np.uint8)).save(out / "images" / name)
         images.append({"id": i, "file_name": name, "width": size, "height": size, "split": splits[i]})
     categories = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES_2D)]
-    (out / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    (out / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}), encoding="utf-8")
     return out
 
 
@@ -103,7 +103,7 @@ def make_spheres_3d(out: Path, seed: int, num_cases: int = 30, size: int = 48, r
             image = sitk.GetImageFromArray(array)
             image.SetSpacing((1.0, 1.0, 1.0))
             sitk.WriteImage(image, str(path))
-        (out / f"labels{split}" / f"{case}.json").write_text(json.dumps({"instances": instances}))
+        (out / f"labels{split}" / f"{case}.json").write_text(json.dumps({"instances": instances}), encoding="utf-8")
     (out / "dataset.json").write_text(json.dumps({"name": "synthetic nodules", "labels": {"0": "nodule"},
                                                   "modality": {"0": "CT"}, "dim": 3}))
     return out

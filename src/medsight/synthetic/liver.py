@@ -87,5 +87,5 @@ def make_liver(out: Path, seed: int = 0, num_cases: int = 10, shape=(24, 64, 64)
     meta = {"name": "LiverSynthetic", "description": "medsight synthetic CT-like liver with lesions (MSD Task03 layout)",
             "tensorImageSize": "3D", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver", "2": "cancer"},
             "numTraining": num_cases, "numTest": 0, "training": training, "test": []}
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return out

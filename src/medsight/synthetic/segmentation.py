@@ -64,5 +64,5 @@ def make_segmentation_dataset(out: Path, spatial_dims: int = 2, num_cases: int =
     meta = {"name": f"synthetic_shapes_{spatial_dims}d", "channel_names": {"0": "MRI"}, "labels": LABELS,
             "numTraining": num_cases - num_test, "file_ending": ending,
             "description": "medsight synthetic shapes: a bright ellipse (blob) and a dimmer box on noisy tissue"}
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out

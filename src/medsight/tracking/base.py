@@ -29,7 +29,7 @@ def run_parameters(run_path: Path) -> dict[str, str]:
     for name in ("config", "plan"):
         path = run_path / f"{name}.json"
         if path.is_file():
-            params.update(flatten(name, json.loads(path.read_text())))
+            params.update(flatten(name, json.loads(path.read_text(encoding="utf-8"))))
     return params
 
 

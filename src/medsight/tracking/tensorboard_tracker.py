@@ -39,7 +39,7 @@ class TensorboardTracker(Tracker):
                 continue
             tag = f"{folder}/{path.name}" if folder else path.name
             if path.suffix == ".json":
-                self.writer.add_text(tag, "```\n" + json.dumps(json.loads(path.read_text()), indent=1)[:20000] + "\n```", 0)
+                self.writer.add_text(tag, "```\n" + json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=1)[:20000] + "\n```", 0)
             else:
                 self.writer.add_text(tag, str(path.resolve()), 0)
         self.writer.flush()

@@ -66,15 +66,6 @@ class DistContext:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
-    def gather(self, values: list[float]) -> list[list[float]]:
-        """Every rank's values, in rank order, on every rank (all ranks must call it)."""
-        if not self.enabled:
-            return [list(values)]
-        mine = torch.tensor(values, dtype=torch.float64)
-        everyone = [torch.zeros_like(mine) for _ in range(self.world_size)]
-        dist.all_gather(everyone, mine)
-        return [t.tolist() for t in everyone]
-
     def min_int(self, value: int) -> int:
         """The smallest value over ranks (every rank must take the same number of DDP steps)."""
         if not self.enabled:
@@ -84,7 +75,7 @@ class DistContext:
         return int(tensor.item())
 
     def gather(self, obj: Any) -> list[Any]:
-        """Every rank's object, in rank order, on every rank (validation parts to be reduced)."""
+        """Every rank's object, in rank order, on every rank (validation parts, each rank's loss and time)."""
         if not self.enabled:
             return [obj]
         parts: list[Any] = [None] * self.world_size
