@@ -168,7 +168,7 @@ def start_orthanc(root: Path, lua: str | None = None):
         except Exception:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text(encoding="utf-8")[-800:]}")
+                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text(encoding='utf-8')[-800:]}")
             time.sleep(0.2)
     return process, f"http://127.0.0.1:{port}/dicom-web"
 
