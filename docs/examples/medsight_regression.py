@@ -72,7 +72,7 @@ class RegressionTask(Task):
     name = "regression"
 
     @classmethod
-    def make_plan(cls, dataset: RegressionDataset) -> dict[str, Any]:
+    def make_plan(cls, dataset: RegressionDataset, target: Any = None) -> dict[str, Any]:
         train = dataset.splits["train"]
         pixels = np.concatenate([dataset.load_case(i).ravel() for i in train])
         targets = dataset.targets[train]
@@ -140,11 +140,13 @@ class RegressionTask(Task):
         save_json(out_dir / "metrics.json", result)
         return result
 
-    def predict_files(self, run, models, inputs, out_dir: Path, explain: bool = False) -> list[dict[str, Any]]:
+    def predict_files(self, run, models, inputs, out_dir: Path, explain: bool = False,
+                      names=None) -> list[dict[str, Any]]:
         predicted = self.predict_images(models, [self.prepare(read_image(p).array.astype(np.float32)) for p in inputs])
-        records = [{"input": str(p), "prediction": float(v)} for p, v in zip(inputs, predicted)]
-        save_json(out_dir / "predictions.json", records)
-        return records
+        return [{"input": str(p), "prediction": float(v)} for p, v in zip(inputs, predicted)]
+
+    def write_prediction_summary(self, run, out_dir: Path, records, failures) -> None:
+        save_json(out_dir / "predictions.json", records)  # every input's record, once all are predicted
 
 
 register_task("regression", f"{__name__}:RegressionTask")

@@ -50,7 +50,7 @@ def small_schedule(run: Path, iterations: int) -> None:
     (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
 
 
-@pytest.mark.parametrize("dims, size, cases, epochs", [(2, 32, 16, 10)], ids=["2d"])
+@pytest.mark.parametrize("dims, size, cases, epochs", [(2, 32, 16, 14)], ids=["2d"])
 def test_segmentation_learns_bright_shapes(tmp_path, dims, size, cases, epochs):
     from medsight.synthetic.segmentation import make_segmentation_dataset
 

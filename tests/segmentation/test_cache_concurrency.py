@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from medsight.tasks.segmentation.data import PreprocessedCache
 
 data, plan_path, root, go = sys.argv[1:5]
 import os, time
-while not os.path.exists(go):  # both builders start together
-    time.sleep(0.005)
 _, dataset = read_dataset(data)
 lines = []
 cache = PreprocessedCache(dataset, load_json(plan_path), root)
+open(go + "." + str(os.getpid()), "w").close()  # ready
+while not os.path.exists(go):  # both builders start building together, once both have read the data
+    time.sleep(0.001)
 cache.ensure(range(len(dataset)), echo=lines.append)
 sums = {case_id: [float(np.asarray(cache.get(i).image, dtype=np.float64).sum()), int(np.asarray(cache.get(i).label).sum())]
         for i, case_id in enumerate(dataset.case_ids)}
@@ -45,6 +47,9 @@ def test_two_builders_at_once_build_each_case_once(make_folder, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(medsight.__file__).parents[1])}
     builders = [subprocess.Popen([sys.executable, "-c", BUILDER, str(data), str(run / "plan.json"), str(root), str(go)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("go.*"))) < 2 and time.time() < deadline:
+        time.sleep(0.01)
     go.touch()
     results = []
     for builder in builders:

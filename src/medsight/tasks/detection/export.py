@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from medsight.data.steps import as_float_tensor
 from medsight.errors import MedsightError
 from medsight.models.detection.dense import DenseHead, detector_of
 from medsight.tasks.detection.data import pad_to
@@ -35,7 +36,7 @@ def network_window(shapes: Sequence[Sequence[int]], plan: dict[str, Any]) -> lis
 
 def export_inputs(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor:
     """Prepared cases (the task's own preprocessing) cut or zero-padded to one network window: (N, C, *S)."""
-    images = [task.prepared(dataset, int(i)).image.float() for i in indices]
+    images = [as_float_tensor(task.prepared(dataset, int(i)).image) for i in indices]  # tensor or memory-mapped array
     window = network_window([im.shape[1:] for im in images], task.plan)
     crops = [pad_to(im[(slice(None), *[slice(0, w) for w in window])], window) for im in images]
     return torch.stack(crops)
