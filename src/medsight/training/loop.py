@@ -113,6 +113,11 @@ def averaged_weights(model: nn.Module, decay: float) -> torch.optim.swa_utils.Av
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def slice_spent(stop_after: float | None, seconds: float, ctx: DistContext) -> bool:
+    """Whether a slice of stop_after training seconds is over (one process only: DDP ranks never stop alone)."""
+    return stop_after is not None and not ctx.enabled and seconds >= stop_after
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -140,8 +145,9 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
 
     callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
-    stop_after: seconds of training after which fit returns at the end of an epoch, validated and checkpointed,
-    with the schedule still planned for the whole budget, so that a --resume continues it (a race's slice).
+    stop_after: seconds of training after which fit returns, the epoch cut short there, validated and
+    checkpointed, with the schedule still planned for the whole budget, so that a --resume continues it (a race's
+    slice).
     """
     from medsight.device import resolve_device
 
@@ -218,6 +224,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         steps = ctx.min_int(len(batches)) if hasattr(batches, "__len__") else 0
         losses, lr = [], base_lr
         for step, batch in enumerate(in_step(batches, steps, ctx)):
+            if step and slice_spent(stop_after, progress["elapsed"] + time.perf_counter() - started, ctx):
+                break  # a race's slice ends mid-epoch: candidates are compared after equal time, not equal epochs
             lr = learning_rate(base_lr, epoch, step, steps, planned)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -239,7 +247,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
 
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         # the end of a slice is validated too, so that a race scores every candidate on what it has just learnt
-        ends_slice = stop_after is not None and progress["elapsed"] + time.perf_counter() - started >= stop_after
+        ends_slice = slice_spent(stop_after, progress["elapsed"] + time.perf_counter() - started, ctx)
         is_last = epoch + 1 >= planned or ends_slice
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
             metrics = validate(task, model, kept, dataset, val_idx, ctx)
