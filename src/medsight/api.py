@@ -87,6 +87,8 @@ def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0, device
     the winner's configuration with the race's table; a `train --minutes M` with the same M, seed and fold then
     continues the winner from the race instead of starting over.
     """
+    if minutes is not None and not race:
+        raise MedsightError(None, "plan --minutes is the budget of a race: give --race too")
     task_cls, dataset = read_dataset(data, seed, fold)
     save_generated(dataset, echo)
     result = make_plan(task_cls, planning_view(dataset), device)  # every fold's training cases: folds share one plan

@@ -108,3 +108,8 @@ def test_a_plan_candidate_without_a_model_names_plan_json(separable_npz, tmp_pat
     (run / "plan.json").write_text(json.dumps(base))
     with pytest.raises(MedsightError, match="plan.json"):
         api.train(separable_npz, run, minutes=0.1, race=True)
+
+
+def test_plan_minutes_without_race_is_refused(separable_npz, tmp_path):
+    with pytest.raises(MedsightError, match="--race"):
+        api.plan(separable_npz, tmp_path / "p", minutes=5)
