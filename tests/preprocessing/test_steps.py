@@ -193,9 +193,9 @@ def test_classification_cannot_switch_off_resize():
 # plan.json edited by hand, training and prediction ------------------------------------------------------------
 @pytest.fixture
 def cache_root(tmp_path, monkeypatch) -> Path:
-    import medsight.tasks.segmentation.data as data
+    import medsight.data.volume_cache as volume_cache
 
-    monkeypatch.setattr(data, "default_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(volume_cache, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
 
 
@@ -231,7 +231,8 @@ def edit_steps(run: Path, **enabled: bool) -> dict:
 def test_hand_edited_steps_are_honoured_by_the_cache_and_by_predict(tmp_path, cache_root, monkeypatch):
     from medsight import api
     from medsight.tasks.segmentation import infer as segmentation_infer
-    from medsight.tasks.segmentation.data import PreprocessedCache, cache_key, prepare_case
+    from medsight.data.volume_cache import PreprocessedCache, cache_key
+    from medsight.data.volumes import prepare_case
 
     torch.set_num_threads(1)
     data = padded_mri_folder(tmp_path / "raw")
