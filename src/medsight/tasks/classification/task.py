@@ -262,7 +262,7 @@ class ClassificationTask(Task):
 
     @property
     def ordinal(self) -> bool:
-        """Ordered grades, as plan.json says (a plan from before the key: as the data set said)."""
+        """Ordered grades: as plan.json says, else as the data set's dataset.json says."""
         return bool(self.plan.get("ordinal", self.info.get("ordinal", False)))
 
     def finish_training(self, model, dataset, indices):
