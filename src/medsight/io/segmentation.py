@@ -160,9 +160,12 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
 def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarray:
     if not path.exists():
         raise MedsightError(path, "label file not found")
-    from medsight.io.dicom_seg import is_dicom_seg, read_seg_label
+    from medsight.io.dicom_seg import label_modality, read_seg_label
+    from medsight.io.rtstruct import read_rtstruct_label
 
-    image = read_seg_label(path, reference, dataset.labels) if is_dicom_seg(path) else read_image_file(path)
+    kind = label_modality(path)
+    image = read_seg_label(path, reference, dataset.labels) if kind == "SEG" else \
+        read_rtstruct_label(path, reference, dataset.labels) if kind == "RTSTRUCT" else read_image_file(path)
     array = image.array
     if array.shape[0] != 1:
         kind = "a 4D file" if image.layout == "4d" else f"a label map with {array.shape[0]} channels"
@@ -272,8 +275,13 @@ def label_strata(cases: list[SegmentationCase], labels: dict[int, str]) -> list[
     """The stratum of each case for the folds: the rarest foreground class its label map contains."""
     values = sorted(labels)
     present = []
+    from medsight.io.dicom_seg import dicom_label_values
+
     for case in cases:
-        found = np.unique(read_image_file(case.label).array) if case.label is not None and case.label.exists() else []
+        found = []
+        if case.label is not None and case.label.exists():  # a DICOM SEG or RTSTRUCT names its classes in its header
+            found = dicom_label_values(case.label, labels)
+            found = np.unique(read_image_file(case.label).array) if found is None else found
         present.append([values.index(int(v)) for v in found if int(v) in labels and int(v) != 0])
     return rarest_present(present, len(values))
 
