@@ -62,6 +62,7 @@ class SegmentationDataset(TaskDataset):
     file_ending: str = ".nii.gz"
     modalities: list[str] = field(default_factory=list)
     fold: int = 0
+    label_codes: dict[str, Any] = field(default_factory=dict)  # dataset.json "label_codes": coded concepts by name
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
@@ -293,6 +294,9 @@ def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
     meta = _load_json(json_path)
     labels = parse_labels(meta.get("labels"), json_path)
     channels = _channel_names(meta)
+    from medsight.io.label_codes import check_mapping
+
+    label_codes = check_mapping(meta.get("label_codes", {}), json_path, names=list(labels.values()))
     if "training" in meta and "file_ending" not in meta:
         cases = _msd_cases(root, meta, json_path)
         ending = split_suffix(cases[0].images[0])[1] if cases else ".nii.gz"
@@ -326,7 +330,7 @@ def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
     dataset = SegmentationDataset(
         path=root, format="nnunet", task="segmentation", spatial_dims=dims, splits=splits, case_ids=case_ids,
         channels=channels, classes=[labels[k] for k in labels], cases=cases, labels=labels, file_ending=ending,
-        modalities=channels, fold=fold, groups=[dicom_patient(c.images[0]) if c.images[0].is_dir() else None
+        modalities=channels, fold=fold, label_codes=label_codes, groups=[dicom_patient(c.images[0]) if c.images[0].is_dir() else None
                                                 for c in cases],
     )
     assign_splits(dataset, lambda: label_strata(cases, labels), fold)
