@@ -58,11 +58,12 @@ def write_series(folder: Path, volume: np.ndarray, series_uid: str | None = None
 
 
 def series_of_volume(volume_path: Path, folder: Path, series_uid: str = "1.2.826.0.1.3680043.8.498.77",
-                     spacing: float = 0.9, slice_gap: float = 1.2) -> Path:
-    """A volume file (NIfTI, ...) written as a DICOM CT series in folder (stored = value * 100 + 1024)."""
+                     spacing: float = 0.9, slice_gap: float = 1.2, scale: float = 100.0) -> Path:
+    """A volume file (NIfTI, ...) written as a DICOM CT series in folder: HU = value * scale, rounded
+    (stored = HU + 1024)."""
     import SimpleITK as sitk
 
     volume = sitk.GetArrayFromImage(sitk.ReadImage(str(volume_path))).astype(np.float32)
-    stored = np.clip(volume * 100 + 1024, 0, 65535).astype(np.uint16)
+    stored = np.clip(np.round(volume * scale) + 1024, 0, 65535).astype(np.uint16)
     write_series(folder, stored, series_uid=series_uid, spacing=spacing, heights=[slice_gap * k for k in range(len(stored))])
     return folder
