@@ -137,3 +137,14 @@ def refusing_orthanc(tmp_path):
     yield url
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture
+def sr_filtering_orthanc(tmp_path):
+    """An Orthanc whose own rule (a Lua ReceivedInstanceFilter) drops every SR it receives, while its STOW-RS
+    answer still lists the SR as stored: the second of a SEG + SR store is refused, the first kept."""
+    lua = "function ReceivedInstanceFilter(dicom, origin, info)\n  return dicom.Modality ~= 'SR'\nend\n"
+    process, url = start_orthanc(tmp_path / "orthanc-sr-filter", lua)
+    yield url
+    process.terminate()
+    process.wait(10)
