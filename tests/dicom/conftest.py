@@ -30,13 +30,13 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
     """A dynunet_tiny run on six synthetic 16^3 volumes (classes blob, box), one short epoch: (run, data)."""
     import json
 
-    import medsight.tasks.segmentation.data as segmentation_data
+    import medsight.data.volume_cache as volume_cache
     from medsight import api
     from medsight.synthetic.segmentation import make_segmentation_dataset
 
     root = tmp_path_factory.mktemp("dicom-segmentation")
-    original_cache = segmentation_data.default_cache_root
-    segmentation_data.default_cache_root = lambda: root / "cache"
+    original_cache = volume_cache.default_cache_root
+    volume_cache.default_cache_root = lambda: root / "cache"
     try:
         data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
         run = root / "run"
@@ -48,7 +48,7 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
         api.train(data, run, epochs=1, model="dynunet_tiny")
         yield run, data
     finally:
-        segmentation_data.default_cache_root = original_cache
+        volume_cache.default_cache_root = original_cache
 
 
 @pytest.fixture(scope="session")

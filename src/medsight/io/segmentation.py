@@ -111,7 +111,8 @@ def read_image_file(path: Path):
     return read_image(path)
 
 
-def _check_finite(array: np.ndarray, path: Path) -> None:
+def check_finite(array: np.ndarray, path: Path) -> None:
+    """A float image with NaN or infinite voxels is refused, naming the file (the network would spread them)."""
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise MedsightError(path, f"has {bad} NaN or infinite voxel(s)")
@@ -145,7 +146,7 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
             reference = image
         elif tuple(spatial) != tuple(reference.array.shape[1:]):
             raise MedsightError(path, f"has shape {tuple(spatial)} but channel 0 has {tuple(reference.array.shape[1:])}")
-        _check_finite(array, path)
+        check_finite(array, path)
         channels.extend(array.astype(np.float32, copy=False))
     expected = len(dataset.channels)
     if len(channels) != expected:
@@ -178,7 +179,7 @@ def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarr
     if not _same_geometry(image, reference):
         raise MedsightError(path, f"has another geometry than its image (spacing {tuple(np.round(image.spacing, 4))} vs "
                                   f"{tuple(np.round(reference.spacing, 4))}, origin or direction differ)")
-    _check_finite(array, path)
+    check_finite(array, path)
     values = np.unique(array)
     unknown = [v for v in values.tolist() if v not in dataset.labels]
     if unknown:
