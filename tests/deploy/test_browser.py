@@ -171,6 +171,9 @@ def test_page_shows_a_volume_and_its_labels_in_niivue(browser, segmentation_run,
         assert wait_for_state(browser, ("done", "error")) == "done", browser.find_element("id", "status").text
         assert browser.find_element("id", "volume-viewer").is_displayed()
         check_niivue_shows(browser, (columns, rows, depth), with_mask=True)
+        fetched = browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+        assert url + "/static/niivue.umd.js" in fetched
+        assert all(name.startswith((url + "/", "data:", "blob:")) for name in fetched), fetched  # nothing from outside
         browser.save_screenshot(str(tmp_path / "niivue.png"))
 
 
