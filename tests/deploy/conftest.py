@@ -108,7 +108,10 @@ def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> Path
 
 def shared_dicom_series() -> Path:
     """A real MR DICOM series from the shared data (the test skips where it is absent)."""
-    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "hippocampus_dicom"
+    import os
+
+    shared = Path(os.environ.get("MEDSIGHT_SHARED", Path(__file__).resolve().parents[3] / "shared"))  # beside the repository
+    root = shared / "data" / "hippocampus_dicom"
     series = sorted(p.parent for p in root.glob("*/*/*.dcm")) if root.is_dir() else []
     if not series:
         pytest.skip(f"{root} is not present on this machine")
