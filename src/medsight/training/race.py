@@ -2,8 +2,9 @@
 successive halving drops the worse half at each rung, and the winner trains on for the rest of the budget.
 
 Every candidate trains in its own run folder, RUN/race/<name>/, with the learning-rate schedule planned for the
-budget the winner will have, and stops at the end of its slice (validated and checkpointed). So the winner's
-last slice continues exactly as an uninterrupted run would: the race costs the losers' slices, never a restart.
+budget the winner will have, and stops at the first step past its slice, mid-epoch (validated and
+checkpointed), so candidates are compared after equal time rather than equal epochs. The winner's run resumes
+from its last slice: the race costs the losers' slices and one shortened epoch a rung, never a restart.
 The rungs split RACE_SHARE of the budget evenly: with 4 candidates and 20 minutes, rung 1 gives each 1 minute,
 rung 2 gives the best 2 another 2 minutes each, and the winner, 3 minutes in, trains on to minute 15.
 
