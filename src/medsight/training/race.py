@@ -155,13 +155,13 @@ def _load_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         return {"settings": settings, "results": {}}
     state = load_json(path)
-    if state.get("settings") != load_json_roundtrip(settings):
+    if state.get("settings") != _as_json(settings):
         raise MedsightError(path, "holds a race with other settings (budget, seed, fold or candidates); "
                                   "delete its race folder or use another --out")
     return state
 
 
-def load_json_roundtrip(value: Any) -> Any:
+def _as_json(value: Any) -> Any:
     """value as it reads back from JSON (tuples become lists), to compare with a saved file."""
     import json
 
