@@ -37,9 +37,9 @@ CASES = [
     ("segmentation 3D, hippocampus", "msd_task04_hippocampus", None),
     ("segmentation 3D, hippocampus", "msd_task04_hippocampus", "unet"),
     ("detection 2D, BCCD", "bccd_voc", None),
-    ("detection 2D, BCCD", "bccd_voc", "retinanet"),
+    ("detection 2D, BCCD", "bccd_voc", "faster_rcnn"),
     ("detection 3D, synthetic spheres", "spheres3d", None),
-    ("detection 3D, synthetic spheres", "spheres3d", "retinanet"),
+    ("detection 3D, synthetic spheres", "spheres3d", "faster_rcnn"),
 ]
 
 

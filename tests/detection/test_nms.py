@@ -92,3 +92,16 @@ def test_pairwise_iou_by_hand():
     cube = torch.tensor([[0.0, 0, 0, 2, 2, 2]])
     half = torch.tensor([[0.0, 0, 0, 2, 2, 1]])
     assert torch.allclose(pairwise_iou(cube, half), torch.tensor([[0.5]]))
+
+
+def test_chunks_smaller_than_the_block_give_the_same_boxes():
+    from medsight.models.detection.boxes import greedy_keep
+
+    generator = torch.Generator().manual_seed(7)
+    boxes = random_boxes(generator, 200, 2)
+    ranked = boxes[torch.rand(200, generator=generator).argsort()]
+    whole = greedy_keep(ranked, 0.3, chunk=200)
+    assert 20 < len(whole) < 180
+    for chunk in (1, 7, 64):
+        assert np.array_equal(greedy_keep(ranked, 0.3, chunk=chunk), whole)
+        assert np.array_equal(greedy_keep(ranked, 0.3, max_keep=15, chunk=chunk), whole[:15])

@@ -1,9 +1,10 @@
 """Greedy non-maximum suppression, class by class, on the IoU of each class's boxes only.
 
-Boxes of different classes (or FPN levels) never suppress one another, so each class is one block: its IoU
-matrix is computed once (MONAI's NMS recomputes IoUs per kept box; one matrix over all classes would compute
-the pairs of different classes too, which for the proposals of four FPN levels is three quarters of the work).
-The greedy sweep then runs over a boolean matrix and stops once as many boxes are kept as are wanted.
+Boxes of different classes (or FPN levels) never suppress one another, so each class is one block (one
+matrix over all classes would compute the pairs of different classes too, which for the proposals of four FPN
+levels is three quarters of the work; MONAI's NMS recomputes IoUs per kept box).
+The greedy sweep computes those IoUs a chunk of rows at a time, skips the rows of boxes already suppressed
+and stops once as many boxes are kept as are wanted.
 """
 
 from __future__ import annotations
@@ -28,18 +29,29 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter.div_(union)
 
 
-def greedy_keep(boxes: torch.Tensor, threshold: float, max_keep: int | None = None) -> np.ndarray:
-    """Positions kept by greedy NMS among boxes already sorted by descending score (at most max_keep)."""
-    overlap = (pairwise_iou(boxes, boxes) > threshold).cpu().numpy()
+def greedy_keep(boxes: torch.Tensor, threshold: float, max_keep: int | None = None, chunk: int = 128) -> np.ndarray:
+    """Positions kept by greedy NMS among boxes already sorted by descending score (at most max_keep).
+
+    The IoUs are computed a chunk of rows at a time, only for the rows not yet suppressed and only against
+    the boxes from the chunk on (a box is suppressed by higher-scoring boxes only), and not at all past the
+    max_keep-th kept box.
+    """
     suppressed = np.zeros(len(boxes), dtype=bool)
-    keep = []
+    keep: list[int] = []
     limit = len(boxes) if max_keep is None else max_keep
-    for i in range(len(boxes)):
-        if not suppressed[i]:
-            keep.append(i)
-            if len(keep) == limit:
-                break
-            suppressed |= overlap[i]
+    for start in range(0, len(boxes), chunk):
+        rows = start + np.flatnonzero(~suppressed[start:start + chunk])
+        if len(rows) == 0:
+            continue
+        index = torch.as_tensor(rows, device=boxes.device)
+        overlap = (pairwise_iou(boxes[index], boxes[start:]) > threshold).cpu().numpy()
+        later = suppressed[start:]  # a view: suppressing in it suppresses in the whole
+        for row, i in zip(overlap, rows):
+            if not suppressed[i]:
+                keep.append(int(i))
+                if len(keep) == limit:
+                    return np.asarray(keep, dtype=np.int64)
+                later |= row
     return np.asarray(keep, dtype=np.int64)
 
 
