@@ -77,7 +77,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: tor
 
 
 class FastBoxSelector(BoxSelector):
-    """MONAI's BoxSelector (per-level top-k, clipping, class-wise NMS) with the matrix NMS above."""
+    """MONAI's BoxSelector (per-level top-k, clipping, class-wise NMS) with the class-wise NMS above."""
 
     def select_boxes_per_image(self, boxes_list, logits_list, spatial_size):
         boxes, scores, labels = [], [], []
