@@ -27,6 +27,14 @@ from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
 
 N_BOOT = 1000
+CROSSVAL_DEFINITIONS = {
+    "out_of_fold": "every fold's validation cases pooled, each predicted by the one fold model that did not train "
+                   "on it; segmentation: means of per-case figures; classification and detection: the figures "
+                   "computed once over all pooled cases (detection: COCO matching per image, AP over all images)",
+    "ci95": f"bootstrap 95% percentile interval, {N_BOOT} resamples of the cases (detection: of the images or scans)",
+    "test_ensemble": "the fold models together on the test split, which no fold trained or validated on: mean of "
+                     "their probabilities; detection: the union of their boxes merged by per-class NMS at IoU 0.5",
+}
 
 
 def fold_dir(out: Path, fold: int) -> Path:
@@ -207,6 +215,7 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
     else:
         summary["test_ensemble"] = None
         echo("no test split: the data names no test cases and its splits file holds none")
+    summary["definitions"] = {**fold_results[0].get("definitions", {}), **CROSSVAL_DEFINITIONS}
     save_json(out / "crossval.json", summary)
     summary["report"] = str(write_crossval_report(out, summary))
     return summary

@@ -81,6 +81,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     written = load_json(metrics_path)
     written["ensemble"] = {"runs": [m["run"] for m in members], "combine": COMBINE.get(task.info.get("task"), "mean of the members' probabilities")}
     written["members"] = members
+    written.setdefault("definitions", {})["ensemble"] = written["ensemble"]["combine"]
     save_json(metrics_path, written)
     record_scored(out_dir, dataset, split)
     return {**result, "ensemble": written["ensemble"], "members": members}
