@@ -113,7 +113,7 @@ def main() -> None:
                                     for k in ("accuracy", "balanced_accuracy", "kappa_quadratic")},
                     "recall_per_class": {name: v.get("recall") for name, v in metrics.get("per_class", {}).items()},
                     "ci95": metrics.get("ci95"), "sklearn_check": sklearn_check(eval_dir),
-                    "operating_point": metrics.get("operating_point"),
+                    "operating_point": metrics.get("operating_point"), "definitions": metrics.get("definitions"),
                 }
                 results["runs"] = [r for r in results["runs"] if (r["data"], r["model"], r["balance"], r["seed"])
                                    != (record["data"], record["model"], balance, seed)] + [record]

@@ -62,7 +62,7 @@ def main() -> None:
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "train_seconds": round(trained, 1), "wall_seconds": round(time.perf_counter() - started, 1),
         "training": summary, "metrics": result["metrics"], "per_class": result["per_class"],
-        "num_cases": result["num_cases"], "report": result["report"],
+        "num_cases": result["num_cases"], "definitions": result["definitions"], "report": result["report"],
     }
     with open(HERE / "results.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")

@@ -70,7 +70,8 @@ def main(work: Path, minutes: float, model: str) -> None:
     result = api.evaluate(run, split="test")
     auc = pixel_auc(run, data)
     summary = {"train_wall_seconds": round(train_seconds), "evaluate_wall_seconds": round(time.time() - started),
-               "dice": result["metrics"]["dice"], "pixel_auc": auc, "metrics": result["metrics"]}
+               "dice": result["metrics"]["dice"], "pixel_auc": auc, "metrics": result["metrics"],
+               "definitions": result.get("definitions")}
     (work / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(json.dumps(summary, indent=2))
 

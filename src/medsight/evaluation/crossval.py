@@ -5,7 +5,9 @@ share it and ensemble. Each fold trains in its own process (`medsight train ... 
 DIR/fold_K/train.log), one after another or --parallel N at a time; a rerun skips finished folds and resumes
 unfinished ones from their checkpoint. Then each fold is evaluated on its validation cases: pooled, these are
 the out-of-fold results (each case predicted by the one model that did not train on it), with bootstrap 95%
-intervals over cases. The folds' ensemble (mean probabilities) is evaluated on the test split.
+intervals over cases (detection: every fold's validation boxes scored together, with intervals over images).
+The folds' ensemble (mean probabilities; detection: the union of their boxes, merged by per-class NMS) is
+evaluated on the test split.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ from medsight.errors import MedsightError
 from medsight.jsonio import load_json, save_json
 
 N_BOOT = 1000
+CROSSVAL_DEFINITIONS = {
+    "out_of_fold": "every fold's validation cases pooled, each predicted by the one fold model that did not train "
+                   "on it; segmentation: means of per-case figures; classification and detection: the figures "
+                   "computed once over all pooled cases (detection: COCO matching per image, AP over all images)",
+    "ci95": f"bootstrap 95% percentile interval, {N_BOOT} resamples of the cases (detection: of the images or scans)",
+    "test_ensemble": "the fold models together on the test split, which no fold trained or validated on: mean of "
+                     "their probabilities; detection: the union of their boxes merged by per-class NMS at IoU 0.5",
+}
 
 
 def fold_dir(out: Path, fold: int) -> Path:
@@ -137,7 +147,7 @@ def pooled_classification(eval_dirs: list[Path]) -> dict[str, Any]:
 
 def headline(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
     keys = {"classification": ("auc", "accuracy", "balanced_accuracy"), "segmentation": ("dice", "hd95", "nsd"),
-            "detection": ("map_50", "map", "cpm")}[task]
+            "detection": ("map_50", "map_50_95", "mar_100", "map50_voc_allpoint", "cpm")}[task]
     inner = metrics.get("metrics", metrics)
     return {k: (inner[k]["value"] if isinstance(inner.get(k), dict) else inner.get(k)) for k in keys if k in inner}
 
@@ -187,21 +197,25 @@ def crossval(data: str | Path, out: str | Path, folds: int = 5, minutes: float |
         summary["out_of_fold"] = pooled_segmentation(fold_results)
     elif task == "classification" and not dataset.info().get("multilabel"):
         summary["out_of_fold"] = pooled_classification([fold_dir(out, k) / "eval" / "val" for k in fold_ids])
+    elif task == "detection":
+        from medsight.evaluation.crossval_detection import pooled_detection
+
+        position = {case: i for i, case in enumerate(dataset.case_ids)}
+        summary["out_of_fold"] = pooled_detection(dataset, load_json(out / "plan.json"),
+                                                  [fold_dir(out, k) / "eval" / "val" for k in fold_ids],
+                                                  [[position[c] for c in dataset_fold_val(dataset, k)] for k in fold_ids])
     else:
-        summary["out_of_fold"] = None  # detection: the folds' own figures above; pooled mAP is not computed
+        summary["out_of_fold"] = None  # multi-label classification: the folds' own figures above
     if "test" in dataset.splits and len(dataset.splits["test"]):
         runs = [fold_dir(out, k) for k in fold_ids]
-        if task in ("classification", "segmentation"):
-            ensemble = evaluate_ensemble(runs, split="test", out=out / "ensemble_test")
-            written = load_json(out / "ensemble_test" / "metrics.json")
-            summary["test_ensemble"] = {"cases": int(len(dataset.splits["test"])), **headline(task, written),
-                                        "report": str(ensemble.get("report", ""))}
-        else:
-            tests = [headline(task, evaluate_run(r, split="test")["metrics"]) for r in runs]
-            summary["test_folds"] = tests
+        ensemble = evaluate_ensemble(runs, split="test", out=out / "ensemble_test")
+        written = load_json(out / "ensemble_test" / "metrics.json")
+        summary["test_ensemble"] = {"cases": int(len(dataset.splits["test"])), **headline(task, written),
+                                    "combine": written["ensemble"]["combine"], "report": str(ensemble.get("report", ""))}
     else:
         summary["test_ensemble"] = None
         echo("no test split: the data names no test cases and its splits file holds none")
+    summary["definitions"] = {**fold_results[0].get("definitions", {}), **CROSSVAL_DEFINITIONS}
     save_json(out / "crossval.json", summary)
     summary["report"] = str(write_crossval_report(out, summary))
     return summary
@@ -220,14 +234,19 @@ def write_crossval_report(out: Path, summary: dict[str, Any]) -> Path:
     for name, entry in (oof.get("metrics") or {}).items():
         cards[f"{name} (out of fold)"] = {"value": entry["value"], "ci95": entry["ci95"], "label": f"{name}, out of fold"}
     for name, value in (summary.get("test_ensemble") or {}).items():
-        if name not in ("cases", "report"):
+        if name not in ("cases", "report", "combine"):
             cards[f"{name} (test ensemble)"] = {"value": value, "label": f"{name}, fold ensemble on test"}
     rows = [{k: v for k, v in f.items() if k != "report"} for f in summary["per_fold"]]
     sections = [Section("Folds side by side", table=rows,
                         how_to_read="Each row is one fold's model scored on the cases it did not train on.")]
-    if oof.get("per_class"):
+    if oof.get("per_class") and summary["task"] == "segmentation":
         sections.append(Section("Out-of-fold Dice per class", table=[
             {"class": n, "dice": e["dice"]["value"], "ci95": e["dice"]["ci95"]} for n, e in oof["per_class"].items()]))
+    elif oof.get("per_class"):
+        sections.append(Section("Out-of-fold average precision per class", table=[
+            {"class": n, **e} for n, e in oof["per_class"].items()],
+            how_to_read="Every fold's validation boxes scored together: COCO 101-point AP at IoU 0.5 and "
+                        "over IoU 0.5:0.95."))
     if summary.get("test_ensemble"):
         link = summary["test_ensemble"]["report"]
         sections.append(Section("Fold ensemble on the test split", html=f"<p>{summary['test_ensemble']['cases']} test "

@@ -1,8 +1,9 @@
 """`medsight evaluate RUN RUN ...`: several runs (folds, seeds) of one task evaluated as an ensemble.
 
 Each member is evaluated on its own first (RUN/eval/<split>/), then the members' probabilities are averaged
-and the task's own evaluation writes metrics.json, predictions and report.html for the ensemble, with
-every member's metrics beside its own in metrics.json.
+(detection: the union of the members' boxes, merged by per-class NMS at IoU 0.5, as overlapping sliding
+windows are) and the task's own evaluation writes metrics.json, predictions and report.html for the
+ensemble, with every member's metrics beside its own in metrics.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from medsight.inference.ensemble import EnsembleRun, check_members
 from medsight.jsonio import load_json, save_json
 from medsight.run import load_run
 
-SUPPORTED = ("classification", "segmentation")
+SUPPORTED = ("classification", "segmentation", "detection")
+COMBINE = {"detection": "union of the members' boxes, per-class NMS at IoU 0.5"}
 
 
 class MeanProbabilities(nn.Module):
@@ -61,7 +63,10 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     networks = [model if adapter is None else nn.Sequential(adapter, model).to(task.device)
                 for (_, _, model), adapter in zip(loaded, adapters)]
     set_nsd_tolerance(task, nsd_tolerance, loaded[0][0].path)
-    model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
+    if task.info.get("task") == "detection":
+        model = [network.eval() for network in networks]  # detect_prepared merges the members' boxes
+    else:
+        model = MeanProbabilities(networks, bool(task.plan.get("multilabel", False))).eval()
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
     source = data or config.data
@@ -74,8 +79,9 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"
     written = load_json(metrics_path)
-    written["ensemble"] = {"runs": [m["run"] for m in members], "combine": "mean of the members' probabilities"}
+    written["ensemble"] = {"runs": [m["run"] for m in members], "combine": COMBINE.get(task.info.get("task"), "mean of the members' probabilities")}
     written["members"] = members
+    written.setdefault("definitions", {})["ensemble"] = written["ensemble"]["combine"]
     save_json(metrics_path, written)
     record_scored(out_dir, dataset, split)
     return {**result, "ensemble": written["ensemble"], "members": members}

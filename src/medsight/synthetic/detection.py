@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -26,8 +27,13 @@ def _place(centres: list[np.ndarray], radii: list[float], shape: tuple[int, ...]
     return None
 
 
-def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) -> Path:
-    """COCO folder: grey PNGs with 1-4 bright discs or rings (radius 5-11 px) and annotations.json."""
+def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96, radius: tuple[float, float] = (5.0, 11.0),
+                  contrast: tuple[float, float] = (0.25, 0.45), classes: Sequence[str] = CLASSES_2D,
+                  per_image: tuple[int, int] = (1, 4)) -> Path:
+    """COCO folder: grey PNGs with 1-4 bright discs or rings (radius 5-11 px) and annotations.json.
+
+    radius, contrast, per_image: ranges of the objects' radius (px), brightness above the tissue and count;
+    classes: ("disc",) for discs alone, ("disc", "ring") for both."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -39,29 +45,29 @@ def make_blobs_2d(out: Path, seed: int, num_images: int = 72, size: int = 96) ->
     for i in range(num_images):
         image = _background((size, size), rng)
         centres, radii = [], []
-        for _ in range(int(rng.integers(1, 5))):
-            radius = float(rng.uniform(5, 11))
-            centre = _place(centres, radii, (size, size), radius, rng)
+        for _ in range(int(rng.integers(per_image[0], per_image[1] + 1))):
+            r = float(rng.uniform(*radius))
+            centre = _place(centres, radii, (size, size), r, rng)
             if centre is None:
                 continue
-            label = int(rng.integers(0, 2))
+            label = int(rng.integers(0, len(classes)))
             distance = np.sqrt(((grid - centre) ** 2).sum(-1))
-            inside = distance <= radius
+            inside = distance <= r
             if label == 1:
-                inside &= distance >= radius * 0.55
-            image = np.where(inside, image + rng.uniform(0.25, 0.45), image)
+                inside &= distance >= r * 0.55
+            image = np.where(inside, image + rng.uniform(*contrast), image)
             rows, cols = np.where(inside)
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": label + 1, "iscrowd": 0,
                                 "bbox": [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
                                          int(rows.max() - rows.min() + 1)],
                                 "area": int(inside.sum())})
             centres.append(centre)
-            radii.append(radius)
+            radii.append(r)
         image = np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1)
         name = f"blob_{i:03d}.png"
         Image.fromarray((image * 255).astype(np.uint8)).save(out / "images" / name)
         images.append({"id": i, "file_name": name, "width": size, "height": size, "split": splits[i]})
-    categories = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES_2D)]
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(classes)]
     (out / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}), encoding="utf-8")
     return out
 

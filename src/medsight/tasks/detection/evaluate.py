@@ -109,10 +109,12 @@ def draw_overlay(raw: np.ndarray, found: dict[str, np.ndarray], truth: np.ndarra
 
 
 def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str, out_dir: Path) -> dict[str, Any]:
-    """Predict a split, write metrics.json, predictions/results.json, plots and report.html."""
+    """Predict a split, write metrics.json, predictions/results.json, plots and report.html.
+
+    model: one network, or a list of them (an ensemble: the union of their boxes, merged by per-class NMS)."""
     indices = dataset.splits[split]
     classes = list(dataset.classes)
-    result, predictions = task.score_cases([model], dataset, indices)
+    result, predictions = task.score_cases(list(model) if isinstance(model, (list, tuple)) else [model], dataset, indices)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for index, found in zip(indices, predictions):
