@@ -42,6 +42,10 @@ def main() -> None:
     parser.add_argument("--scans", type=int, required=True)
     parser.add_argument("--predict", type=int, default=1, help="scans to predict in one `medsight predict`")
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--target-spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                        help="edit the plan's target spacing (mm, array order) before training, e.g. to fit the "
+                             "sliding windows over whole scans into the CPU time there is")
+    parser.add_argument("--overlap", type=float, help="edit the plan's window overlap before training")
     args = parser.parse_args()
     from medsight.synthetic.luna16 import make_luna16
 
@@ -60,12 +64,19 @@ def main() -> None:
     record["plan"] = measured(python + ["plan", str(data), "--out", str(run)], env)
     plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     plan.update(iterations_per_epoch=args.iterations, validation_cases=1)
+    record["planned_target_spacing"] = plan["target_spacing"]
+    if args.target_spacing:
+        plan["target_spacing"] = list(args.target_spacing)
+    if args.overlap is not None:
+        plan["window_overlap"] = args.overlap
     (run / "plan.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
     record["target_spacing"], record["patch_size"] = plan["target_spacing"], plan["patch_size"]
+    record["load_average_before"] = os.getloadavg()
     record["train"] = measured(python + ["train", str(data), "--out", str(run), "--epochs", "1"], env)
     scans = sorted(data.rglob("*.mhd"))[: args.predict]
     record["predict"] = measured(python + ["predict", str(run), *map(str, scans), "--out", str(run / "pred")], env)
     record["predict"]["scans"] = len(scans)
+    record["load_average_after"] = os.getloadavg()
     cache = args.root / "home" / ".cache"
     record["cache_gb"] = round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 1e9, 2)
     print(json.dumps(record, indent=1))

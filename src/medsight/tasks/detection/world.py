@@ -75,10 +75,10 @@ class WorldCases:
     """The cache of a data set under a world-unit plan, with the boxes moved onto its grid."""
 
     def __init__(self, dataset: Any, plan: dict[str, Any], root: Path | None = None):
-        from medsight.tasks.segmentation.data import PreprocessedCache
+        from medsight.tasks.detection.world_cache import world_cache_class
 
         self.dataset, self.plan = dataset, plan
-        self.cache = PreprocessedCache(CacheView(dataset), cache_plan(plan), root)
+        self.cache = world_cache_class()(CacheView(dataset), cache_plan(plan), root)  # built slab by slab
 
     def ratio(self, index: int) -> np.ndarray:
         geometry = self.dataset.geometries[index]
