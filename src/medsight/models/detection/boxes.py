@@ -1,4 +1,4 @@
-"""Greedy non-maximum suppression with the IoU matrix computed once (MONAI's NMS recomputes it per kept box)."""
+"""Greedy non-maximum suppression with the IoU computed a block of boxes at a time (MONAI's NMS recomputes it per kept box)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,17 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (vol_a[:, None] + vol_b[None, :] - inter).clamp(min=1e-6)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Indices of the kept boxes, highest score first; with labels, boxes only suppress their own class."""
+NMS_BLOCK = 512  # boxes compared at a time: memory is a block against the kept boxes, never all against all
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: torch.Tensor | None = None,
+        limit: int | None = None) -> torch.Tensor:
+    """Indices of the kept boxes, highest score first; with labels, boxes only suppress their own class.
+
+    Greedy NMS: a box is kept unless it overlaps a kept box of higher score. The boxes are taken a block at a
+    time, each block compared with the boxes kept so far and with itself, so merging the windows of a whole CT
+    scan (hundreds of thousands of boxes) needs no N x N matrix; ``limit`` stops once that many are kept.
+    """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = scores.argsort(descending=True)
@@ -29,13 +38,20 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, labels: tor
         # shift each class far apart so that boxes of different classes never overlap
         offset = (boxes.max() + 1) * labels[order].to(boxes)[:, None]
         boxes = boxes + offset
-    overlap = (pairwise_iou(boxes, boxes) > threshold).cpu().numpy()
-    suppressed = np.zeros(len(boxes), dtype=bool)
-    keep = []
-    for i in range(len(boxes)):
-        if not suppressed[i]:
-            keep.append(i)
-            suppressed |= overlap[i]
+    keep: list[int] = []
+    most = len(boxes) if limit is None else int(limit)
+    for start in range(0, len(boxes), NMS_BLOCK):
+        block = boxes[start:start + NMS_BLOCK]
+        suppressed = np.zeros(len(block), dtype=bool)
+        if keep:
+            suppressed |= (pairwise_iou(block, boxes[keep]) > threshold).any(1).cpu().numpy()
+        overlap = (pairwise_iou(block, block) > threshold).cpu().numpy()
+        for i in range(len(block)):
+            if not suppressed[i]:
+                keep.append(start + i)
+                if len(keep) >= most:
+                    return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
+                suppressed |= overlap[i]
     return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
 
 

@@ -16,6 +16,7 @@ from medsight.tasks.detection.data import pad_to, prepare_record
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
 MERGE_IOU = 0.5
+MOST_BOXES = 300  # per image, the best first
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -104,9 +105,9 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     merged["boxes"] = np.minimum(np.maximum(merged["boxes"], 0), limit)
     if len(grid) > 1 or len(models) > 1:
         keep = nms(torch.from_numpy(merged["boxes"]), torch.from_numpy(merged["scores"]), MERGE_IOU,
-                   torch.from_numpy(merged["labels"])).numpy()
+                   torch.from_numpy(merged["labels"]), limit=MOST_BOXES).numpy()
         merged = {k: v[keep] for k, v in merged.items()}
-    order = np.argsort(-merged["scores"], kind="mergesort")[:300]
+    order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}
 
 
