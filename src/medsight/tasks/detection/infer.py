@@ -105,7 +105,7 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     merged["boxes"] = np.minimum(np.maximum(merged["boxes"], 0), limit)
     if len(grid) > 1 or len(models) > 1:
         keep = nms(torch.from_numpy(merged["boxes"]), torch.from_numpy(merged["scores"]), MERGE_IOU,
-                   torch.from_numpy(merged["labels"]), limit=MOST_BOXES).numpy()
+                   torch.from_numpy(merged["labels"]), MOST_BOXES).numpy()
         merged = {k: v[keep] for k, v in merged.items()}
     order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from medsight.data.slabs import write_resampled
+from medsight.data.volume_cache import PreprocessedCache
+from medsight.data.volumes import resampled_shape
+from medsight.jsonio import atomic_write
 
 
 def channel_normalizer(schemes: Sequence[dict[str, Any]]) -> Callable[[torch.Tensor, int], torch.Tensor]:
@@ -44,35 +47,28 @@ def read_native(files: Sequence[Path]) -> np.ndarray:
 
 def write_world(raw: np.ndarray, spacing: Sequence[float], cache_plan: dict[str, Any], path: Path) -> tuple[int, ...]:
     """A raw (C, z, y, x) scan resampled to the plan's target spacing and normalised -> float32 .npy at path."""
-    from medsight.tasks.segmentation.data import resampled_shape
-
     shape = resampled_shape(raw.shape[1:], spacing, cache_plan["target_spacing"])
     return write_resampled(raw, shape, path, channel_normalizer(cache_plan["normalization"]))
 
 
-def world_cache_class():
-    """The volume cache with a builder that streams (made on first use: the volume cache lives with its task)."""
-    from medsight.jsonio import atomic_write
-    from medsight.tasks.segmentation.data import PreprocessedCache
+class StreamedCache(PreprocessedCache):
+    """The volume cache, each scan of a CT-normalised plan written slab by slab (others as the cache does)."""
 
-    class StreamedCache(PreprocessedCache):
-        def build(self, index: int) -> None:
-            if not streams(self.plan):
-                return super().build(index)
-            case_id = self.dataset.case_ids[index]
-            image_path, _, locations_path = self.paths(case_id)
-            raw = read_native(self.dataset.dataset.sources[index])
-            spacing = self.dataset.dataset.geometries[index].array_spacing
-            atomic_write(image_path, lambda tmp: write_world(raw, spacing, self.plan, Path(tmp)))
-            del raw
+    def build(self, index: int) -> None:
+        if not streams(self.plan):
+            return super().build(index)
+        case_id = self.dataset.case_ids[index]
+        image_path, _, locations_path = self.paths(case_id)
+        raw = read_native(self.dataset.dataset.sources[index])
+        spacing = self.dataset.dataset.geometries[index].array_spacing
+        atomic_write(image_path, lambda tmp: write_world(raw, spacing, self.plan, Path(tmp)))
+        del raw
 
-            def no_locations(tmp: str) -> None:  # an image-only cache; written last, it marks the case complete
-                with open(tmp, "wb") as handle:
-                    np.savez(handle)
+        def no_locations(tmp: str) -> None:  # an image-only cache; written last, it marks the case complete
+            with open(tmp, "wb") as handle:
+                np.savez(handle)
 
-            atomic_write(locations_path, no_locations)
-
-    return StreamedCache
+        atomic_write(locations_path, no_locations)
 
 
 def detect_world(models: Sequence[Any], raw: np.ndarray, spacing: Sequence[float], plan: dict[str, Any],
