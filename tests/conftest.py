@@ -23,11 +23,13 @@ def one_thread():
 
 @pytest.fixture(autouse=True)
 def input_cache_in_tmp(tmp_path_factory, monkeypatch):
-    """Classification input caches go to a temporary folder, not the user's ~/.cache."""
+    """Classification input caches and prepared detection cases go to a temporary folder, not ~/.cache."""
     from medsight.data import input_cache
+    from medsight.tasks.detection import cache as detection_cache
 
     root = tmp_path_factory.getbasetemp() / "input-cache"
     monkeypatch.setattr(input_cache, "default_cache_root", lambda: root)
+    monkeypatch.setattr(detection_cache, "default_cache_root", lambda: tmp_path_factory.getbasetemp() / "detection-cache")
 
 
 @pytest.fixture(scope="session")

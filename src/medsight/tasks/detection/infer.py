@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from medsight.tasks.detection.data import pad_to, prepare_record
 
 BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
 MERGE_IOU = 0.5
+MOST_BOXES = 300  # per image, the best first
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -61,6 +63,14 @@ def inner_border_cut(boxes: np.ndarray, start: Sequence[int], patch: Sequence[in
     return cut
 
 
+def drop_pages(image: np.ndarray) -> None:
+    """Release the pages a memory-mapped scan's windows have read (the file stays in the page cache), so
+    resident memory is a window, not the scan, however large the scan."""
+    mapping = getattr(image, "_mmap", None) if isinstance(image, np.memmap) else None
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
 def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
     """Boxes for a prepared (C, *spatial) image, in its coordinates; windows when it exceeds the patch."""
     dims = plan["spatial_dims"]
@@ -80,6 +90,7 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
         piece = image[index]
         if isinstance(piece, np.ndarray):  # a memory-mapped cached scan: only this window is read
             piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
+            drop_pages(image)
         crop = pad_to(piece, window)[None].to(device)
         for model in models:
             found = run_network(model, crop)[0]
@@ -94,9 +105,9 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     merged["boxes"] = np.minimum(np.maximum(merged["boxes"], 0), limit)
     if len(grid) > 1 or len(models) > 1:
         keep = nms(torch.from_numpy(merged["boxes"]), torch.from_numpy(merged["scores"]), MERGE_IOU,
-                   torch.from_numpy(merged["labels"])).numpy()
+                   torch.from_numpy(merged["labels"]), MOST_BOXES).numpy()
         merged = {k: v[keep] for k, v in merged.items()}
-    order = np.argsort(-merged["scores"], kind="mergesort")[:300]
+    order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}
 
 
@@ -110,12 +121,16 @@ def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], d
         if isinstance(model, nn.Module):
             model.eval()
     if "target_spacing" in plan:
-        from medsight.tasks.detection.world import prepare_world
+        from medsight.tasks.detection.world import cache_plan, prepare_world
+        from medsight.tasks.detection.world_cache import detect_world, streams
 
         if spacing is None:
             raise MedsightError(None, "this run detects in millimetres: the scan's voxel spacing is needed")
-        image, ratio = prepare_world(raw, spacing, plan)
-        found = detect_prepared(models, image, plan, device)
+        if streams(cache_plan(plan)):  # resampled slab by slab into a temporary file, read memory-mapped
+            found, ratio = detect_world(models, raw, spacing, plan, device, cache_plan(plan))
+        else:
+            image, ratio = prepare_world(raw, spacing, plan)
+            found = detect_prepared(models, image, plan, device)
         found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
         return found
     record = prepare_record(raw, plan)

@@ -24,7 +24,8 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
     records, rows = [], []
     for path, name in zip(inputs, names if names is not None else output_names(inputs)):
         image = read_image(path)
-        raw = np.asarray(image.array, dtype=np.float32)
+        # a scan planned in mm stays in its own dtype (int16 CT): it is resampled slab by slab
+        raw = np.asarray(image.array) if "target_spacing" in task.plan else np.asarray(image.array, dtype=np.float32)
         if raw.ndim - 1 != task.plan["spatial_dims"]:
             raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
         found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None)

@@ -58,6 +58,8 @@ class DetectionTask(Task):
         if dataset is not None and "target_spacing" in self.plan:
             self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
             self.world.cache.ensure(dataset.splits["train"])
+        if dataset is not None and "target_spacing" not in self.plan and getattr(dataset, "sources", None):
+            self.prepared_cases(dataset).ensure(dataset.splits["train"])
         if dataset is not None:
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
 
@@ -78,13 +80,25 @@ class DetectionTask(Task):
         plan resampled into the on-disk cache and read memory-mapped."""
         if "target_spacing" in self.plan:
             return self.world_cases(dataset).case(index)
-        if not hasattr(self, "_prepared"):
+        if getattr(dataset, "sources", None):
+            return self.prepared_cases(dataset).case(index)
+        if not hasattr(self, "_prepared"):  # a data set without files (built in memory): kept in memory
             self._prepared = {}
         if index not in self._prepared:
             record = prepare_record(dataset.load_case(index), self.plan)
             self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
                                          dataset.labels[index], record.history)
         return self._prepared[index]
+
+    def prepared_cases(self, dataset: TaskDataset):
+        """The on-disk cache of prepared cases (made on first use when evaluating without training)."""
+        from medsight.tasks.detection.cache import PreparedCache
+
+        cache = self.__dict__.get("_prepared_cache")
+        if cache is None or cache.dataset is not dataset:
+            extra = getattr(getattr(self, "config", None), "extra", {}) or {}
+            cache = self._prepared_cache = PreparedCache(dataset, self.plan, extra.get("cache_dir"))
+        return cache
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
         stream = int(seed) * 100_003 + epoch * 1_009 + rank
@@ -104,7 +118,8 @@ class DetectionTask(Task):
             ratio = self.world_cases(dataset).ratio(index)
             found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
             return found
-        found = detect_prepared(models, case.image.float(), self.plan, self.device)
+        image = case.image if isinstance(case.image, np.ndarray) else case.image.float()  # memory-mapped or in memory
+        found = detect_prepared(models, image, self.plan, self.device)
         found["boxes"] = Prepared(None, (), history=case.steps).invert_boxes(found["boxes"])
         return found
 

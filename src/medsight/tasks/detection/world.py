@@ -3,7 +3,7 @@
 A plan with ``target_spacing`` (made for scans whose geometry is known, such as LUNA16's) puts every scan on
 one grid of millimetres, so a 10 mm nodule has the same size in voxels whatever the scanner, and the anchors
 are fixed in mm. The resampled, normalised scans are written once by the volume cache
-(``medsight.data.volume_cache``, images only) and read memory-mapped: training cuts patches from the files and
+(``medsight.data.volume_cache``, images only, built slab by slab: ``world_cache.py``) and read memory-mapped: training cuts patches from the files and
 prediction slides its windows over them, so memory does not grow with the number or size of the scans.
 Boxes go back to each scan's own voxels (and from there to world mm) by the exact ratio of the grids.
 """
@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from medsight.data.volume_cache import PreprocessedCache
 from medsight.data.volumes import preprocess, resampled_shape
+from medsight.tasks.detection.world_cache import StreamedCache
 
 MIN_BOX_VOXELS = 8.0  # the grid may be coarser than the scans' median spacing while the small boxes keep this size
 SAMPLE_VALUES = 20_000  # voxels per scan for the intensity statistics (a 512x512x300 scan is never held twice)
@@ -77,7 +77,7 @@ class WorldCases:
 
     def __init__(self, dataset: Any, plan: dict[str, Any], root: Path | None = None):
         self.dataset, self.plan = dataset, plan
-        self.cache = PreprocessedCache(CacheView(dataset), cache_plan(plan), root)
+        self.cache = StreamedCache(CacheView(dataset), cache_plan(plan), root)  # built slab by slab
 
     def ratio(self, index: int) -> np.ndarray:
         geometry = self.dataset.geometries[index]
