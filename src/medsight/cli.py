@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train, evaluate and report on synthetic data (no data or network needed)")
-    p.add_argument("--task", choices=("classification", "segmentation", "detection", "all"), default="all")
+    p.add_argument("--task", choices=("classification", "segmentation", "detection", "fundus", "ct-nodule", "all"),
+                   default="all", help="all (default): every task but ct-nodule, which is opt-in (a few minutes more)")
     p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
     p.add_argument("--minutes", type=float, default=None, help="training budget per task")
 

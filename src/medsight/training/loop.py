@@ -55,6 +55,16 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def epoch_figures(row: dict[str, Any]) -> str:
+    """The figures of an epoch's log row for its progress line ("train_loss 0.41  dice 0.87").
+
+    A figure that was not computed (a task that validates without a loss, a metric undefined on this
+    validation split) is left out rather than printed as nan, which a reader takes for a broken run.
+    """
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items()
+                     if k not in ("epoch", "seconds", "lr") and isinstance(v, float) and math.isfinite(v))
+
+
 def write_log(path, rows: list[dict[str, Any]]) -> None:
     """Rewrite log.csv in full (atomically), columns: epoch, seconds, train_loss, val_loss, metrics..., lr."""
     columns = ["epoch", "seconds", "train_loss", "val_loss"]
@@ -270,8 +280,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             callback.on_epoch_end(tracked, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
-        say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {shown}  lr {lr:.2e}  {seconds:.1f}s"
+        say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {epoch_figures(row)}  lr {lr:.2e}  {seconds:.1f}s"
             f"{'  best' if improved else ''}  ~{format_seconds(eta)} left")
         if budget is not None and ctx.broadcast(progress["elapsed"] > 1.25 * budget):
             say(f"stopping: the --minutes budget ({config.minutes}) is spent")
