@@ -24,6 +24,7 @@ from medsight.models import get_entry
 from medsight.run import RunFolder
 from medsight.tasks.base import Task
 from medsight.training.callbacks import TrainingCallback
+from medsight.training.batch_norm import refresh_batch_norm
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
@@ -234,6 +235,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         local_loss = float(np.mean(losses)) if losses else float("nan")
         train_loss = ctx.mean(local_loss)
 
+        if ema is not None:  # the averaged weights get statistics of their own before they are judged or kept
+            refresh_batch_norm(kept, task.train_batches(dataset, train_idx, epoch, config.seed, 0, 1), task.training_step)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         is_last = epoch + 1 >= planned
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
