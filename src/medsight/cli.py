@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train, evaluate and report on synthetic data (no data or network needed)")
-    p.add_argument("--task", choices=("classification", "segmentation", "detection", "all"), default="all")
+    p.add_argument("--task", choices=("classification", "segmentation", "detection", "fundus", "ct-nodule", "all"),
+                   default="all", help="all (default): every task but ct-nodule, which is opt-in (a few minutes more)")
     p.add_argument("--out", default="medsight-demo", help="output folder (default: ./medsight-demo)")
-    p.add_argument("--minutes", type=float, default=None, help="training budget per task")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="a training budget per task in minutes, instead of each run's fixed epochs")
 
     p = sub.add_parser("check", help="validate a data set and describe it (a DICOM tree: its series)")
     p.add_argument("data")

@@ -19,6 +19,17 @@ def intensity_range(samples: Sequence[np.ndarray]) -> tuple[float, float]:
     return float(low), float(high if high > low else low + 1.0)
 
 
+def bounded_range(samples: Sequence[np.ndarray]) -> tuple[float, float]:
+    """intensity_range, except for 8-bit images: their own 0..255.
+
+    An 8-bit photograph or screenshot has no outlier to guard against, and its brightest pixels are often the
+    finding itself (a lesion, an exudate, a calcification): the 99.5th percentile of the sample cuts them flat.
+    """
+    if samples and all(np.asarray(s).dtype == np.uint8 for s in samples):
+        return 0.0, 255.0
+    return intensity_range(samples)
+
+
 def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """(C, *spatial) -> (C, *size), with anti-aliasing when 2D images shrink."""
     if tuple(image.shape[1:]) == tuple(size):

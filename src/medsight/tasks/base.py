@@ -75,7 +75,8 @@ class Task(ABC):
 
     @abstractmethod
     def validate(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray) -> dict[str, float]:
-        """Metrics on the validation cases; must hold "val_loss" and "score" (higher is better)."""
+        """Metrics on the validation cases; must hold "score" (higher is better), and "val_loss" where the task
+        computes one."""
 
     def validation_part(self, model: nn.Module, dataset: TaskDataset, indices: np.ndarray, rank: int,
                         world_size: int) -> Any:

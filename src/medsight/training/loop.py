@@ -24,6 +24,7 @@ from medsight.models import get_entry
 from medsight.run import RunFolder
 from medsight.tasks.base import Task
 from medsight.training.callbacks import TrainingCallback
+from medsight.training.batch_norm import refresh_batch_norm
 from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
@@ -54,6 +55,16 @@ def format_seconds(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def epoch_figures(row: dict[str, Any]) -> str:
+    """The figures of an epoch's log row for its progress line ("train_loss 0.41  dice 0.87").
+
+    A figure that was not computed (a task that validates without a loss, a metric undefined on this
+    validation split) is left out rather than printed as nan, which a reader takes for a broken run.
+    """
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items()
+                     if k not in ("epoch", "seconds", "lr") and isinstance(v, float) and math.isfinite(v))
 
 
 def write_log(path, rows: list[dict[str, Any]]) -> None:
@@ -245,6 +256,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         local_loss = float(np.mean(losses)) if losses else float("nan")
         train_loss = ctx.mean(local_loss)
 
+        if ema is not None:  # the averaged weights get statistics of their own before they are judged or kept
+            refresh_batch_norm(kept, task.train_batches(dataset, train_idx, epoch, config.seed, 0, 1), task.training_step)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
         # the end of a slice is validated too, so that a race scores every candidate on what it has just learnt
         ends_slice = slice_spent(stop_after, progress["elapsed"] + time.perf_counter() - started, ctx)
@@ -297,9 +310,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             callback.on_epoch_end(tracked, progress)
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
         kept_text = "" if kept_epoch is None else "  best" if kept_epoch == epoch + 1 else f"  best: epoch {kept_epoch}"
-        say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {shown}  lr {lr:.2e}  {seconds:.1f}s"
+        say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {epoch_figures(row)}  lr {lr:.2e}  {seconds:.1f}s"
             f"{kept_text}  ~{format_seconds(eta)} left")
         if budget is not None and ctx.broadcast(progress["elapsed"] > 1.25 * budget):
             say(f"stopping: the --minutes budget ({config.minutes}) is spent")

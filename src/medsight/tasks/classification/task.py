@@ -12,7 +12,7 @@ import torch.nn as nn
 from medsight.data.augment import AugmentSettings, BatchAugment
 from medsight.data.dataset import TaskDataset
 from medsight.data.input_cache import check_fits_in_memory
-from medsight.data.preprocess import decode_size, intensity_range, prepare_many
+from medsight.data.preprocess import bounded_range, decode_size, prepare_many
 from medsight.data.ranks import epoch_seed, per_rank_batch, rank_seed
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
@@ -119,7 +119,7 @@ class ClassificationTask(Task):
         side = int(min(limit, np.median(median)))
         input_size = [side] * dataset.spatial_dims
         channels = int(np.bincount([im.shape[0] for im in images]).argmax())
-        low, high = intensity_range(images)
+        low, high = bounded_range(images)
         plan = {"in_channels": channels, "input_size": input_size, "normalization": {"clip": [low, high]}}
         clipped = [np.clip(np.asarray(im, dtype=np.float32), low, high) for im in images]
         per_channel = [np.concatenate([c[ch].ravel() for c in clipped if c.shape[0] > ch]) for ch in range(channels)]

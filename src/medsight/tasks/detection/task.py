@@ -155,8 +155,9 @@ class DetectionTask(Task):
         m = result["metrics"]
         # 3D picks by CPM (LUNA16), which saturates on a few validation scans: mAP@0.5 breaks its ties
         score = m["cpm"] + 1e-3 * m["map_50"] if self.plan["spatial_dims"] == 3 else m["map_50"]
-        # detection picks its epoch by mAP / CPM on whole images; a loss there would double validation time
-        return {"val_loss": float("nan"), "map_50": m["map_50"], "map_50_95": m["map_50_95"], "cpm": m["cpm"],
+        # detection picks its epoch by mAP / CPM on whole images; a loss there would double validation time (the
+        # detectors compute their losses only in training mode), so there is no val_loss (log.csv leaves it empty)
+        return {"map_50": m["map_50"], "map_50_95": m["map_50_95"], "cpm": m["cpm"],
                 "score": 0.0 if not np.isfinite(score) else float(score)}
 
     # evaluation and inference ----------------------------------------------
