@@ -62,7 +62,6 @@ class StreamedCache(PreprocessedCache):
         raw = read_native(self.dataset.dataset.sources[index])
         spacing = self.dataset.dataset.geometries[index].array_spacing
         atomic_write(image_path, lambda tmp: write_world(raw, spacing, self.plan, Path(tmp)))
-        del raw
 
         def no_locations(tmp: str) -> None:  # an image-only cache; written last, it marks the case complete
             with open(tmp, "wb") as handle:
