@@ -21,6 +21,7 @@ from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
+from medsight.tasks.detection.tiling import read_case_near_scale
 from medsight.data.ranks import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
@@ -73,7 +74,7 @@ class DetectionTask(Task):
         if not hasattr(self, "_prepared"):
             self._prepared = {}
         if index not in self._prepared:
-            record = prepare_record(dataset.load_case(index), self.plan)
+            record = prepare_record(*read_case_near_scale(dataset, index, self.plan), self.plan)
             self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
                                          dataset.labels[index], record.history)
         return self._prepared[index]
