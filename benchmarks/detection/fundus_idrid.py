@@ -10,6 +10,12 @@ predictions (full-image coordinates) are scored again per group: the optic disc 
 classes (hard exudates, haemorrhages) without the optic disc, so that the easy class does not lift the
 lesions' figures: AP@0.5 per class, mAP@0.5 of the group, FROC (LUNA16 rule: a predicted centre inside the
 reference's radius; and IoU >= 0.1) with false positives counted per image over the group's classes.
+
+The detector also gives an image-level lesion label: an image's score is its best exudate or haemorrhage
+box (0 without one), the label "any exudate or haemorrhage box" (160 / 80). The threshold is chosen on the
+validation split (`medsight evaluate --split val`, balanced accuracy); test AUC with a bootstrap interval,
+sensitivity and specificity at that threshold with Wilson intervals. A rerun on a trained run skips plan,
+training and any evaluation already written.
 """
 
 from __future__ import annotations
@@ -89,6 +95,45 @@ def grouped_scores(data: Path, eval_dir: Path, test_ids: list[str]) -> dict[str,
     return out
 
 
+def image_scores(data: Path, eval_dir: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, score) per image: any lesion box; the best lesion box score found (0 without one)."""
+    from medsight.io.yolo import read_yolo
+
+    dataset = read_yolo(data)
+    lesion = [dataset.classes.index(n) + 1 for n in GROUPS["lesions"]]  # category_id is 1-based
+    best: dict[str, float] = {}
+    for r in json.loads((eval_dir / "predictions" / "results.json").read_text(encoding="utf-8")):
+        if r["category_id"] in lesion:
+            best[r["image_id"]] = max(best.get(r["image_id"], 0.0), float(r["score"]))
+    row = {case: i for i, case in enumerate(dataset.case_ids)}
+    truth = np.array([int(np.isin(dataset.labels[row[c]], np.array(lesion) - 1).any()) for c in ids])
+    return truth, np.array([best.get(c, 0.0) for c in ids])
+
+
+def image_level(data: Path, run: Path, splits: dict[str, list[str]]) -> dict:
+    """Lesion presence from the detector: threshold on validation, test AUC, sensitivity, specificity, CIs."""
+    from sklearn.metrics import roc_auc_score
+
+    from medsight.metrics.bootstrap import bootstrap_ci
+    from medsight.metrics.operating_point import binary_threshold
+    from medsight.tasks.classification.evaluate import wilson_interval
+
+    val_truth, val_score = image_scores(data, run / "eval" / "val", splits["val"])
+    truth, score = image_scores(data, run / "eval" / "test", splits["test"])
+    point = binary_threshold(val_truth, val_score, "balanced_accuracy")
+    decided = score >= point["threshold"]
+    tp, fn = int((decided & (truth == 1)).sum()), int((~decided & (truth == 1)).sum())
+    tn, fp = int((~decided & (truth == 0)).sum()), int((decided & (truth == 0)).sum())
+    ci = bootstrap_ci(truth, np.stack([1 - score, score], 1), decided.astype(int), ["auc"], n_boot=2000)
+    return {"test_images": {"lesion": int(truth.sum()), "none": int((truth == 0).sum())},
+            "val_images": {"lesion": int(val_truth.sum()), "none": int((val_truth == 0).sum())},
+            "threshold": point["threshold"], "val_at_threshold": point["val"],
+            "test": {"auc": float(roc_auc_score(truth, score)), "sensitivity": tp / max(tp + fn, 1),
+                     "specificity": tn / max(tn + fp, 1)},
+            "ci95": {"auc": ci["auc"], "sensitivity": wilson_interval(tp, tp + fn),
+                     "specificity": wilson_interval(tn, tn + fp)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("codras")
@@ -107,7 +152,9 @@ def main() -> None:
     train_cmd = [*medsight, "train", str(data), "--out", str(run), "--minutes", str(args.minutes), "--seed", str(args.seed)]
     if not (run / "model.safetensors").exists():
         steps["train"] = timed(train_cmd, log)
-    steps["evaluate"] = timed([*medsight, "evaluate", str(run), "--split", "test"], log)
+    for split in ("test", "val"):
+        if not (run / "eval" / split / "metrics.json").exists():
+            steps[f"evaluate_{split}"] = timed([*medsight, "evaluate", str(run), "--split", split], log)
     eval_dir = run / "eval" / "test"
     metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
     plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
@@ -124,13 +171,14 @@ def main() -> None:
         "test_all_classes": {k: metrics["metrics"][k] for k in ("map_50", "map_50_95", "cpm", "cpm_iou")},
         "test_per_class_ap_50": {n: v["ap_50"] for n, v in metrics["per_class"].items()},
         "test_groups": grouped_scores(data, eval_dir, dataset["splits"]["test"]),
+        "image_level_lesion": image_level(data, run, dataset["splits"]),
     }
     out = Path(args.out)
     if out.exists():  # an evaluation of a run trained before keeps that run's training figures
         before = json.loads(out.read_text(encoding="utf-8"))
-        for name in ("plan", "train"):
+        for name in ("plan", "train", "evaluate", "evaluate_test"):
             if name not in steps and name in before.get("steps", {}):
-                record["steps"][name] = before["steps"][name]
+                record["steps"]["evaluate_test" if name == "evaluate" else name] = before["steps"][name]
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"test_per_class_ap_50": record["test_per_class_ap_50"],
                       "groups": {g: {"map_50": v["map_50"], "cpm": v["cpm"]} for g, v in record["test_groups"].items()}}))

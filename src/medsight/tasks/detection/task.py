@@ -74,7 +74,8 @@ class DetectionTask(Task):
         if not hasattr(self, "_prepared"):
             self._prepared = {}
         if index not in self._prepared:
-            record = prepare_record(*read_case_near_scale(dataset, index, self.plan), self.plan)
+            image, source_shape = read_case_near_scale(dataset, index, self.plan)  # a JPEG decoded near the scale
+            record = prepare_record(image, self.plan, source_shape)
             self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
                                          dataset.labels[index], record.history)
         return self._prepared[index]
