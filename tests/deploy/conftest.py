@@ -68,13 +68,13 @@ def segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
     """A dynunet_tiny run on six synthetic 16^3 volumes, one short epoch (seconds)."""
     import json
 
-    import medsight.tasks.segmentation.data as segmentation_data
+    import medsight.data.volume_cache as volume_cache
     from medsight import api
     from medsight.synthetic.segmentation import make_segmentation_dataset
 
     root = tmp_path_factory.mktemp("segmentation")
-    original_cache = segmentation_data.default_cache_root
-    segmentation_data.default_cache_root = lambda: root / "cache"  # keep the preprocessed cache in tmp
+    original_cache = volume_cache.default_cache_root
+    volume_cache.default_cache_root = lambda: root / "cache"  # keep the preprocessed cache in tmp
     try:
         data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
         run = root / "run"
@@ -86,7 +86,7 @@ def segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
         api.train(data, run, epochs=1, model="dynunet_tiny")
         yield run, data
     finally:
-        segmentation_data.default_cache_root = original_cache
+        volume_cache.default_cache_root = original_cache
 
 
 def run_classes(run: Path) -> list[str]:
@@ -108,7 +108,10 @@ def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> Path
 
 def shared_dicom_series() -> Path:
     """A real MR DICOM series from the shared data (the test skips where it is absent)."""
-    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "hippocampus_dicom"
+    import os
+
+    shared = Path(os.environ.get("MEDSIGHT_SHARED", Path(__file__).resolve().parents[3] / "shared"))  # beside the repository
+    root = shared / "data" / "hippocampus_dicom"
     series = sorted(p.parent for p in root.glob("*/*/*.dcm")) if root.is_dir() else []
     if not series:
         pytest.skip(f"{root} is not present on this machine")

@@ -23,6 +23,11 @@ def test_export_json_records_the_check_on_real_cases(exported_run):
     assert recorded["checks"]["batch"]["cases"] == 16 and recorded["checks"]["batch"]["argmax_agreement"] == 1.0
     assert recorded["dynamic_axes"]["image"] == {"0": "batch"} and recorded["fully_convolutional"] is False
     assert (run / "export" / "model.onnx").is_file()
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
+    steps = {step["name"]: step for step in recorded["preprocessing"]}
+    assert steps["resize"]["input_size"] == plan["input_size"] == [28, 28]
+    assert steps["normalize"]["normalization"] == plan["normalization"]
+    assert recorded["network_input"] == {"channels": 1, "size": [28, 28], "fed": "whole"}
 
 
 def test_onnx_engine_gives_the_same_predictions(exported_run, test_pngs, tmp_path):
@@ -105,6 +110,7 @@ def test_fully_convolutional_export_accepts_other_sizes(tmp_path, monkeypatch):
     class FakeTask:
         name = "segmentation"
         plan = {"in_channels": 1, "patch_size": [16, 16]}
+        preprocessing_plan = plan
 
     run = RunFolder(tmp_path / "seg_run")
     run.path.mkdir()

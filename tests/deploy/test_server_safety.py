@@ -185,3 +185,22 @@ def test_a_bomb_past_pillows_own_guard_is_counted_too(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) +
                      chunk(b"IDAT", data) + chunk(b"IEND", b""))
     assert declared_voxels(path) == side * side
+
+
+def test_several_dicom_files_are_capped_by_their_headers_together(client, monkeypatch, tmp_path):
+    """The files of a series sent at once: the voxel cap counts all their headers before any pixel is read,
+    a file that is not DICOM among them is refused by name, and the temporary folder goes in every case."""
+    import tempfile
+
+    import medsight.io.images as images
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    read = []
+    monkeypatch.setattr(images, "read_image", lambda *a, **k: read.append(a) or pytest.fail("pixels were read"))
+    bombs = [("file", (f"slice{k}.dcm", dicom_bomb())) for k in range(2)]
+    response = client.post("/predict", files=bombs)
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == f"2 DICOM files: declares {2 * SIDE * SIDE:,} voxels, more than the limit of {CAP:,}"
+    mixed = client.post("/predict", files=[bombs[0], ("file", ("notes.txt", b"not an image"))])
+    assert mixed.status_code == 415 and mixed.json()["detail"].startswith("notes.txt: is not a DICOM file")
+    assert not read and list(tmp_path.iterdir()) == []

@@ -18,9 +18,9 @@ from medsight.synthetic.luna16 import make_luna16
 
 @pytest.fixture
 def cache_in_tmp(tmp_path, monkeypatch):
-    import medsight.tasks.segmentation.data as segmentation_data
+    import medsight.data.volume_cache as volume_cache
 
-    monkeypatch.setattr(segmentation_data, "default_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(volume_cache, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
 
 

@@ -32,3 +32,26 @@ def test_gradient_reaches_features():
     features = torch.rand(1, 2, 8, 8, requires_grad=True)
     roi_align(features, torch.tensor([[1.0, 2.0, 6.0, 7.0]]), torch.tensor([0]), (3, 3), 1.0).sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_same_values_as_one_copy_of_the_map_per_roi():
+    # the plain formulation: every RoI sampled from its own copy of its image's map
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    for dims in (2, 3):
+        features = torch.rand(3, 4, *([12] * dims), generator=generator)
+        corner = torch.rand(10, dims, generator=generator) * 30
+        boxes = torch.cat([corner, corner + torch.rand(10, dims, generator=generator) * 15 + 1], 1)
+        batch = torch.tensor([2, 0, 0, 1, 2, 2, 0, 1, 1, 0])
+        out = roi_align(features, boxes, batch, (3,) * dims, 0.4, 2)
+        for k in range(10):
+            alone = roi_align(features[batch[k]][None], boxes[k:k + 1], torch.tensor([0]), (3,) * dims, 0.4, 2)
+            assert torch.allclose(out[k], alone[0], atol=1e-6)
+        # one RoI on its image alone is the textbook call: a grid of 6 samples per axis, 2x2 averaged
+        low, high = boxes[0, :dims] * 0.4, boxes[0, dims:] * 0.4
+        axes = [(low[d] + (torch.arange(6) + 0.5) / 6 * (high[d] - low[d])) * 2 / 12 - 1 for d in range(dims)]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], -1)[None]
+        textbook = F.grid_sample(features[2:3], grid, align_corners=False)
+        textbook = (F.avg_pool2d if dims == 2 else F.avg_pool3d)(textbook, 2)[0]
+        assert torch.allclose(out[0], textbook, atol=1e-6)

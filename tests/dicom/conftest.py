@@ -1,60 +1,13 @@
-"""Synthetic DICOM series written with pydicom: known pixels, positions, orientations and UIDs."""
+"""Fixtures for the DICOM tests: synthetic series (medsight.synthetic.dicom_series), tiny runs, a real Orthanc."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pytest
 
-AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-
-
-def write_series(folder: Path, volume: np.ndarray, series_uid: str | None = None, heights: Sequence[float] | None = None,
-                 orientation: Sequence[float] = AXIAL, modality: str = "CT", description: str = "axial",
-                 spacing: float = 0.5, study_uid: str = "1.2.826.0.1.3680043.8.498.1", syntax: str | None = None,
-                 intercept: float = -1024.0) -> list[Path]:
-    """One file per slice of volume (Z, Y, X; stored values), slice k at height heights[k] along the normal."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    heights = list(heights) if heights is not None else [2.0 * k for k in range(len(volume))]
-    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    normal = np.cross(row, column)
-    paths = []
-    for k, (pixels, height) in enumerate(zip(volume, heights)):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.FrameOfReferenceUID = study_uid + ".9"
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20260101", "120000", "1", "A1", ""
-        ds.Modality, ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = modality, description, 1, k + 1
-        ds.Manufacturer = "synthetic"
-        ds.ImageOrientationPatient = [float(v) for v in orientation]
-        ds.ImagePositionPatient = [float(v) for v in normal * height]
-        ds.PixelSpacing = [spacing, spacing]
-        ds.SliceThickness = 2.0
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, intercept, "HU"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
-        if syntax is not None:
-            ds.compress(syntax)
-        path = folder / f"slice_{k:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+from medsight.synthetic.dicom_series import write_series
 
 
 def ramp_volume(slices: int = 5, size: int = 8) -> np.ndarray:
@@ -77,13 +30,13 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
     """A dynunet_tiny run on six synthetic 16^3 volumes (classes blob, box), one short epoch: (run, data)."""
     import json
 
-    import medsight.tasks.segmentation.data as segmentation_data
+    import medsight.data.volume_cache as volume_cache
     from medsight import api
     from medsight.synthetic.segmentation import make_segmentation_dataset
 
     root = tmp_path_factory.mktemp("dicom-segmentation")
-    original_cache = segmentation_data.default_cache_root
-    segmentation_data.default_cache_root = lambda: root / "cache"
+    original_cache = volume_cache.default_cache_root
+    volume_cache.default_cache_root = lambda: root / "cache"
     try:
         data = make_segmentation_dataset(root / "shapes", spatial_dims=3, num_cases=6, seed=0, size=16)
         run = root / "run"
@@ -95,7 +48,7 @@ def tiny_segmentation_run(tmp_path_factory) -> tuple[Path, Path]:
         api.train(data, run, epochs=1, model="dynunet_tiny")
         yield run, data
     finally:
-        segmentation_data.default_cache_root = original_cache
+        volume_cache.default_cache_root = original_cache
 
 
 @pytest.fixture(scope="session")
@@ -111,17 +64,11 @@ def shape_codes(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def ct_series_of(series_writer):
+def ct_series_of():
     """A synthetic data set's volume written as a DICOM CT series (stored = value * 100 + 1024)."""
-    def write(volume_path: Path, folder: Path) -> Path:
-        import SimpleITK as sitk
+    from medsight.synthetic.dicom_series import series_of_volume
 
-        volume = sitk.GetArrayFromImage(sitk.ReadImage(str(volume_path))).astype(np.float32)
-        stored = np.clip(volume * 100 + 1024, 0, 65535).astype(np.uint16)
-        series_writer(folder, stored, series_uid="1.2.826.0.1.3680043.8.498.77", spacing=0.9,
-                      heights=[1.2 * k for k in range(len(stored))])
-        return folder
-    return write
+    return series_of_volume
 
 
 ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
@@ -187,6 +134,17 @@ def refusing_orthanc(tmp_path):
     lua = ("function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
            "  return not (method == 'POST' and string.sub(uri, 1, 11) == '/dicom-web/')\nend\n")
     process, url = start_orthanc(tmp_path / "orthanc-refusing", lua)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def sr_filtering_orthanc(tmp_path):
+    """An Orthanc whose own rule (a Lua ReceivedInstanceFilter) drops every SR it receives, while its STOW-RS
+    answer still lists the SR as stored: the second of a SEG + SR store is refused, the first kept."""
+    lua = "function ReceivedInstanceFilter(dicom, origin, info)\n  return dicom.Modality ~= 'SR'\nend\n"
+    process, url = start_orthanc(tmp_path / "orthanc-sr-filter", lua)
     yield url
     process.terminate()
     process.wait(10)

@@ -121,3 +121,35 @@ def test_refused_store_leaves_nothing(tiny_segmentation_run, shape_codes, refusi
         predict_dicomweb([str(run)], refusing_orthanc, study, tmp_path / "out", fmt="dicom-seg", store=True,
                          codes=shape_codes)
     assert _series_of(refusing_orthanc, study, "SEG") == [] and _series_of(refusing_orthanc, study, "SR") == []
+
+
+def test_store_refused_on_the_second_instance_withdraws_the_first(tiny_segmentation_run, shape_codes,
+                                                                  sr_filtering_orthanc, ct_series_of, tmp_path, capsys):
+    """SEG then SR in one STOW-RS request; Orthanc keeps the SEG, drops the SR and answers that both were stored.
+    The lookup after the store finds the SR missing, the SEG is deleted through Orthanc's REST API (its
+    DICOMweb has no DELETE), and the PACS holds no result; the user gets one line and exit code 2."""
+    import urllib.request
+
+    from dicomweb_client.api import DICOMwebClient
+
+    from medsight.cli import main
+
+    run, data = tiny_segmentation_run
+    series = ct_series_of(sorted((data / "imagesTs").glob("*.nii.gz"))[0], tmp_path / "ct")
+    study = _upload(sr_filtering_orthanc, sorted(series.iterdir()))
+    code = main(["predict", str(run), "--dicomweb", sr_filtering_orthanc, "--study", study, "--format", "dicom-seg",
+                 "--store", "--codes", str(shape_codes), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "stored 1 of 2 result(s); the 1 stored were deleted again" in err
+    assert _series_of(sr_filtering_orthanc, study, "SEG") == [] and _series_of(sr_filtering_orthanc, study, "SR") == []
+    rest = sr_filtering_orthanc.replace("/dicom-web", "")
+    instances = json.loads(urllib.request.urlopen(f"{rest}/instances").read())
+    assert len(instances) == len(list(series.iterdir()))  # the CT slices only
+    # the behaviour worked around: Orthanc's STOW-RS answer lists the dropped SR among the stored instances
+    import pydicom
+
+    sr = next((tmp_path / "out" / "dicom").glob("*_sr.dcm"))
+    answer = DICOMwebClient(sr_filtering_orthanc).store_instances([pydicom.dcmread(sr)])
+    assert [str(i.ReferencedSOPInstanceUID) for i in answer.ReferencedSOPSequence] == [str(pydicom.dcmread(sr).SOPInstanceUID)]
+    assert not answer.get("FailedSOPSequence") and _series_of(sr_filtering_orthanc, study, "SR") == []

@@ -165,7 +165,7 @@ def test_wilson_interval_matches_scipy(hits: int, total: int):
 
 
 def test_pick_mistakes_takes_each_true_class_in_turn():
-    from medsight.tasks.classification.evaluate import pick_mistakes
+    from medsight.tasks.classification.report import pick_mistakes
 
     wrong = np.array([1, 1, 1, 1, 0, 1], bool)
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.99, 0.55])

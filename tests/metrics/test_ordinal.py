@@ -12,7 +12,8 @@ from PIL import Image
 from sklearn.metrics import cohen_kappa_score
 
 from medsight.metrics.operating_point import apply_operating_point, choose_operating_point
-from medsight.metrics.ordinal import choose_grade_cuts, grades_from_cuts, ordinal_class_order, quadratic_kappa
+from medsight.io.class_order import ordinal_class_order
+from medsight.metrics.ordinal import choose_grade_cuts, grades_from_cuts, quadratic_kappa
 
 
 def test_quadratic_kappa_matches_scikit_learn():

@@ -193,9 +193,9 @@ def test_classification_cannot_switch_off_resize():
 # plan.json edited by hand, training and prediction ------------------------------------------------------------
 @pytest.fixture
 def cache_root(tmp_path, monkeypatch) -> Path:
-    import medsight.tasks.segmentation.data as data
+    import medsight.data.volume_cache as volume_cache
 
-    monkeypatch.setattr(data, "default_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(volume_cache, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
 
 
@@ -231,7 +231,8 @@ def edit_steps(run: Path, **enabled: bool) -> dict:
 def test_hand_edited_steps_are_honoured_by_the_cache_and_by_predict(tmp_path, cache_root, monkeypatch):
     from medsight import api
     from medsight.tasks.segmentation import infer as segmentation_infer
-    from medsight.tasks.segmentation.data import PreprocessedCache, cache_key, prepare_case
+    from medsight.data.volume_cache import PreprocessedCache, cache_key
+    from medsight.data.volumes import prepare_case
 
     torch.set_num_threads(1)
     data = padded_mri_folder(tmp_path / "raw")
@@ -335,3 +336,28 @@ def test_the_record_puts_a_map_of_the_network_grid_back_on_the_source_grid():
     expected = np.full((1, 40, 60), -1.0, np.float32)
     expected[0, 5:35, 10:50] = 7.0
     np.testing.assert_allclose(back.numpy(), expected, atol=1e-5)
+
+
+def test_the_preprocessing_record_carries_the_plan_values_each_step_applies():
+    from medsight.tasks.detection.task import DetectionTask
+
+    norm = {"clip": [-1000.0, 400.0], "mean": [-300.0], "std": [250.0]}
+    plan = {"task": "segmentation", "target_spacing": [2.0, 1.0, 1.0], "patch_size": [32, 64, 64], "in_channels": 1,
+            "normalization": [{"scheme": "zscore"}],
+            "preprocessing": {"steps": [{"name": "crop_nonzero", "enabled": True, "reason": "r"},
+                                        {"name": "clahe", "enabled": False, "clip_limit": 0.01},
+                                        {"name": "resample", "enabled": True}, {"name": "normalize", "enabled": True}]}}
+    assert steps.preprocessing_record(plan) == [
+        {"name": "crop_nonzero"}, {"name": "resample", "target_spacing": [2.0, 1.0, 1.0]},
+        {"name": "normalize", "normalization": [{"scheme": "zscore"}]}]
+    assert steps.network_input(plan) == {"channels": 1, "size": [32, 64, 64], "fed": "windows"}
+    # a world-unit detection plan lists normalize and scale, but its scans go through the volume cache's steps
+    world = {"task": "detection", "target_spacing": [1.25, 0.7, 0.7], "normalization": norm, "scale": 1.0,
+             "in_channels": 1, "patch_size": [48, 96, 96]}
+    task = DetectionTask(world, {})
+    assert steps.preprocessing_record(task.preprocessing_plan) == [
+        {"name": "resample", "target_spacing": [1.25, 0.7, 0.7]},
+        {"name": "normalize", "normalization": [{"scheme": "ct", "clip": [-1000.0, 400.0], "mean": -300.0, "std": 250.0}]}]
+    flat = dict(world)
+    del flat["target_spacing"]
+    assert [s["name"] for s in steps.preprocessing_record(DetectionTask(flat, {}).preprocessing_plan)] == ["normalize", "scale"]

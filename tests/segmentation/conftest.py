@@ -57,7 +57,7 @@ def tiny3d(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep the preprocessed cache of every test inside its tmp_path."""
-    import medsight.tasks.segmentation.data as data
+    import medsight.data.volume_cache as volume_cache
 
-    monkeypatch.setattr(data, "default_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(volume_cache, "default_cache_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"

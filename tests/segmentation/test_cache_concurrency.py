@@ -19,7 +19,7 @@ import json, sys
 import numpy as np
 from medsight.api import read_dataset
 from medsight.jsonio import load_json
-from medsight.tasks.segmentation.data import PreprocessedCache
+from medsight.data.volume_cache import PreprocessedCache
 
 data, plan_path, root, go = sys.argv[1:5]
 import os, time
@@ -38,7 +38,7 @@ print(json.dumps({"lines": lines, "sums": sums}))
 
 def test_two_builders_at_once_build_each_case_once(make_folder, tmp_path):
     from medsight import api
-    from medsight.tasks.segmentation.data import PreprocessedCache
+    from medsight.data.volume_cache import PreprocessedCache
 
     data = make_folder(tmp_path / "data", cases=6, shape=(24, 24, 24))
     run = tmp_path / "run"

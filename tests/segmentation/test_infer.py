@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation.data import crop, patch_start
+from medsight.data.patches import crop, patch_start
 from medsight.tasks.segmentation.infer import argmax_slabs, largest_component, mirror_sets, sliding_probabilities, softmax_
 
 

@@ -67,9 +67,9 @@ def test_lesion_metrics_by_hand():
 
 def test_msd_liver_folder_check_plan_train_evaluate(tmp_path, monkeypatch, capsys):
     from medsight import api
-    import medsight.tasks.segmentation.data as segmentation_data
+    import medsight.data.volume_cache as volume_cache
 
-    monkeypatch.setattr(segmentation_data, "default_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(volume_cache, "default_cache_root", lambda: tmp_path / "cache")
     data = make_liver(tmp_path / "Task03_Liver", seed=0, num_cases=6, shape=(8, 32, 32), spacing_xyz=(2.4, 2.4, 8.0),
                       outside=1)
     summary = api.check(data)

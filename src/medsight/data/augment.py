@@ -1,7 +1,11 @@
-"""Batched augmentation: parameters are drawn first, then applied by a deterministic transform.
+"""Augmentation: batched for whole images, per patch for an image with its label map.
 
+Images (classification, pre-training): parameters are drawn first, then applied by a deterministic transform.
 Per-sample transforms cost more than a small network's forward pass on 28 px images, so spatial
 augmentation is one affine warp per batch through MONAI's AffineTransform (a batched spatial transformer).
+
+Patches with a label map (segmentation): MONAI's dictionary transforms, which move the label with the image
+(nearest-neighbour) and leave it out of the intensity changes.
 """
 
 from __future__ import annotations
@@ -108,3 +112,25 @@ class BatchAugment:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(images, self.draw(len(images), generator))
+
+
+def build_augment(plan: dict[str, Any]):
+    """MONAI dictionary transforms for ("image", "label"): affine, flips, noise, blur, intensity scale, gamma."""
+    # monai.transforms takes seconds to import: only the tasks that cut patches pay for it
+    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
+                                  RandGaussianSmoothd, RandScaleIntensityd)
+
+    a, dims = plan["augment"], plan["spatial_dims"]
+    angle = math.radians(a["rotate_degrees"])
+    rotate = (angle,) if dims == 2 else (angle, angle, angle)
+    low, high = a["scale"]
+    transforms = [
+        RandAffined(("image", "label"), prob=a["affine_probability"], rotate_range=rotate,
+                    scale_range=[(low - 1, high - 1)] * dims, mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandGaussianNoised("image", prob=a["noise_probability"], std=a["noise_std"]),
+        RandGaussianSmoothd("image", prob=a["blur_probability"], sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        RandScaleIntensityd("image", factors=a["intensity_scale"], prob=a["intensity_probability"]),
+        RandAdjustContrastd("image", prob=a["gamma_probability"], gamma=tuple(a["gamma"])),
+    ]
+    transforms += [RandFlipd(("image", "label"), prob=0.5, spatial_axis=axis) for axis in a["flip_axes"]]
+    return Compose(transforms)

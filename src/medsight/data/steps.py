@@ -286,6 +286,29 @@ def step_settings(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in step.items() if k not in ("enabled", "reason")} for step in enabled_steps(plan)]
 
 
+# The plan entries a task-run step applies: recorded with the step, so that a record stands without plan.json.
+STEP_PLAN_KEYS = {"resample": ("target_spacing",), "resize": ("input_size",), "normalize": ("normalization",),
+                  "scale": ("scale",)}
+
+
+def preprocessing_record(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a raw image goes through before the network, in order: each switched-on step with its options and
+    the plan values it applies (target spacing, input size, normalisation statistics, scale)."""
+    return [{**step, **{key: plan[key] for key in STEP_PLAN_KEYS.get(step["name"], ()) if key in plan}}
+            for step in step_settings(plan)]
+
+
+def network_input(plan: dict[str, Any], channels: int | None = None) -> dict[str, Any]:
+    """The network's input: channels and spatial size, and whether images are fed whole (resized to input_size)
+    or in windows of patch_size (sliding windows at prediction)."""
+    spatial = plan.get("input_size") or plan.get("patch_size")
+    if spatial is None:
+        raise MedsightError("plan.json", "the plan has neither input_size nor patch_size: the network's input "
+                                         "size is unknown")
+    return {"channels": int(plan.get("in_channels") or channels or 1), "size": [int(n) for n in spatial],
+            "fed": "whole" if plan.get("input_size") else "windows"}
+
+
 def options_of(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
 

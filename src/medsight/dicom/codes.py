@@ -1,6 +1,8 @@
-"""Coded concepts for class names: SNOMED CT for names known here, a user's mapping file for the others.
+"""Coded concepts for class names: a user's mapping file first, then the data set's own codes (dataset.json
+"label_codes", kept in the run's plan), then SNOMED CT for names known here.
 
-A mapping file is JSON: {"class name": {"category": [scheme, value, meaning], "type": [scheme, value, meaning]}}.
+A mapping (file or "label_codes") is JSON: {"class name": {"category": [scheme, value, meaning],
+"type": [scheme, value, meaning]}}.
 The SNOMED codes come from pydicom's copy of the DICOM standard's code tables, looked up by keyword, so
 a code cannot be mistyped here.
 """
@@ -35,19 +37,10 @@ KNOWN = {
 
 def load_mapping(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """A user's mapping file (see the module docstring), checked entry by entry."""
+    from medsight.io.label_codes import check_mapping
     from medsight.jsonio import load_json
 
-    if path is None:
-        return {}
-    mapping = load_json(Path(path))
-    if not isinstance(mapping, dict):
-        raise MedsightError(path, "must be a JSON object {class name: {category: [...], type: [...]}}")
-    for name, entry in mapping.items():
-        for key in ("category", "type"):
-            value = entry.get(key) if isinstance(entry, dict) else None
-            if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) and v for v in value)):
-                raise MedsightError(path, f"class {name!r}: {key!r} must be [coding scheme, code value, meaning]")
-    return mapping
+    return {} if path is None else check_mapping(load_json(Path(path)), path)
 
 
 def class_codes(name: str, mapping: dict[str, dict[str, Any]], where: Any = None):

@@ -246,7 +246,7 @@ def write_dicom_results(predictor: Any, records: list[dict[str, Any]], out: Path
     task = predictor.task.name
     if fmt == "dicom-seg" and task != "segmentation":
         raise MedsightError(None, f"--format dicom-seg is for segmentation runs; this is a {task} run (use dicom-sr)")
-    mapping = load_mapping(codes_file)
+    mapping = {**(predictor.task.plan or {}).get("label_codes", {}), **load_mapping(codes_file)}  # the user's file wins
     algorithm = Algorithm.of_runs(predictor.runs)
     rule = SeriesRule.from_plan(predictor.task.plan, series)
     folder = out / "dicom"

@@ -2,8 +2,11 @@
 STOW-RS to send the DICOM results back (dicomweb-client).
 
 The study is fetched into a temporary folder that is removed afterwards, predicted like a study folder, and
-its results are sent in one STOW-RS request; instances the PACS stored from a request it partly refused are
-deleted again, so a refused store leaves nothing half-written.
+its results are sent in one STOW-RS request. A STOW-RS answer does not prove what was stored: Orthanc, for
+one, lists an instance that its own rules filtered out among the stored ones. So every result is looked up
+again with QIDO-RS; if any is missing or refused, those that were stored are deleted again (DICOMweb DELETE
+where the server has it, else Orthanc's REST API, DELETE /instances/{id}, beside its DICOMweb root), so a
+refused store leaves nothing half-written; what cannot be deleted is named in the error.
 """
 
 from __future__ import annotations
@@ -69,39 +72,66 @@ def fetch_study(client: Any, url: str, study: str, series: str | None, folder: P
 
 
 def store_results(client: Any, url: str, paths: Sequence[Path]) -> list[str]:
-    """STOW-RS: send the results in one request; on any refusal delete what was stored and fail in one line."""
+    """STOW-RS: send the results in one request and check each is stored; if not, withdraw them, fail in one line."""
     import pydicom
 
     datasets = [pydicom.dcmread(p) for p in paths]
     try:
         response = client.store_instances(datasets)
     except Exception as exc:
-        _withdraw(client, datasets)
-        raise _failure(url, "storing the results", exc) from None
-    # a server that answers 200 may still have stored fewer than it was sent: count the accepted instances
-    accepted = {str(item.ReferencedSOPInstanceUID) for item in (response.get("ReferencedSOPSequence") or [])} \
-        if response is not None else set()
-    if response is not None and not response.get("FailedSOPSequence") and \
-            accepted != {str(d.SOPInstanceUID) for d in datasets}:
-        _withdraw(client, datasets)
-        raise MedsightError(url, f"stored {len(accepted)} of {len(datasets)} result(s); the stored ones were withdrawn")
-    failed = response.get("FailedSOPSequence") if response is not None else None
-    if failed:
-        _withdraw(client, datasets)
-        reason = failed[0].get("FailureReason", "?")
-        raise MedsightError(url, f"refused {len(failed)} of {len(datasets)} result(s) (failure reason {reason}); "
-                                 "none were left stored")
+        raise MedsightError(url, f"{_failure(url, 'storing the results', exc).problem}; {_withdraw(client, url, datasets)}") \
+            from None
+    failed = (response.get("FailedSOPSequence") or []) if response is not None else []
+    missing = [d for d in datasets if not _is_stored(client, d)]
+    if failed or missing:
+        refused = max(len(failed), len(missing))
+        reason = f" (failure reason {failed[0].get('FailureReason', '?')})" if failed else ""
+        raise MedsightError(url, f"stored {len(datasets) - refused} of {len(datasets)} result(s){reason}; "
+                                 f"{_withdraw(client, url, datasets)}")
     return [str(d.SOPInstanceUID) for d in datasets]
 
 
-def _withdraw(client: Any, datasets: Sequence[Any]) -> None:
-    """Delete instances a partly refused store may have left (servers without DELETE keep nothing to undo)."""
-    for dataset in datasets:
+def _is_stored(client: Any, dataset: Any) -> bool:
+    """QIDO-RS: does the server hold this instance now?"""
+    try:
+        found = client.search_for_instances(study_instance_uid=str(dataset.StudyInstanceUID),
+                                            series_instance_uid=str(dataset.SeriesInstanceUID),
+                                            search_filters={"SOPInstanceUID": str(dataset.SOPInstanceUID)})
+    except Exception:  # the series is not there at all
+        return False
+    return any((item.get("00080018", {}).get("Value") or [None])[0] == str(dataset.SOPInstanceUID) for item in found)
+
+
+def _withdraw(client: Any, url: str, datasets: Sequence[Any]) -> str:
+    """Delete the instances of datasets the server holds; says what was done, for the error message."""
+    stored = [d for d in datasets if _is_stored(client, d)]
+    kept = []
+    for dataset in stored:
         try:
             client.delete_instance(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID),
                                    str(dataset.SOPInstanceUID))
-        except Exception:
-            continue  # not stored, or the server offers no DELETE
+        except Exception:  # many servers offer no DICOMweb DELETE (Orthanc answers 405)
+            _delete_through_orthanc(url, str(dataset.SOPInstanceUID))
+        if _is_stored(client, dataset):
+            kept.append(str(dataset.SOPInstanceUID))
+    if kept:
+        return (f"{len(kept)} stored result(s) could not be deleted and remain on the server "
+                f"(SOPInstanceUID {', '.join(kept)})")
+    return f"the {len(stored)} stored were deleted again" if stored else "none was left stored"
+
+
+def _delete_through_orthanc(url: str, sop_instance_uid: str) -> None:
+    """Orthanc's REST API beside its DICOMweb root: find the instance's id by its UID and DELETE it."""
+    import requests
+
+    root = url.rstrip("/").rsplit("/", 1)[0]
+    try:
+        found = requests.post(f"{root}/tools/lookup", data=sop_instance_uid, timeout=30)
+        for item in found.json() if found.ok else []:
+            if item.get("Type") == "Instance":
+                requests.delete(f"{root}/instances/{item['ID']}", timeout=30)
+    except (requests.RequestException, ValueError, TypeError, KeyError):
+        return  # not an Orthanc, or not reachable: the caller reports what is left
 
 
 def predict_dicomweb(paths: Sequence[str], url: str, study: str | None, out: str | Path, series: str | None = None,

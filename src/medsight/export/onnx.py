@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from medsight.data.steps import step_settings
+from medsight.data.steps import network_input, preprocessing_record
 from medsight.errors import MedsightError
 from medsight.inference.engines import OnnxEngine
 from medsight.io.formats import read_dataset
@@ -36,12 +36,9 @@ INPUT_NAME = "image"
 
 
 def network_input_shape(plan: dict[str, Any], info: dict[str, Any]) -> tuple[int, ...]:
-    """(C, *spatial) of one network input from the plan (classification input_size, else patch_size)."""
-    spatial = plan.get("input_size") or plan.get("patch_size")
-    if spatial is None:
-        raise MedsightError(None, "plan.json has neither input_size nor patch_size: cannot size the ONNX input")
-    channels = plan.get("in_channels") or len(info.get("channels") or [1])
-    return (int(channels), *map(int, spatial))
+    """(C, *spatial) of one network input, from the plan's record of it."""
+    shape = network_input(plan, len(info.get("channels") or [1]))
+    return (shape["channels"], *shape["size"])
 
 
 def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.Tensor, str]:
@@ -73,14 +70,10 @@ def check_inputs(run: Any, task: Any, count: int = CHECK_CASES) -> tuple[torch.T
 
 
 def prepare_for_export(task: Any, dataset: Any, indices: np.ndarray) -> torch.Tensor | None:
-    """Network inputs (N, C, *spatial) of some cases: the task's ``export_inputs(dataset, indices)`` hook,
-    classification's whole-image preparation, or None when the task offers neither."""
+    """Network inputs (N, C, *spatial) of some cases from the task's ``export_inputs(dataset, indices)`` hook
+    (its own preprocessing), or None when the task has none."""
     hook = getattr(task, "export_inputs", None)
-    if callable(hook):
-        return hook(dataset, indices)
-    if task.name == "classification":
-        return task.prepared(dataset, indices)
-    return None
+    return hook(dataset, indices) if callable(hook) else None
 
 
 def flat_outputs(output: Any) -> list[torch.Tensor]:
@@ -238,8 +231,10 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
         "exporter": "torch.onnx.export (TorchScript)", "precision": "fp32", "input_name": INPUT_NAME,
         "output_names": output_names, "input_shape": list(inputs.shape[1:]), "dynamic_axes": dynamic_axes,
         "fully_convolutional": spatial_dynamic, "check_inputs": source, "checks": checks,
-        # run before the model by the same code as training (medsight.data.steps, from RUN/plan.json)
-        "preprocessing": step_settings(task.plan),
+        # what runs before the network (medsight.data.steps, the same code as training), with the plan values
+        # each step applies, so that model.onnx can be fed without plan.json
+        "preprocessing": preprocessing_record(task.preprocessing_plan),
+        "network_input": network_input(task.plan, len(run.load_dataset_info().get("channels") or [1])),
         "max_abs_diff": worst, "tolerance": TOLERANCE_FP32, "passed": worst <= TOLERANCE_FP32 and agrees,
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "seconds": round(time.perf_counter() - started, 2),
         "versions": {**software_versions(), "onnx": onnx.__version__, "onnxruntime": ort.__version__},

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 import torch.nn as nn
 
 from medsight.data.steps import step_settings

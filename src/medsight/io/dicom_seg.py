@@ -15,17 +15,36 @@ import numpy as np
 from medsight.errors import MedsightError
 
 
-def is_dicom_seg(path: Path) -> bool:
+def label_modality(path: Path) -> str | None:
+    """"SEG" or "RTSTRUCT" for a DICOM label file of either kind, else None (a label image)."""
     from medsight.io.images import is_dicom_file
 
     if not (path.is_file() and is_dicom_file(path)):
-        return False
+        return None
     from medsight.io.dicom_series import read_header
 
     try:
-        return str(read_header(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", "")) == "SEG"
+        modality = str(read_header(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
     except Exception:  # not readable by pydicom: the image reader names the problem
-        return False
+        return None
+    return modality if modality in ("SEG", "RTSTRUCT") else None
+
+
+def dicom_label_values(path: Path, labels: dict[int, str]) -> list[int] | None:
+    """The label values a SEG's segments or an RTSTRUCT's contoured ROIs stand for, read from the header
+    (no pixels, no contours filled); None when path is not a DICOM label file."""
+    from medsight.io.dicom_series import read_header
+
+    kind = label_modality(path)
+    if kind is None:
+        return None
+    header = read_header(path, stop_before_pixels=True)
+    by_name = {name.lower(): value for value, name in labels.items()}
+    if kind == "SEG":
+        return [by_name.get(str(s.SegmentLabel).lower(), int(s.SegmentNumber)) for s in header.SegmentSequence]
+    names = {int(r.ROINumber): str(r.ROIName).lower() for r in getattr(header, "StructureSetROISequence", [])}
+    return [by_name[names[int(c.ReferencedROINumber)]] for c in getattr(header, "ROIContourSequence", [])
+            if names.get(int(c.ReferencedROINumber)) in by_name and getattr(c, "ContourSequence", None)]
 
 
 def read_seg_label(path: Path, reference: Any, labels: dict[int, str]):

@@ -62,6 +62,7 @@ class SegmentationDataset(TaskDataset):
     file_ending: str = ".nii.gz"
     modalities: list[str] = field(default_factory=list)
     fold: int = 0
+    label_codes: dict[str, Any] = field(default_factory=dict)  # dataset.json "label_codes": coded concepts by name
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
@@ -110,7 +111,8 @@ def read_image_file(path: Path):
     return read_image(path)
 
 
-def _check_finite(array: np.ndarray, path: Path) -> None:
+def check_finite(array: np.ndarray, path: Path) -> None:
+    """A float image with NaN or infinite voxels is refused, naming the file (the network would spread them)."""
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise MedsightError(path, f"has {bad} NaN or infinite voxel(s)")
@@ -144,7 +146,7 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
             reference = image
         elif tuple(spatial) != tuple(reference.array.shape[1:]):
             raise MedsightError(path, f"has shape {tuple(spatial)} but channel 0 has {tuple(reference.array.shape[1:])}")
-        _check_finite(array, path)
+        check_finite(array, path)
         channels.extend(array.astype(np.float32, copy=False))
     expected = len(dataset.channels)
     if len(channels) != expected:
@@ -160,9 +162,12 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
 def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarray:
     if not path.exists():
         raise MedsightError(path, "label file not found")
-    from medsight.io.dicom_seg import is_dicom_seg, read_seg_label
+    from medsight.io.dicom_seg import label_modality, read_seg_label
+    from medsight.io.rtstruct import read_rtstruct_label
 
-    image = read_seg_label(path, reference, dataset.labels) if is_dicom_seg(path) else read_image_file(path)
+    kind = label_modality(path)
+    image = read_seg_label(path, reference, dataset.labels) if kind == "SEG" else \
+        read_rtstruct_label(path, reference, dataset.labels) if kind == "RTSTRUCT" else read_image_file(path)
     array = image.array
     if array.shape[0] != 1:
         kind = "a 4D file" if image.layout == "4d" else f"a label map with {array.shape[0]} channels"
@@ -174,7 +179,7 @@ def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarr
     if not _same_geometry(image, reference):
         raise MedsightError(path, f"has another geometry than its image (spacing {tuple(np.round(image.spacing, 4))} vs "
                                   f"{tuple(np.round(reference.spacing, 4))}, origin or direction differ)")
-    _check_finite(array, path)
+    check_finite(array, path)
     values = np.unique(array)
     unknown = [v for v in values.tolist() if v not in dataset.labels]
     if unknown:
@@ -272,8 +277,13 @@ def label_strata(cases: list[SegmentationCase], labels: dict[int, str]) -> list[
     """The stratum of each case for the folds: the rarest foreground class its label map contains."""
     values = sorted(labels)
     present = []
+    from medsight.io.dicom_seg import dicom_label_values
+
     for case in cases:
-        found = np.unique(read_image_file(case.label).array) if case.label is not None and case.label.exists() else []
+        found = []
+        if case.label is not None and case.label.exists():  # a DICOM SEG or RTSTRUCT names its classes in its header
+            found = dicom_label_values(case.label, labels)
+            found = np.unique(read_image_file(case.label).array) if found is None else found
         present.append([values.index(int(v)) for v in found if int(v) in labels and int(v) != 0])
     return rarest_present(present, len(values))
 
@@ -285,6 +295,9 @@ def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
     meta = _load_json(json_path)
     labels = parse_labels(meta.get("labels"), json_path)
     channels = _channel_names(meta)
+    from medsight.io.label_codes import check_mapping
+
+    label_codes = check_mapping(meta.get("label_codes", {}), json_path, names=list(labels.values()))
     if "training" in meta and "file_ending" not in meta:
         cases = _msd_cases(root, meta, json_path)
         ending = split_suffix(cases[0].images[0])[1] if cases else ".nii.gz"
@@ -318,7 +331,7 @@ def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
     dataset = SegmentationDataset(
         path=root, format="nnunet", task="segmentation", spatial_dims=dims, splits=splits, case_ids=case_ids,
         channels=channels, classes=[labels[k] for k in labels], cases=cases, labels=labels, file_ending=ending,
-        modalities=channels, fold=fold, groups=[dicom_patient(c.images[0]) if c.images[0].is_dir() else None
+        modalities=channels, fold=fold, label_codes=label_codes, groups=[dicom_patient(c.images[0]) if c.images[0].is_dir() else None
                                                 for c in cases],
     )
     assign_splits(dataset, lambda: label_strata(cases, labels), fold)

@@ -4,7 +4,7 @@ report.html, so that a figure can be compared with a published one without readi
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from medsight.metrics.froc import FROC_RATES, IOU_HIT
 

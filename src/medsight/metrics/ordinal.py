@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medsight.io.class_order import GRADE_NAME, grade_number, ordinal_class_order  # noqa: F401 (re-exported)
 from medsight.metrics.classification import confusion_matrix, kappa_from_confusion
 
 SEARCH_PASSES = 3

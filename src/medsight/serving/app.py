@@ -1,9 +1,10 @@
 """The HTTP server: a trained run behind FastAPI, with a web page where a person drops an image.
 
-GET /health, GET /model (task, classes, input, metrics), POST /predict (an image or volume file, or a zip
-of one DICOM series) -> JSON with the task's record and its pictures as base64 PNG, /docs (OpenAPI), and
-the page at /. What a task writes is not known here: each record's "images" ({label: [PNG paths]}, several
-paths = slices) become data URLs and every other JSON-able entry is passed on. Uploads live in a private
+GET /health, GET /model (task, classes, input, metrics), POST /predict (an image or volume file, the files
+of one DICOM series, or a zip of them) -> JSON with the task's record, its pictures as base64 PNG and, for
+3D inputs, the volume and predicted label map as NIfTI for the page's viewer (NiiVue, shipped in static/);
+/docs (OpenAPI), and the page at /. What a task writes is not known here: each record's "images" ({label:
+[PNG paths]}) become data URLs and every other JSON-able entry is passed on. Uploads live in a private
 temporary folder that is removed after each request; the only files read besides them are the run's own
 and the page's static files, looked up by fixed name.
 """
@@ -29,13 +30,14 @@ from medsight.io.images import IMAGE_SUFFIXES
 from medsight.io.inputs import discover_inputs
 from medsight.jsonio import jsonable
 from medsight.serving.limits import BearerToken, BodyLimit
-from medsight.serving.slices import label_slices
-from medsight.serving.uploads import UploadError, check_self_contained, check_voxels, problem_text, safe_name, save_upload
+from medsight.serving.uploads import UploadError, check_self_contained, check_voxels, problem_text, save_uploads
+from medsight.serving.volumes import viewer_volumes
 from medsight.serving.voxels import MAX_VOXELS
 
 MAX_UPLOAD_MB = 64
 # The page's files, by the only names the server will serve.
-STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
+          "niivue.umd.js": "text/javascript; charset=utf-8", "niivue-LICENSE.txt": "text/plain; charset=utf-8"}
 PICTURE_FOLDERS = ("overlays", "explain", "slices")  # where pictures meant for people are written
 MAX_INLINE_JSON = 4 << 20
 
@@ -130,21 +132,23 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
     @app.get("/model")
     def model() -> dict[str, Any]:
         """Task, classes, input format, operating point and evaluation metrics of the served run."""
-        uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)"], "max_upload_mb": int(max_upload_mb),
+        uploads = {"accepts": [*IMAGE_SUFFIXES, ".zip (one DICOM series)", "several DICOM files (one series)"], "max_upload_mb": int(max_upload_mb),
                    "max_voxels": int(max_voxels)}
         return jsonable({**predictor.describe(), "uploads": uploads})
 
     @app.post("/predict")
-    def predict(file: UploadFile = File(..., description="an image or volume, or a zip of one DICOM series"),
+    def predict(file: list[UploadFile] = File(..., description="an image or volume, the files of one DICOM "
+                                                             "series (this field repeated), or a zip of them"),
                 explain: bool = Form(False, description="also return Grad-CAM heat maps where the task has them")
                 ) -> JSONResponse:
-        """Predict one uploaded image or volume; the answer holds the result and its pictures (base64 PNG)."""
+        """Predict one uploaded image, volume or DICOM series; the answer holds the result, its pictures (base64
+        PNG) and, for a 3D input, "volumes": the image and its label map as NIfTI data URLs."""
         started = time.perf_counter()
-        name = safe_name(file.filename)
         with tempfile.TemporaryDirectory(prefix="medsight-serve-") as tmp:
             upload_dir = Path(tmp) / "upload"
+            name = "upload"
             try:
-                source = save_upload(file.file, file.filename, upload_dir, limit)
+                source, name = save_uploads([(part.file, part.filename) for part in file], upload_dir, limit)
                 inputs = discover_inputs([source])
                 if len(inputs) != 1:
                     raise UploadError(400, f"{name}: holds {len(inputs)} images; send one image or one DICOM series")
@@ -152,10 +156,10 @@ def create_app(run: str | Path | Predictor, engine: str = "torch", max_upload_mb
                 check_voxels(inputs[0], name, max_voxels)
                 with gate:
                     records = predictor.predict_files(inputs, Path(tmp) / "out", explain=explain)
-                slices = label_slices(records[0], Path(tmp) / "out")
-                if slices:
-                    records[0].setdefault("images", {})["slices"] = [str(p) for p in slices]
+                volumes = viewer_volumes(records[0], Path(tmp) / "out")
                 body = response_body(predictor, name, records[0], Path(tmp) / "out", time.perf_counter() - started)
+                if volumes:
+                    body["volumes"] = volumes
             except UploadError as exc:
                 return JSONResponse({"detail": exc.message}, exc.status)
             except MedsightError as exc:

@@ -1,11 +1,12 @@
-"""Turning an upload into one input on disk: a checked file name, a size limit, a DICOM series from a zip."""
+"""Turning an upload into one input on disk: a checked file name, a size limit, a DICOM series from a zip
+or from several files sent at once."""
 
 from __future__ import annotations
 
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import BinaryIO, Sequence
 
 from medsight.errors import MedsightError
 from medsight.io.images import IMAGE_SUFFIXES, is_dicom_file, suffix_of
@@ -46,13 +47,35 @@ def save_upload(stream: BinaryIO, filename: str | None, folder: Path, limit_byte
                            "NIfTI, NRRD, MHA or DICOM file, or a zip of one DICOM series")
 
 
-def _copy_limited(stream: BinaryIO, target: Path, limit_bytes: int, name: str) -> int:
+def save_uploads(parts: Sequence[tuple[BinaryIO, str | None]], folder: Path, limit_bytes: int) -> tuple[Path, str]:
+    """One uploaded file as save_upload does, or several as the files of one DICOM series (folder/series);
+    returns the input to predict and the name that messages give it."""
+    if len(parts) == 1:
+        stream, filename = parts[0]
+        return save_upload(stream, filename, folder, limit_bytes), safe_name(filename)
+    if len(parts) > MAX_ZIP_MEMBERS:
+        raise UploadError(400, f"{len(parts)} files sent (at most {MAX_ZIP_MEMBERS} in one series)")
+    series = folder / "series"
+    series.mkdir(parents=True, exist_ok=True)
+    left = limit_bytes  # the limit holds for the files together, as for one file
+    for index, (stream, filename) in enumerate(parts):
+        name = safe_name(filename)
+        target = series / f"{index:05d}_{name}"
+        left -= _copy_limited(stream, target, left, name, shown_limit=limit_bytes)
+        if not (suffix_of(target) == ".dcm" or is_dicom_file(target)):
+            raise UploadError(415, f"{name}: is not a DICOM file; several files are read as one DICOM series "
+                                   "(send other images one at a time)")
+    return series, f"{len(parts)} DICOM files"
+
+
+def _copy_limited(stream: BinaryIO, target: Path, limit_bytes: int, name: str, shown_limit: int | None = None) -> int:
     written = 0
     with open(target, "wb") as out:
         while chunk := stream.read(1 << 20):
             written += len(chunk)
             if written > limit_bytes:
-                raise UploadError(413, f"{name}: larger than the upload limit of {limit_bytes // (1 << 20)} MiB")
+                shown = (shown_limit or limit_bytes) // (1 << 20)
+                raise UploadError(413, f"{name}: larger than the upload limit of {shown} MiB")
             out.write(chunk)
     if written == 0:
         raise UploadError(400, f"{name}: the uploaded file is empty")

@@ -32,6 +32,11 @@ class Task(ABC):
         self.info = info
         self.device = torch.device(device)
 
+    @property
+    def preprocessing_plan(self) -> dict[str, Any]:
+        """The plan whose preprocessing steps prepare this task's network inputs (export.json records them)."""
+        return self.plan
+
     # data set level ------------------------------------------------------
     @classmethod
     @abstractmethod

@@ -6,6 +6,8 @@ tracked (and MLflow's run id), so `--resume`, `evaluate` and `export` add to the
 packages are optional (``pip install 'medsight[tracking]'``) and imported only when a run is tracked.
 """
 
-from medsight.tracking.record import (  # noqa: F401
+from medsight.tracking.record import (
     TRACKING_FILE, TrackSpec, after_evaluate, after_export, open_trackers, parse_track,
 )
+
+__all__ = ["TRACKING_FILE", "TrackSpec", "after_evaluate", "after_export", "open_trackers", "parse_track"]

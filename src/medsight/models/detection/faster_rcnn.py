@@ -104,6 +104,7 @@ class FasterRCNN(nn.Module):
         # the anchor sizes of each level: a RoI is pooled from the level whose anchors match its size
         base = torch.tensor(anchor_shapes, dtype=torch.float32).prod(1).pow(1.0 / spatial_dims).mean().item()
         self.level_sizes = [base * s for s in feature_map_scales]
+        self._anchor_key, self._anchors = None, []  # anchors_for: the last shapes' anchors
 
     # ------------------------------------------------------------------------------------------------
     exported_part = "backbone + FPN + RPN heads (proposals, RoI align and the box head run after, in PyTorch)"
@@ -138,10 +139,20 @@ class FasterRCNN(nn.Module):
         levels = self.num_levels
         maps = list(head_outputs[:levels])
         input_shape = input_shape_of(maps[0], self.feature_extractor.strides[0])
-        anchors = self.anchor_generator(anchor_images(maps[0], input_shape), maps)
+        anchors = self.anchors_for(maps, input_shape)
         objectness = flatten_maps(head_outputs[levels:2 * levels], 1).squeeze(-1)
         deltas = flatten_maps(head_outputs[2 * levels:], 2 * self.spatial_dims)
         return maps, anchors, objectness, deltas
+
+    def anchors_for(self, maps: Sequence[torch.Tensor], input_shape: Sequence[int]) -> list[torch.Tensor]:
+        """The anchors of every image, generated once per input and map shapes (as MONAI's RetinaNet keeps them)."""
+        # inference-mode tensors must not reach training's autograd: the mode is part of the key
+        key = (tuple(input_shape), tuple(tuple(m.shape) for m in maps), maps[0].device, maps[0].dtype,
+               torch.is_inference_mode_enabled())
+        if getattr(self, "_anchor_key", None) != key:
+            self._anchors = self.anchor_generator(anchor_images(maps[0], input_shape), maps)
+            self._anchor_key = key
+        return self._anchors
 
     def postprocess(self, head_outputs: Sequence[torch.Tensor], image_sizes: Sequence[Sequence[int]]) -> list[dict]:
         """Proposals (decoding, top-k, NMS), RoI align, the box head and final decoding and NMS."""
@@ -165,7 +176,7 @@ class FasterRCNN(nn.Module):
                 chosen.append(idx[scores[idx].topk(min(pre, len(idx))).indices])
             idx = torch.cat(chosen)
             boxes, scores, levels = boxes[idx], scores[idx], levels[idx]
-            keep = nms(boxes, scores, 0.7, levels)[:post]
+            keep = nms(boxes, scores, 0.7, levels, post)
             proposals.append(boxes[keep])
         return proposals
 
@@ -259,7 +270,7 @@ class FasterRCNN(nn.Module):
             scores, labels = scores[keep], labels[keep]
             keep = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = nms(boxes, scores, self.nms_thresh, labels)[: self.detections_per_image]
+            keep = nms(boxes, scores, self.nms_thresh, labels, self.detections_per_image)
             results.append({"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]})
         return results
 

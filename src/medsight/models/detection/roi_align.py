@@ -34,6 +34,17 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Te
     # grid_sample wants the last grid dimension in reversed axis order (x = last array axis)
     mesh = torch.meshgrid(*[torch.arange(a.shape[1], device=features.device) for a in axes], indexing="ij")
     grid = torch.stack([axes[d][:, mesh[d]] for d in reversed(range(dims))], dim=-1)  # (K, *n, D)
-    sampled = F.grid_sample(features[batch_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # one grid_sample per image with all of its RoIs stacked along the first sampled axis: indexing
+    # features[batch_index] instead would copy the whole feature map once per RoI. The pooling windows
+    # (sampling_ratio samples per axis) never straddle two stacked RoIs, so the stack is pooled as it is.
+    samples = list(grid.shape[1:-1])
     pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
-    return pool(sampled, kernel_size=sampling_ratio)
+    pooled = features.new_empty((num_rois, features.shape[1], *out_size))
+    for image in torch.unique(batch_index).tolist():
+        rois = torch.where(batch_index == image)[0]
+        stacked = grid[rois].reshape(1, len(rois) * samples[0], *samples[1:], dims)
+        sampled = F.grid_sample(features[image:image + 1], stacked, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)  # (1, C, K * n0, n1, ...)
+        out = pool(sampled, kernel_size=sampling_ratio)  # (1, C, K * out0, out1, ...)
+        pooled[rois] = out.view(features.shape[1], len(rois), *out_size).transpose(0, 1)
+    return pooled

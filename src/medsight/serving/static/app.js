@@ -1,9 +1,12 @@
 "use strict";
-// The medsight page: send one file to POST /predict and draw what comes back, whatever the task.
+// The medsight page: send one file (or the files of one DICOM series) to POST /predict and draw what comes
+// back, whatever the task; 3D inputs are shown in NiiVue (static/niivue.umd.js) with the predicted labels on top.
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, text) => { const node = document.createElement(tag); if (text !== undefined) node.textContent = text; return node; };
 let images = {};
+let viewer = null;  // the NiiVue instance, made on the first 3D answer
+let classNames = [];
 
 async function loadModel() {
   try {
@@ -11,6 +14,7 @@ async function loadModel() {
     const model = await response.json();
     const parts = [model.task, (model.models || []).join(" + "), model.engine];
     if (model.classes && model.classes.length) parts.push("classes: " + model.classes.join(", "));
+    classNames = model.classes || [];
     const test = (model.metrics || {}).test;
     if (test && test.auc !== undefined && test.auc !== null) parts.push("test AUC " + Number(test.auc).toFixed(3));
     $("model-info").textContent = parts.filter(Boolean).join(" · ");
@@ -25,13 +29,16 @@ function setState(state, message, isError) {
   $("status").className = isError ? "error" : "";
 }
 
-async function upload(file) {
-  if (!file) return;
-  setState("busy", "predicting " + file.name + " …");
+async function upload(files) {
+  files = Array.from(files || []);
+  if (!files.length) return;
+  const what = files.length === 1 ? files[0].name : files.length + " files";
+  setState("busy", "predicting " + what + " …");
   $("summary").replaceChildren();
   $("viewer").hidden = true;
+  $("volume-viewer").hidden = true;
   const form = new FormData();
-  form.append("file", file, file.name);
+  for (const file of files) form.append("file", file, file.name);
   form.append("explain", $("explain").checked ? "true" : "false");
   try {
     const response = await fetch("/predict", { method: "POST", body: form });
@@ -42,6 +49,7 @@ async function upload(file) {
       return;
     }
     render(body);
+    await showVolumes(body.volumes);
     setState("done", body.file + " · " + body.task + " · " + Number(body.seconds).toFixed(2) + " s");
   } catch (error) {
     setState("error", "the server could not be reached: " + error, true);
@@ -112,14 +120,92 @@ function boxTable(boxes) {
 
 function show(label) {
   for (const button of $("tabs").children) button.setAttribute("aria-selected", String(button.textContent === label));
-  const list = images[label];
-  const slider = $("slice");
-  slider.max = String(list.length - 1);
-  slider.value = String(Math.floor((list.length - 1) / 2));
-  slider.oninput = () => { $("picture").src = list[Number(slider.value)]; $("slice-label").textContent = "slice " + (Number(slider.value) + 1) + " / " + list.length; };
-  $("slices").hidden = list.length < 2;
-  slider.oninput();
+  $("picture").src = images[label][0];
 }
+
+function base64Of(dataUrl) { return dataUrl.slice(dataUrl.indexOf(",") + 1); }
+
+// label k gets the k-th of these colours (background transparent), the same order as the PNG overlays
+const LABEL_COLOURS = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+  [70, 240, 240], [240, 50, 230]];
+
+function labelColourmap(count) {
+  const map = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: ["background"] };
+  for (let k = 1; k <= count; k++) {
+    const [r, g, b] = LABEL_COLOURS[(k - 1) % LABEL_COLOURS.length];
+    map.R.push(r); map.G.push(g); map.B.push(b); map.A.push(255); map.I.push(k);
+    map.labels.push(classNames.length > count ? classNames[k] : "label " + k);
+  }
+  return map;
+}
+
+async function showVolumes(volumes) {
+  if (!volumes || !volumes.image) return;
+  $("volume-viewer").hidden = false;
+  if (!viewer) {
+    viewer = new niivue.Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: true, loadingText: "",
+      crosshairColor: [1, 1, 0, 0.6] });
+    await viewer.attachTo("gl");
+    viewer.setInterpolation(true);  // nearest voxel: labels and small volumes are shown as they are
+    window.medsightViewer = viewer;  // for scripts and tests driving the page
+    viewer.onLocationChange = () => syncSliceSlider();
+  }
+  while (viewer.volumes.length) viewer.removeVolume(viewer.volumes[viewer.volumes.length - 1]);
+  const image = await niivue.NVImage.loadFromBase64({ base64: base64Of(volumes.image), name: "image.nii.gz" });
+  viewer.addVolume(image);
+  $("opacity-control").hidden = !volumes.mask;
+  if (volumes.mask) {
+    const mask = await niivue.NVImage.loadFromBase64({ base64: base64Of(volumes.mask), name: "mask.nii.gz",
+      opacity: Number($("opacity").value) });
+    mask.setColormapLabel(labelColourmap(Math.max(1, Math.round(mask.global_max))));
+    viewer.addVolume(mask);
+  }
+  setWindowFrom(image);
+  setPlane($("plane").value);
+}
+
+// window/level sliders run over the image's whole range; they start at NiiVue's robust range
+function setWindowFrom(image) {
+  const low = image.global_min, high = image.global_max, span = Math.max(high - low, 1e-6);
+  const toSlider = (v) => String(Math.round(1000 * (v - low) / span));
+  $("window").value = toSlider(low + (image.cal_max - image.cal_min));
+  $("level").value = toSlider((image.cal_min + image.cal_max) / 2);
+  const apply = () => {
+    const width = Math.max(span * Number($("window").value) / 1000, span / 1000);
+    const centre = low + span * Number($("level").value) / 1000;
+    image.cal_min = centre - width / 2;
+    image.cal_max = centre + width / 2;
+    viewer.updateGLVolume();
+    $("window-label").textContent = "window " + width.toPrecision(4) + " · level " + centre.toPrecision(4);
+  };
+  $("window").oninput = apply;
+  $("level").oninput = apply;
+  apply();
+}
+
+const PLANE_AXIS = { axial: 2, coronal: 1, sagittal: 0, multiplanar: 2, render: 2 };
+
+function setPlane(plane) {
+  const types = { axial: viewer.sliceTypeAxial, coronal: viewer.sliceTypeCoronal, sagittal: viewer.sliceTypeSagittal,
+    multiplanar: viewer.sliceTypeMultiplanar, render: viewer.sliceTypeRender };
+  viewer.setSliceType(types[plane]);
+  syncSliceSlider();
+}
+
+function syncSliceSlider() {
+  if (!viewer) return;
+  $("volume-slice").value = String(Math.round(1000 * viewer.scene.crosshairPos[PLANE_AXIS[$("plane").value]]));
+}
+
+$("plane").addEventListener("change", () => setPlane($("plane").value));
+$("volume-slice").addEventListener("input", () => {
+  const position = viewer.scene.crosshairPos;
+  position[PLANE_AXIS[$("plane").value]] = Number($("volume-slice").value) / 1000;
+  viewer.drawScene();
+});
+$("opacity").addEventListener("input", () => {
+  if (viewer && viewer.volumes.length > 1) viewer.setOpacity(1, Number($("opacity").value));
+});
 
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
@@ -127,7 +213,7 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (event) => {
   event.preventDefault();
   drop.classList.remove("over");
-  upload(event.dataTransfer.files[0]);
+  upload(event.dataTransfer.files);
 });
-$("file").addEventListener("change", (event) => upload(event.target.files[0]));
+$("file").addEventListener("change", (event) => upload(event.target.files));
 loadModel();

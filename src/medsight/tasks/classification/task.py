@@ -178,6 +178,11 @@ class ClassificationTask(Task):
                 images = images.materialise() if hasattr(images, "materialise") else images
                 self.train_images, self.train_labels = smote(images, self.train_labels, config.seed)
 
+    def export_inputs(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
+        """The prepared images of some cases as one tensor: what ONNX export checks the network on."""
+        rows = self.prepared(dataset, indices)
+        return rows if isinstance(rows, torch.Tensor) else rows[np.arange(len(rows))]
+
     def prepared(self, dataset: TaskDataset, indices: np.ndarray) -> torch.Tensor:
         """Normalised inputs of the cases: in memory for in-memory sets, else rows of the input cache on disk."""
         key = f"{id(dataset)}:{hash(np.asarray(indices).tobytes())}"
@@ -261,7 +266,7 @@ class ClassificationTask(Task):
 
     @property
     def ordinal(self) -> bool:
-        """Ordered grades, as plan.json says (a plan from before the key: as the data set said)."""
+        """Ordered grades: as plan.json says, else as the data set's dataset.json says."""
         return bool(self.plan.get("ordinal", self.info.get("ordinal", False)))
 
     def finish_training(self, model, dataset, indices):

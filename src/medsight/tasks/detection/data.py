@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from monai.apps.detection.transforms.box_ops import flip_boxes, rot90_boxes
 
+from medsight.data.patches import crop
 from medsight.data.preprocess import normalize
 from medsight.data.steps import Prepared, Resized, apply_steps, as_float_tensor
 
@@ -86,8 +87,6 @@ def sample_patch(case: Any, patch: list[int], positive: bool, generator: torch.G
 
     The image is a tensor in memory or a memory-mapped array on disk (world-unit plans): only the patch is read.
     """
-    from medsight.tasks.segmentation.data import crop
-
     image = case.image
     size = np.array(patch)
     dims = len(patch)

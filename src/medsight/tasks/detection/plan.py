@@ -29,7 +29,6 @@ def plan_anchors(sizes: np.ndarray, stride: int) -> dict[str, Any]:
     three octave steps per level, and one to three aspect ratios (the 20/50/80% quantiles when the boxes'
     shapes spread, else the median shape).
     """
-    dims = sizes.shape[1]
     geo = np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1))
     base = max(float(np.percentile(geo, 5)), float(stride))
     ratios = sizes / geo[:, None]  # per-axis shape relative to the geometric mean

@@ -22,6 +22,7 @@ from medsight.tasks.detection.export import export_agreement, export_inputs, exp
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
 from medsight.tasks.detection.tiling import read_case_near_scale
+from medsight.tasks.detection.world import WorldCases, cache_plan, luna16_scores
 from medsight.data.ranks import per_rank_batch
 
 VALIDATION_CASES = 40  # validation during training looks at this many cases at most (it runs every epoch)
@@ -50,8 +51,6 @@ class DetectionTask(Task):
         self._prepared: dict[int, Any] = {}
         self.world = None
         if dataset is not None and "target_spacing" in self.plan:
-            from medsight.tasks.detection.world import WorldCases
-
             self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
             self.world.cache.ensure(dataset.splits["train"])
         if dataset is not None:
@@ -59,12 +58,15 @@ class DetectionTask(Task):
 
     def world_cases(self, dataset: TaskDataset):
         """The on-disk cache of a world-unit plan (made on first use when evaluating without training)."""
-        from medsight.tasks.detection.world import WorldCases
-
         if getattr(self, "world", None) is None or self.world.dataset is not dataset:
             extra = getattr(getattr(self, "config", None), "extra", {}) or {}
             self.world = WorldCases(dataset, self.plan, extra.get("cache_dir"))
         return self.world
+
+    @property
+    def preprocessing_plan(self) -> dict[str, Any]:
+        """A world-unit plan's scans are resampled and normalised by the volume cache's steps."""
+        return cache_plan(self.plan) if "target_spacing" in self.plan else self.plan
 
     def prepared(self, dataset: TaskDataset, index: int):
         """A case normalised and scaled as the plan says: kept in memory (float16), or under a world-unit
@@ -112,8 +114,6 @@ class DetectionTask(Task):
             predictions.append(found)
         result = metric.compute()
         if "target_spacing" in self.plan and getattr(dataset, "geometries", None):
-            from medsight.tasks.detection.world import luna16_scores
-
             # LUNA16's rule replaces the IoU one: a hit is a predicted centre within a nodule's radius (mm)
             luna = luna16_scores(dataset, indices, predictions)
             result["metrics"].update(froc=luna["sensitivity"], cpm=luna["cpm"], froc_rule="luna16")

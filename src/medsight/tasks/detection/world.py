@@ -2,8 +2,8 @@
 
 A plan with ``target_spacing`` (made for scans whose geometry is known, such as LUNA16's) puts every scan on
 one grid of millimetres, so a 10 mm nodule has the same size in voxels whatever the scanner, and the anchors
-are fixed in mm. The resampled, normalised scans are written once by the segmentation cache
-(``PreprocessedCache``, images only) and read memory-mapped: training cuts patches from the files and
+are fixed in mm. The resampled, normalised scans are written once by the volume cache
+(``medsight.data.volume_cache``, images only) and read memory-mapped: training cuts patches from the files and
 prediction slides its windows over them, so memory does not grow with the number or size of the scans.
 Boxes go back to each scan's own voxels (and from there to world mm) by the exact ratio of the grids.
 """
@@ -18,12 +18,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medsight.data.volume_cache import PreprocessedCache
+from medsight.data.volumes import preprocess, resampled_shape
+
 MIN_BOX_VOXELS = 8.0  # the grid may be coarser than the scans' median spacing while the small boxes keep this size
 SAMPLE_VALUES = 20_000  # voxels per scan for the intensity statistics (a 512x512x300 scan is never held twice)
 
 
 def cache_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """What the segmentation cache needs to resample and normalise a scan as this detection plan says."""
+    """What the volume cache needs to resample and normalise a scan as this detection plan says."""
     norm = plan["normalization"]
     schemes = [{"scheme": "ct", "clip": list(norm["clip"]), "mean": m, "std": s} for m, s in zip(norm["mean"], norm["std"])]
     return {"task": "segmentation", "target_spacing": list(plan["target_spacing"]), "normalization": schemes,
@@ -32,8 +35,6 @@ def cache_plan(plan: dict[str, Any]) -> dict[str, Any]:
 
 def grid_ratio(shape: Sequence[int], plan: dict[str, Any], spacing: Sequence[float]) -> np.ndarray:
     """Resampled / original shape per array axis: a continuous coordinate c becomes c * ratio."""
-    from medsight.tasks.segmentation.data import resampled_shape
-
     new = resampled_shape(shape, spacing, plan["target_spacing"])
     return np.asarray(new, float) / np.asarray(shape, float)
 
@@ -43,7 +44,7 @@ def scale_boxes(boxes: np.ndarray, ratio: np.ndarray) -> np.ndarray:
 
 
 class CacheView:
-    """A detection data set as the segmentation cache reads it: image and spacing per case, no label."""
+    """A detection data set as the volume cache reads it: image and spacing per case, no label."""
 
     def __init__(self, dataset: Any):
         self.dataset, self.path, self.case_ids = dataset, dataset.path, dataset.case_ids
@@ -75,8 +76,6 @@ class WorldCases:
     """The cache of a data set under a world-unit plan, with the boxes moved onto its grid."""
 
     def __init__(self, dataset: Any, plan: dict[str, Any], root: Path | None = None):
-        from medsight.tasks.segmentation.data import PreprocessedCache
-
         self.dataset, self.plan = dataset, plan
         self.cache = PreprocessedCache(CacheView(dataset), cache_plan(plan), root)
 
@@ -94,8 +93,6 @@ class WorldCases:
 
 def prepare_world(raw: np.ndarray, spacing: Sequence[float], plan: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray]:
     """A raw (C, z, y, x) scan with its array-order spacing -> (network input on the target grid, grid ratio)."""
-    from medsight.tasks.segmentation.data import preprocess
-
     image, _ = preprocess(raw[: plan["in_channels"]], spacing, cache_plan(plan))
     return image, np.asarray(image.shape[1:], float) / np.asarray(raw.shape[1:], float)
 

@@ -23,7 +23,7 @@ from medsight.models import create_model
 from medsight.models.parts import in_part, part_prefixes
 from medsight.tasks.base import Task
 from medsight.tasks.classification.task import ClassificationTask, EpochBatches, augment_generator, shared_order
-from medsight.tasks.segmentation.data import PatchBatches
+from medsight.data.patches import PatchBatches
 from medsight.tasks.segmentation.task import SegmentationTask
 from medsight.data.ranks import per_rank_batch
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medsight.tasks.segmentation.data import prepare_case, resample
+from medsight.data.volumes import prepare_case, resample
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:

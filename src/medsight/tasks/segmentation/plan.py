@@ -187,6 +187,7 @@ def make_segmentation_plan(dataset, target=None) -> dict[str, Any]:
         "in_channels": len(dataset.channels),
         "num_classes": len(dataset.labels),
         "labels": {str(k): v for k, v in dataset.labels.items()},
+        **({"label_codes": dataset.label_codes} if dataset.label_codes else {}),  # for DICOM results
         **region_entry(dataset.labels),
         "fingerprint": {k: v for k, v in prints.items() if k not in ("spacings", "shapes", "nonzero_shapes")} | {
             "median_spacing": [float(s) for s in np.median(spacings, axis=0)],

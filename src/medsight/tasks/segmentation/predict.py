@@ -11,7 +11,7 @@ import numpy as np
 from medsight.errors import MedsightError
 from medsight.io.images import read_image, strip_suffix, suffix_of, write_like
 from medsight.io.inputs import output_names
-from medsight.io.segmentation import _check_finite
+from medsight.io.segmentation import check_finite
 from medsight.jsonio import save_json
 from medsight.tasks.segmentation.infer import predict_label
 from medsight.tasks.segmentation.report import save_overlay
@@ -53,7 +53,7 @@ def _read_input(path: Path, plan: dict[str, Any]):
     for f, image in zip(files, images):
         if image.spatial_dims != plan["spatial_dims"]:
             raise MedsightError(f, f"is {image.spatial_dims}D but the model segments {plan['spatial_dims']}D images")
-        _check_finite(image.array, f)
+        check_finite(image.array, f)
         arrays.extend(image.array.astype(np.float32))
     if len(arrays) != plan["in_channels"]:
         raise MedsightError(path, f"has {len(arrays)} channel(s) but the model takes {plan['in_channels']}")

@@ -14,12 +14,13 @@ from medsight.errors import MedsightError
 from medsight.losses.segmentation import SegmentationLoss
 from medsight.models import create_model
 from medsight.tasks.base import Task
-from medsight.tasks.segmentation.data import PatchBatches, PreprocessedCache, build_augment
+from medsight.data.augment import build_augment
+from medsight.data.volume_cache import PreprocessedCache
+from medsight.tasks.segmentation.data import epoch_batches, training_cache
 from medsight.tasks.segmentation.infer import largest_component, sliding_probabilities
 from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
-from medsight.data.ranks import per_rank_batch
 from medsight.tasks.segmentation.regions import RegionLoss, probabilities_as_logits, regions_to_labels
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
@@ -62,17 +63,12 @@ class SegmentationTask(Task):
         self.validate_every = int(self.plan.get("validate_every", 1))
         self.cache: PreprocessedCache | None = None
         if dataset is not None:
-            self.cache = PreprocessedCache(dataset, self.plan, config.extra.get("cache_dir"))
-            needed = np.concatenate([dataset.splits["train"], dataset.splits.get("val", np.array([], int))])
-            self.cache.ensure(np.unique(needed))
+            self.cache = training_cache(dataset, self.plan, config.extra.get("cache_dir"))
             self.augment = build_augment(self.plan)
 
     def train_batches(self, dataset, indices, epoch, seed, rank=0, world_size=1):
-        # the plan's batch is the global one: every rank takes its share of each of the epoch's steps
-        steps = max(1, int(self.plan["iterations_per_epoch"]))
-        stream = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-        return PatchBatches(self.cache, indices, self.plan, per_rank_batch(self.batch_size, world_size), steps,
-                            stream, self.augment)
+        return epoch_batches(self.cache, indices, self.plan, self.batch_size, epoch, seed, rank, world_size,
+                             self.augment)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         output = model(batch["image"].to(self.device))
