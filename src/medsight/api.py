@@ -35,6 +35,7 @@ from medsight.device import resolve_device
 from medsight.tracking import TRACKING_FILE, after_evaluate, open_trackers, parse_track
 from medsight.training.distributed import DistContext
 from medsight.training.loop import fit
+from medsight.training import race as racing
 from medsight.training.transfer import init_weights_path
 
 __all__ = ["card", "check", "compare", "crossval", "echo", "evaluate", "evaluate_ensemble", "evaluate_folders",
@@ -78,15 +79,44 @@ def make_plan(task_cls: type[Task], dataset, device: str = "cpu") -> dict[str, A
     return result
 
 
-def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0, device: str = "auto") -> dict[str, Any]:
-    """Fingerprint the data set and write RUN/plan.json, for the device --device names."""
+def plan(data: str | Path, out: str | Path, seed: int = 0, fold: int = 0, device: str = "auto", race: bool = False,
+         minutes: float | None = None) -> dict[str, Any]:
+    """Fingerprint the data set and write RUN/plan.json, for the device --device names.
+
+    race: race the task's candidates as `train --minutes M` would (M: minutes, default RACE_MINUTES) and write
+    the winner's configuration with the race's table; a `train --minutes M` with the same M, seed and fold then
+    continues the winner from the race instead of starting over.
+    """
+    if minutes is not None and not race:
+        raise MedsightError(None, "plan --minutes is the budget of a race: give --race too")
     task_cls, dataset = read_dataset(data, seed, fold)
     save_generated(dataset, echo)
     result = make_plan(task_cls, planning_view(dataset), device)  # every fold's training cases: folds share one plan
     run = RunFolder(out)
     run.path.mkdir(parents=True, exist_ok=True)
+    if race:
+        minutes = RACE_MINUTES if minutes is None else minutes
+        config = TrainConfig(task=task_cls.name, data=str(Path(data).resolve()), model=result["model"], minutes=minutes,
+                             seed=seed, fold=fold, device=device)
+        outcome = racing.run_race(task_cls, dataset, run_info(dataset), run.path, result, config, minutes, echo)
+        result = racing.winner_plan(result, outcome)
     run.save_plan(result)
     return result
+
+
+RACE_MINUTES = 10.0  # `plan --race` without --minutes races as a 10-minute training would
+
+
+def race_base(run: RunFolder, plan: dict[str, Any], minutes: float, seed: int, fold: int) -> dict[str, Any] | None:
+    """The plan a `train --minutes` race starts from: the plan itself when it has not raced, the race's own base
+    plan when it raced with the same budget, seed and fold (the race is then reused); None: no race."""
+    raced = plan.get("race")
+    if raced is False:
+        return None
+    if raced is None:
+        return plan
+    same = (raced.get("budget_minutes"), raced.get("seed"), raced.get("fold")) == (minutes, seed, fold)
+    return racing.stored_base_plan(run.path) if same else None
 
 
 def train(data: str | Path | None, out: str | Path, model: str | None = None, epochs: int | None = None,
@@ -94,8 +124,11 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
           learning_rate: float | None = None, batch_size: int | None = None,
           operating_point: str = "balanced_accuracy", init: str | Path | None = None, freeze: str = "none",
           init_lr_scale: float = 0.1, pretext: bool = False, track: Sequence[str] = (), device: str = "auto",
-          amp: str = "auto", workers: int = 0, deterministic: bool = False) -> dict[str, Any]:
+          amp: str = "auto", workers: int = 0, deterministic: bool = False, race: bool = False) -> dict[str, Any]:
     """Plan (when plan.json is missing) and train; --resume continues from RUN/checkpoint.pt.
+
+    race: with minutes and no model, race the task's candidates first (medsight.training.race) and train the
+    winner for the rest of the budget; a plan with "race": false, or no candidates, trains the plan's model.
 
     device, workers: where this process trains and its data workers (a resume may change them);
     amp, deterministic: recorded in config.json with the run (a resume keeps the run's own).
@@ -139,12 +172,19 @@ def train(data: str | Path | None, out: str | Path, model: str | None = None, ep
                 run.save_plan(result_plan)
         config = TrainConfig(
             task=task_cls.name, data=str(Path(data).resolve()), model=model or result_plan["model"], epochs=epochs,
-            minutes=minutes, seed=seed, fold=fold, balance=balance, learning_rate=learning_rate,
+            minutes=minutes, seed=seed, fold=fold, balance=balance,
+            learning_rate=learning_rate if learning_rate is not None else result_plan.get("learning_rate"),
             batch_size=batch_size, operating_point=operating_point, init=init, freeze=freeze,
             init_lr_scale=init_lr_scale, device=device, amp=amp, num_workers=workers, deterministic=deterministic,
             extra={"pretrain": pretext_task(task_cls).objective} if pretext else {},
         )
         get_entry(config.model, task_cls.name)  # unknown model names fail before any work
+        base = race_base(run, result_plan, minutes, seed, fold) if race and minutes and not (model or epochs or pretext) else None
+        if base is not None and len(racing.race_candidates(task_cls, base)) >= 2 and not DistContext.from_env().enabled:
+            info = run_info(dataset)
+            outcome = racing.run_race(task_cls, dataset, info, run.path, base, config, minutes, echo)
+            trackers = training_trackers(run.path, specs, False)
+            return racing.train_winner(task_cls, dataset, info, run.path, base, outcome, config, echo, trackers)
         if is_main:
             config.save(run.config_path)
             run.save_dataset_info(dataset.info())

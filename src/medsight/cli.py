@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     _add_device(p, "the device to plan for: auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--race", action="store_true",
+                   help="race the task's candidate configurations on the data and plan the winner")
+    p.add_argument("--minutes", type=float, help="with --race: the training budget the race is for (default 10)")
 
     p = sub.add_parser("train", help="train a model into a run folder")
     _add_run_options(p)
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a run's (a packed run's, a .safetensors file's) tensors whose name and shape match")
     p.add_argument("--freeze", choices=("none", "encoder"), default="none", help="with --init: keep the encoder fixed")
     p.add_argument("--init-lr-scale", type=float, default=0.1, help="learning rate of pretrained tensors (x --lr)")
+    p.add_argument("--no-race", action="store_true",
+                   help="with --minutes: train the plan's model alone instead of racing the candidates first")
     p.add_argument("--track", action="append", default=[], metavar="mlflow:URI|tensorboard:DIR",
                    help="experiment tracking (repeatable): an MLflow file store or server, or a TensorBoard folder")
 
@@ -214,7 +219,8 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "check":
         _print_json(api.check(args.data, series=args.series))
     elif args.command == "plan":
-        api.plan(args.data, args.out, seed=args.seed, fold=args.fold, device=args.device)
+        api.plan(args.data, args.out, seed=args.seed, fold=args.fold, device=args.device, race=args.race,
+                 minutes=args.minutes)
         print(f"plan: {os.path.join(args.out, 'plan.json')}")
     elif args.command == "train":
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -225,7 +231,8 @@ def run_command(args: argparse.Namespace) -> int:
                             fold=args.fold, seed=args.seed, resume=args.resume, balance=args.balance,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             operating_point=args.operating_point, init=args.init, freeze=args.freeze,
-                            init_lr_scale=args.init_lr_scale, track=args.track, **_train_settings(args))
+                            init_lr_scale=args.init_lr_scale, track=args.track, race=not args.no_race,
+                            **_train_settings(args))
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"trained: {args.out} (best epoch {summary['best_epoch']}, score {summary['best_score']:.4f}, "
                   f"{summary['seconds']:.0f} s)")

@@ -9,6 +9,7 @@ from medsight.data.splits import as_test_set
 from medsight.errors import MedsightError
 from medsight.io.formats import read_dataset
 from medsight.jsonio import load_json, save_json
+from medsight.report.training import add_training_record
 from medsight.run import load_run
 
 
@@ -46,7 +47,8 @@ def evaluate_run(run_path: str | Path, data: str | Path | None = None, split: st
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     result = task.evaluate(run, model, dataset, split, run.eval_dir(split))
-    return {**result, "scored": record_scored(run.eval_dir(split), dataset, split)}
+    training = add_training_record(run, run.eval_dir(split))  # how the weights were chosen, and any race
+    return {**result, **training, "scored": record_scored(run.eval_dir(split), dataset, split)}
 
 
 def set_nsd_tolerance(task: Any, tolerance: float | Sequence[float] | None, where: Any) -> None:

@@ -249,3 +249,21 @@ def write_report(path: str | Path, title: str, summary: Mapping[str, Any], secti
     path = Path(path)
     atomic_write(path, write)
     return path
+
+
+def append_sections(path: str | Path, sections: Sequence[Section]) -> Path:
+    """Add sections to a written report, after its own and before the footer (for facts every task reports)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    at = text.rfind("<footer>")
+    if not sections or at < 0:
+        return path
+    first = text.count('<section id="section-')
+    added = "\n".join(section_html(s, first + i) for i, s in enumerate(sections)) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text[:at] + added + text[at:])
+
+    atomic_write(path, write)
+    return path

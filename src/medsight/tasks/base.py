@@ -46,6 +46,15 @@ class Task(ABC):
         target: the device planned for (tasks.plan_target.PlanTarget; None: the CPU).
         """
 
+    @classmethod
+    def race_candidates(cls, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        """The configurations a --minutes race tries on the data (medsight.training.race), each a dict of
+        ``name``, ``model``, ``learning_rate`` (None: the model's default) and ``plan`` (plan entries it changes).
+
+        None offered (the default): `train --minutes` trains the plan's model alone.
+        """
+        return []
+
     # training ------------------------------------------------------------
     @abstractmethod
     def build_model(self, model_name: str) -> nn.Module:

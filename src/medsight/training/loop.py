@@ -28,6 +28,7 @@ from medsight.training.checkpoint import load_checkpoint, save_checkpoint
 from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
 from medsight.training.seeding import seed_everything, set_deterministic
+from medsight.training.selection import EpochSelector, SelectionRule
 from medsight.training.transfer import prepare_transfer
 
 GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
@@ -112,6 +113,11 @@ def averaged_weights(model: nn.Module, decay: float) -> torch.optim.swa_utils.Av
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def slice_spent(stop_after: float | None, seconds: float, ctx: DistContext) -> bool:
+    """Whether a slice of stop_after training seconds is over (one process only: DDP ranks never stop alone)."""
+    return stop_after is not None and not ctx.enabled and seconds >= stop_after
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -134,10 +140,14 @@ def validate(task: Task, model: nn.Module, kept: nn.Module, dataset: TaskDataset
 
 
 def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, resume: bool = False,
-        echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
+        echo: Callable[[str], None] | None = None, callbacks: Sequence[TrainingCallback] = (),
+        stop_after: float | None = None) -> dict[str, Any]:
     """Train task's model on dataset into run; returns a summary (best epoch and score, epochs, seconds).
 
     callbacks hear of the start, each epoch's log row and the end, on rank 0 only (see training.callbacks).
+    stop_after: seconds of training after which fit returns, the epoch cut short there, validated and
+    checkpointed, with the schedule still planned for the whole budget, so that a --resume continues it (a race's
+    slice).
     """
     from medsight.device import resolve_device
 
@@ -161,7 +171,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
 
     # --init happens once, at the start; a resume from a checkpoint only rebuilds the frozen set and groups
     groups = prepare_transfer(model, config, run, resume and run.checkpoint_path.is_file(), ctx.is_main, say)
-    base_lr = config.learning_rate or get_entry(config.model).default_lr
+    base_lr = config.learning_rate if config.learning_rate is not None else get_entry(config.model).default_lr
     optimizer = task.optimizer(model, base_lr, config.weight_decay, groups)
     ema = averaged_weights(model, float(task.plan.get("ema_decay") or 0.0))
     kept = model if ema is None else ema.module  # what is validated and saved (the bare module, never the DDP wrapper)
@@ -169,6 +179,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         "epoch": 0, "planned_epochs": config.epochs or int(task.plan.get("epochs", 10)),
         "best_score": -math.inf, "best_epoch": -1, "elapsed": 0.0, "log": [],
     }
+    train_idx, val_idx = dataset.splits["train"], dataset.splits.get("val", np.array([], dtype=int))
+    selector = EpochSelector(SelectionRule.from_plan(task.plan, len(val_idx)))
     if ctx.is_main:
         remove_stale_temporaries(run)
     if resume and run.checkpoint_path.is_file():
@@ -179,6 +191,10 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             ema.load_state_dict(checkpoint["ema"])
         precision.load_state_dict(checkpoint.get("grad_scaler"))
         progress.update(checkpoint["progress"])
+        if "selection" in checkpoint:
+            selector.load_state_dict(checkpoint["selection"])
+        else:  # a checkpoint from before the rule: its best so far stays the one to beat
+            selector.best_epoch, selector.best_score = progress["best_epoch"], progress["best_score"]
         if progress["epoch"] < progress["planned_epochs"]:
             say(f"resuming {run.path} at epoch {progress['epoch'] + 1}/{progress['planned_epochs']}")
         else:
@@ -190,12 +206,15 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[task.device] if task.device.type == "cuda" else None)
 
-    train_idx, val_idx = dataset.splits["train"], dataset.splits.get("val", np.array([], dtype=int))
     if len(train_idx) == 0:
         raise MedsightError(dataset.path, "has no training cases")
     budget = None if config.minutes is None else config.minutes * 60.0
 
+    stopped = False
     while progress["epoch"] < progress["planned_epochs"]:
+        if stop_after is not None and progress["elapsed"] >= stop_after:
+            stopped = True
+            break
         epoch, planned = progress["epoch"], progress["planned_epochs"]
         started = time.perf_counter()
         seed_everything(rank_seed(config.seed, epoch, ctx.rank))  # dropout: each rank its own stream
@@ -205,6 +224,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         steps = ctx.min_int(len(batches)) if hasattr(batches, "__len__") else 0
         losses, lr = [], base_lr
         for step, batch in enumerate(in_step(batches, steps, ctx)):
+            if step and slice_spent(stop_after, progress["elapsed"] + time.perf_counter() - started, ctx):
+                break  # a race's slice ends mid-epoch: candidates are compared after equal time, not equal epochs
             lr = learning_rate(base_lr, epoch, step, steps, planned)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -225,18 +246,23 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         train_loss = ctx.mean(local_loss)
 
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
-        is_last = epoch + 1 >= planned
+        # the end of a slice is validated too, so that a race scores every candidate on what it has just learnt
+        ends_slice = slice_spent(stop_after, progress["elapsed"] + time.perf_counter() - started, ctx)
+        is_last = epoch + 1 >= planned or ends_slice
         if len(val_idx) and ((epoch + 1) % task.validate_every == 0 or is_last):
             metrics = validate(task, model, kept, dataset, val_idx, ctx)
             row.update({k: v for k, v in metrics.items() if k != "score"})
             score = float(metrics["score"])
         else:
             score = -train_loss if not len(val_idx) else None  # without validation cases: lowest train loss
-        improved = score is not None and score > progress["best_score"]
-        if improved:
-            progress["best_score"], progress["best_epoch"] = score, epoch + 1
-            if ctx.is_main:
-                run.save_weights(kept.state_dict())
+        kept_epoch = None
+        if score is not None:
+            chosen = selector.add(epoch + 1, score, kept.state_dict())
+            if chosen is not None:
+                kept_epoch = chosen[0]
+                progress["best_score"], progress["best_epoch"] = selector.best_score, selector.best_epoch
+                if ctx.is_main:
+                    run.save_weights(chosen[1])
         seconds = time.perf_counter() - started
         progress["elapsed"] += seconds
         row["seconds"], row["lr"] = seconds, lr
@@ -253,7 +279,8 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             progress["planned_epochs"] = ctx.broadcast(planned)
         if ctx.is_main:
             # checkpoint first: a kill or a full disk in between leaves log.csv one epoch behind, never ahead
-            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress}
+            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
+                     "selection": selector.state_dict()}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             if precision.scaler is not None:
@@ -271,15 +298,30 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
         left = progress["planned_epochs"] - progress["epoch"]
         eta = progress["elapsed"] / progress["epoch"] * left
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
+        kept_text = "" if kept_epoch is None else "  best" if kept_epoch == epoch + 1 else f"  best: epoch {kept_epoch}"
         say(f"epoch {epoch + 1}/{progress['planned_epochs']}  {shown}  lr {lr:.2e}  {seconds:.1f}s"
-            f"{'  best' if improved else ''}  ~{format_seconds(eta)} left")
+            f"{kept_text}  ~{format_seconds(eta)} left")
         if budget is not None and ctx.broadcast(progress["elapsed"] > 1.25 * budget):
             say(f"stopping: the --minutes budget ({config.minutes}) is spent")
             break
 
+    if stopped or (stop_after is not None and progress["elapsed"] >= stop_after
+                   and progress["epoch"] < progress["planned_epochs"]):
+        # a slice ends: the epochs still waiting for their window stay in the checkpoint; the score so far is
+        # what the weights kept now would be chosen by
+        epoch_now, score_now = selector.provisional()
+        ctx.barrier()
+        ctx.close()
+        return {"best_epoch": epoch_now, "best_score": score_now, "epochs": progress["epoch"],
+                "seconds": progress["elapsed"], "stopped": True, "selection": selector.record()}
+    chosen = selector.finish()
+    if chosen is not None:
+        progress["best_score"], progress["best_epoch"] = selector.best_score, selector.best_epoch
+        if ctx.is_main:
+            run.save_weights(chosen[1])
     ctx.barrier()
     summary = {"best_epoch": progress["best_epoch"], "best_score": progress["best_score"],
-               "epochs": progress["epoch"], "seconds": progress["elapsed"]}
+               "epochs": progress["epoch"], "seconds": progress["elapsed"], "selection": selector.record()}
     if ctx.is_main:
         best = _unwrap(model)
         best.load_state_dict(run.load_weights())

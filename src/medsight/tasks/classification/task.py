@@ -94,6 +94,12 @@ class ClassificationTask(Task):
 
     # data set level ------------------------------------------------------
     @classmethod
+    def race_candidates(cls, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        from medsight.tasks.classification.candidates import race_candidates
+
+        return race_candidates(plan)
+
+    @classmethod
     def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         train = dataset.splits["train"]
         sample = train[np.linspace(0, len(train) - 1, min(len(train), 200)).astype(int)]

@@ -32,6 +32,12 @@ class DetectionTask(Task):
     name = "detection"
 
     @classmethod
+    def race_candidates(cls, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        from medsight.tasks.detection.candidates import race_candidates
+
+        return race_candidates(plan)
+
+    @classmethod
     def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:  # CPU budgets on any device
         return make_detection_plan(dataset)
 

@@ -41,6 +41,12 @@ class SegmentationTask(Task):
 
     # data set level ------------------------------------------------------
     @classmethod
+    def race_candidates(cls, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        from medsight.tasks.segmentation.candidates import race_candidates
+
+        return race_candidates(plan)
+
+    @classmethod
     def make_plan(cls, dataset: TaskDataset, target=None) -> dict[str, Any]:
         return make_segmentation_plan(dataset, target)
 
