@@ -93,3 +93,19 @@ def test_evaluate_and_predict_from_the_command_line(tiny_npz, tmp_path, capsys):
     assert main(["predict", str(run), str(tmp_path / "case.png"), "--out", str(tmp_path / "pred")]) == 0
     csv_text = (tmp_path / "pred" / "predictions.csv").read_text(encoding="utf-8")
     assert "case.png" in csv_text
+
+
+@pytest.mark.parametrize("side, expected", [(1100, 256), (300, 128)])
+def test_plan_input_size_keeps_detail_of_large_photographs(tmp_path, side, expected):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("none", "lesion"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for k in range(5):
+            picture = rng.integers(0, 255, (side, side + 40, 3), dtype=np.uint8)
+            Image.fromarray(picture).save(tmp_path / "data" / name / f"{k}.jpg")
+    assert main(["plan", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 0
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text(encoding="utf-8"))
+    # photographs of 1,024 px or more keep 256 px; smaller images the 128 px default ceiling
+    assert plan["input_size"] == [expected, expected]

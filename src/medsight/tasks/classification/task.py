@@ -26,6 +26,9 @@ from medsight.tasks.classification.predict import predict_classification, write_
 
 # Largest input the plan picks by default on CPU; a user can raise it in plan.json.
 MAX_INPUT_2D, MAX_INPUT_3D = 128, 64
+# Photographs many times larger (fundus, dermoscopy: median side >= LARGE_PHOTO_SIDE) get LARGE_INPUT_2D: a
+# lesion a hundred pixels wide in a 4,288 px photograph is three pixels at 128 and six at 256.
+LARGE_PHOTO_SIDE, LARGE_INPUT_2D = 1024, 256
 EVAL_BATCH = 256
 
 
@@ -115,7 +118,8 @@ class ClassificationTask(Task):
             images.append(thinned(image))
         shapes = np.array(shapes)
         median = np.median(shapes, axis=0)
-        limit = MAX_INPUT_2D if dataset.spatial_dims == 2 else MAX_INPUT_3D
+        limit = MAX_INPUT_3D if dataset.spatial_dims == 3 else (
+            LARGE_INPUT_2D if np.median(median) >= LARGE_PHOTO_SIDE else MAX_INPUT_2D)
         side = int(min(limit, np.median(median)))
         input_size = [side] * dataset.spatial_dims
         channels = int(np.bincount([im.shape[0] for im in images]).argmax())

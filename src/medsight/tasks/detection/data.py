@@ -15,8 +15,12 @@ from medsight.data.preprocess import normalize
 from medsight.data.steps import Prepared, Resized, apply_steps, as_float_tensor
 
 
-def prepare_record(image: np.ndarray, plan: dict[str, Any]) -> Prepared:
-    """The plan's steps (normalize, then scale) on a raw image, with the record that maps boxes back."""
+def prepare_record(image: np.ndarray, plan: dict[str, Any], source_shape: tuple[int, ...] | None = None) -> Prepared:
+    """The plan's steps (normalize, then scale) on a raw image, with the record that maps boxes back.
+
+    ``source_shape``: the full image's shape when ``image`` was decoded smaller (tiling.read_case_near_scale);
+    the scaled size and the boxes' record are those of the full image.
+    """
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     channels = plan["in_channels"]
     if x.shape[0] != channels:
@@ -32,9 +36,9 @@ def prepare_record(image: np.ndarray, plan: dict[str, Any]) -> Prepared:
 
     def scale_step(state: Prepared) -> Prepared:
         x, scale = as_float_tensor(state.image), float(plan.get("scale", 1.0))
-        before = tuple(x.shape[1:])
-        if scale != 1.0:
-            size = [max(1, int(round(s * scale))) for s in x.shape[1:]]
+        before = tuple(source_shape or x.shape[1:])
+        size = [max(1, int(round(s * scale))) for s in before]
+        if list(x.shape[1:]) != size:
             mode = "bilinear" if x.ndim == 3 else "trilinear"
             x = F.interpolate(x[None], size=size, mode=mode, align_corners=False, antialias=x.ndim == 3)[0]
         # boxes follow the plan's scale exactly (the grid's sides are rounded to whole pixels)

@@ -10,22 +10,9 @@ import torch
 import torch.nn as nn
 
 from medsight.errors import MedsightError
-from medsight.models.detection.boxes import nms
 from medsight.models.detection.dense import detector_of
 from medsight.tasks.detection.data import pad_to, prepare_record
-
-BORDER_MARGIN = 2.0  # voxels: a box this close to an inner window edge is cut by it and left to a neighbour
-MERGE_IOU = 0.5
-MOST_BOXES = 300  # per image, the best first
-
-
-def window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start of each window along one axis; the last window ends at the image edge."""
-    if size <= patch:
-        return [0]
-    step = max(1, int(patch * (1 - overlap)))
-    starts = list(range(0, size - patch, step))
-    return starts + [size - patch]
+from medsight.tasks.detection.tiling import MOST_BOXES, merge_tile_boxes, tile_grid
 
 
 def detections(model: Any, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -51,18 +38,6 @@ def run_network(model: Any, x: torch.Tensor) -> list[dict[str, np.ndarray]]:
     return out
 
 
-def inner_border_cut(boxes: np.ndarray, start: Sequence[int], patch: Sequence[int], shape: Sequence[int]) -> np.ndarray:
-    """True for window boxes that touch a window edge lying inside the image (they are truncated there)."""
-    dims = len(start)
-    cut = np.zeros(len(boxes), dtype=bool)
-    for d in range(dims):
-        if start[d] > 0:
-            cut |= boxes[:, d] < BORDER_MARGIN
-        if start[d] + patch[d] < shape[d]:
-            cut |= boxes[:, dims + d] > patch[d] - BORDER_MARGIN
-    return cut
-
-
 def drop_pages(image: np.ndarray) -> None:
     """Release the pages a memory-mapped scan's windows have read (the file stays in the page cache), so
     resident memory is a window, not the scan, however large the scan."""
@@ -80,11 +55,10 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     if all(s <= p for s, p in zip(shape, patch)):
         grid = [[0] * dims]
         window = [int(np.ceil(s / divisor) * divisor) for s in shape]
-    else:
-        axes = [window_starts(s, p, plan.get("window_overlap", 0.25)) for s, p in zip(shape, patch)]
-        grid = [list(g) for g in np.array(np.meshgrid(*axes, indexing="ij")).reshape(dims, -1).T]
+    else:  # tiles of the plan's patch size (medsight.tasks.detection.tiling)
+        grid = tile_grid(shape, patch, plan.get("window_overlap", 0.25))
         window = patch
-    boxes, scores, labels = [], [], []
+    found = []
     for start in grid:
         index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
         piece = image[index]
@@ -92,21 +66,8 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
             piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
             drop_pages(image)
         crop = pad_to(piece, window)[None].to(device)
-        for model in models:
-            found = run_network(model, crop)[0]
-            keep = ~inner_border_cut(found["boxes"], start, window, shape) if len(grid) > 1 else np.ones(len(found["boxes"]), bool)
-            offset = np.array(list(start) * 2, dtype=np.float32)
-            boxes.append(found["boxes"][keep] + offset)
-            scores.append(found["scores"][keep])
-            labels.append(found["labels"][keep])
-    merged = {"boxes": np.concatenate(boxes).reshape(-1, 2 * dims), "scores": np.concatenate(scores),
-              "labels": np.concatenate(labels)}
-    limit = np.array(shape * 2, dtype=np.float32)
-    merged["boxes"] = np.minimum(np.maximum(merged["boxes"], 0), limit)
-    if len(grid) > 1 or len(models) > 1:
-        keep = nms(torch.from_numpy(merged["boxes"]), torch.from_numpy(merged["scores"]), MERGE_IOU,
-                   torch.from_numpy(merged["labels"]), MOST_BOXES).numpy()
-        merged = {k: v[keep] for k, v in merged.items()}
+        found += [(start, run_network(model, crop)[0]) for model in models]
+    merged = merge_tile_boxes(found, window, shape, apply_nms=len(grid) > 1 or len(models) > 1)
     order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}
 

@@ -7,11 +7,10 @@ from typing import Any
 import numpy as np
 
 from medsight.data.preprocess import intensity_range
+from medsight.tasks.detection.tiling import choose_scale, choose_scale_and_tiles, read_case_near_scale
 from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
-MAX_SIDE_2D = 320  # 2D images are scaled so that their median longer side fits this on CPU
-MAX_PATCH_2D, MAX_PATCH_3D = 384, 64
-MIN_BOX_2D = 8.0  # ...unless that would shrink the small boxes below this many pixels
+MAX_PATCH_3D = 64  # 2D scale and tiles: medsight.tasks.detection.tiling
 LEVELS = 4  # FPN levels: strides s, 2s, 4s, 8s
 
 
@@ -56,6 +55,12 @@ def round_up(value: float, divisor: int) -> int:
     return int(np.ceil(value / divisor) * divisor)
 
 
+def thinned(image: np.ndarray, most: int = 1 << 20) -> np.ndarray:
+    """Every k-th pixel of an image along each spatial axis, so at most about ``most`` are kept (statistics)."""
+    step = int(np.ceil((image[0].size / most) ** (1 / (image.ndim - 1)))) if image[0].size > most else 1
+    return image[(slice(None),) + (slice(None, None, step),) * (image.ndim - 1)]
+
+
 def make_detection_plan(dataset: Any) -> dict[str, Any]:
     """Fingerprint the training set and choose everything the network and its batches need."""
     dims = dataset.spatial_dims
@@ -66,28 +71,28 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
     median = np.median(shapes, axis=0)
     sizes = grid["sizes"] if grid else box_sizes([dataset.boxes[i] for i in train], dims)
     small = float(np.percentile(np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1)), 10))
-    if dims == 2:
-        scale = min(1.0, MAX_SIDE_2D / float(median.max()))
-        scale = max(scale, min(1.0, MIN_BOX_2D / max(small, 1e-3)))
-    else:
-        scale = 1.0
-    sizes = sizes * scale
+    # 2D: the median box kept large enough, the image tiled when it is then larger than one input
+    scale = choose_scale(median, sizes) if dims == 2 else 1.0
+    source_sizes, sizes = sizes, sizes * scale
     small *= scale
     # finest stride 4 (stem + max-pool) unless boxes under 6 voxels need stride 2 (MONAI LUNA16 uses 4)
     max_pool = small >= 6
     stem_stride = 2
     stride = stem_stride * (2 if max_pool else 1)
     divisor = stride * 2 ** (LEVELS - 1)
-    limit = MAX_PATCH_2D if dims == 2 else MAX_PATCH_3D
-    patch = [min(round_up(s * scale, divisor), round_up(limit, divisor)) for s in median]
-    if dims == 3:
-        patch = [max(p, divisor) for p in patch]
+    tiles = choose_scale_and_tiles(median, source_sizes, divisor) if dims == 2 else None
+    if tiles:
+        patch = tiles["patch_size"]
+    else:
+        patch = [max(min(round_up(s * scale, divisor), round_up(MAX_PATCH_3D, divisor)), divisor) for s in median]
     sample = train[np.linspace(0, len(train) - 1, min(len(train), 40)).astype(int)]
     if grid:  # a voxel sample per scan: forty 512x512x300 scans are never held at once
         mean, std, (low, high) = sampled_intensities(dataset, sample)
         channels = len(mean)
     else:
-        images = [dataset.load_case(int(i)) for i in sample]
+        # decoded near the plan's scale and thinned: forty 4288 x 2848 photographs are never held at once
+        images = [thinned(read_case_near_scale(dataset, int(i), {"spatial_dims": dims, "scale": scale})[0])
+                  for i in sample]
         channels = int(np.bincount([im.shape[0] for im in images]).argmax())
         low, high = intensity_range(images)
         clipped = [np.clip(im[:channels], low, high) for im in images if im.shape[0] >= channels]
@@ -123,7 +128,9 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "hard_negative_fraction": 0.5,  # of the other patches: share centred on a hard negative, where listed
         "iterations_per_epoch": int(np.clip(len(train) // batch, 8, 60)),
         "epochs": 60,
-        "window_overlap": float(min(0.5, max(0.25, float(np.percentile(sizes.max(1), 95)) / max(min(patch), 1)))),
+        "window_overlap": tiles["window_overlap"] if tiles else
+        float(min(0.5, max(0.25, float(np.percentile(sizes.max(1), 95)) / max(min(patch), 1)))),
+        **({"tiling": {k: tiles[k] for k in ("tiled", "scaled_median_shape", "median_box_at_scale")}} if tiles else {}),
         "model": "retinanet",
         "augment": {"flip_axes": list(range(dims)), "rot90": True, "intensity": 0.1, "noise": 0.05},
     }

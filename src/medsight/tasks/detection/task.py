@@ -21,6 +21,7 @@ from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
+from medsight.tasks.detection.tiling import read_case_near_scale
 from medsight.tasks.detection.world import WorldCases, cache_plan, luna16_scores
 from medsight.data.ranks import per_rank_batch
 
@@ -85,7 +86,8 @@ class DetectionTask(Task):
         if not hasattr(self, "_prepared"):  # a data set without files (built in memory): kept in memory
             self._prepared = {}
         if index not in self._prepared:
-            record = prepare_record(dataset.load_case(index), self.plan)
+            image, source_shape = read_case_near_scale(dataset, index, self.plan)  # a JPEG decoded near the scale
+            record = prepare_record(image, self.plan, source_shape)
             self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
                                          dataset.labels[index], record.history)
         return self._prepared[index]
