@@ -7,28 +7,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from medsight.tasks.detection.data import prepare_record
 from medsight.tasks.detection.infer import detect_prepared
 from medsight.tasks.detection.plan import make_detection_plan
 from medsight.tasks.detection.tiling import (choose_scale_and_tiles, merge_tile_boxes, read_case_near_scale,
                                              tile_grid, tile_starts)
-
-
-class BrightBox(nn.Module):
-    """A stand-in detector: the bounding box of the pixels above 0.5 in each tile (score 0.9, class 1)."""
-
-    def forward(self, x):
-        out = []
-        for image in x:
-            found = torch.nonzero(image[0] > 0.5)
-            if len(found) == 0:
-                out.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)})
-                continue
-            box = torch.cat([found.min(0).values, found.max(0).values + 1]).float()[None]
-            out.append({"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])})
-        return out
+from tests.detection.test_task import BrightBox  # the stand-in detector of the window tests
 
 
 def test_tile_starts_cover_the_image_with_the_overlap():
@@ -105,5 +90,5 @@ def test_tiled_round_trip_finds_a_box_at_a_tile_edge_once_in_full_image_coordina
     holding = [s for s in grid if s[0] < 140 and s[0] + 128 > 100 and s[1] < 265 and s[1] + 128 > 225]
     assert len(holding) >= 4  # several tiles see a part of the box...
     found = detect_prepared([BrightBox()], record.image, plan, torch.device("cpu"))
-    assert len(found["boxes"]) == 1 and found["labels"].tolist() == [1]  # ...and it is reported once
+    assert len(found["boxes"]) == 1 and found["labels"].tolist() == [0]  # ...and it is reported once
     np.testing.assert_allclose(record.invert_boxes(found["boxes"]), [[400, 900, 560, 1060]], atol=4)
