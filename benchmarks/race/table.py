@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main(run: Path, split: str) -> None:
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     race = plan["race"]
     rungs = race["rungs"]
     print(f"budget {race['budget_minutes']} min, race share {race['race_share']:.0%}, rungs "
@@ -27,12 +27,12 @@ def main(run: Path, split: str) -> None:
         scores += ["-"] * (len(rungs) - len(scores))
         print(f"| {row['candidate']} | {config} | {row['cpu_seconds']:.0f} | {row['seconds']:.0f} | {row['epochs']} | "
               + " | ".join(scores) + f" | {row['kept']} |")
-    state = json.loads((run / "state.json").read_text())["training"]
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))["training"]
     print(f"\nfinal training: {state['epochs']} epochs, {state['seconds']:.0f} s of training; selection "
           f"{json.dumps({k: state['selection'][k] for k in ('rule', 'window', 'chosen_epoch', 'smoothed_score')})}")
     metrics_path = run / "eval" / split / "metrics.json"
     if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())["metrics"]
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))["metrics"]
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:12]))
 

@@ -97,7 +97,7 @@ def load_json(path: str | Path) -> Any:
     """Read JSON, turning a missing or malformed file into a MedsightError that names it."""
     path = Path(path)
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
         raise MedsightError(path, "file not found") from None

@@ -67,7 +67,7 @@ def test_the_index_has_a_row_per_run_with_a_figure_and_a_picture(tmp_path, monke
     # the figure is the one the run's report holds
     import json
 
-    metrics = json.loads((tmp_path / "out" / "tiny_classification" / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "tiny_classification" / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     assert float(parser.rows[0]["cells"][3]) == pytest.approx(metrics["metrics"]["auc"], abs=5e-4)
 
     # one task again: the index still lists both runs, the earlier one from its folder

@@ -52,7 +52,7 @@ def test_the_learner_wins_and_the_table_reaches_plan_report_and_metrics(separabl
     (run / "plan.json").write_text(json.dumps(base))
     summary = api.train(separable_npz, run, minutes=0.15, race=True)
 
-    plan = json.loads((run / "plan.json").read_text())
+    plan = json.loads((run / "plan.json").read_text(encoding="utf-8"))
     race = plan["race"]
     assert race["winner"] == "learner" and plan["model"] == "lenet5" and plan["learning_rate"] == 3e-3
     assert [r["candidate"] for r in race["table"]] == ["frozen", "learner", "frozen_too"]
@@ -63,16 +63,16 @@ def test_the_learner_wins_and_the_table_reaches_plan_report_and_metrics(separabl
     assert rows["learner"]["scores"][0] > max(rows["frozen"]["scores"][0], rows["frozen_too"]["scores"][0]) + 0.1
     assert all(r["cpu_seconds"] > 0 and r["epochs"] >= 1 for r in rows.values())
     # the run in RUN is the winner's, continued from its race checkpoint
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["learning_rate"] == 3e-3 and summary["epochs"] >= rows["learner"]["epochs"]
 
     result = api.evaluate(run)
-    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["race"]["winner"] == "learner"
     assert metrics["selection"]["rule"] == "mean" and metrics["selection"]["window"] == 5  # 32 validation images
     assert metrics["selection"]["chosen_epoch"] == summary["best_epoch"]
     assert result["selection"] == metrics["selection"]
-    report = (run / "eval" / "test" / "report.html").read_text()
+    report = (run / "eval" / "test" / "report.html").read_text(encoding="utf-8")
     assert "The race that chose the model" in report and "frozen_too" in report
     assert "How the weights were chosen" in report
 
@@ -98,7 +98,7 @@ def test_no_race_without_two_candidates_or_with_a_model(separable_npz, tmp_path,
     run = tmp_path / "fixed"
     summary = api.train(separable_npz, run, model="lenet5", epochs=1, minutes=0.05, race=True)
     assert summary["epochs"] == 1
-    assert "race" not in json.loads((run / "plan.json").read_text()) and not (run / "race").exists()
+    assert "race" not in json.loads((run / "plan.json").read_text(encoding="utf-8")) and not (run / "race").exists()
 
 
 def test_a_plan_candidate_without_a_model_names_plan_json(separable_npz, tmp_path):

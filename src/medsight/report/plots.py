@@ -163,7 +163,7 @@ def read_log(path: str | Path) -> dict[str, np.ndarray]:
     """RUN/log.csv as columns of floats (NaN for empty cells)."""
     path = Path(path)
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as exc:
         raise MedsightError(path, f"cannot be read ({exc.strerror})") from None

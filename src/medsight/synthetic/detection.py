@@ -111,7 +111,7 @@ def make_spheres_3d(out: Path, seed: int, num_cases: int = 30, size: int = 48, r
             sitk.WriteImage(image, str(path))
         (out / f"labels{split}" / f"{case}.json").write_text(json.dumps({"instances": instances}), encoding="utf-8")
     (out / "dataset.json").write_text(json.dumps({"name": "synthetic nodules", "labels": {"0": "nodule"},
-                                                  "modality": {"0": "CT"}, "dim": 3}))
+                                                  "modality": {"0": "CT"}, "dim": 3}), encoding="utf-8")
     return out
 
 

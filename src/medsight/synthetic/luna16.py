@@ -116,7 +116,7 @@ def make_luna16(out: Path, seed: int = 0, num_scans: int = 12, shape: tuple[int,
         candidates += [[uid, *world(p), 0] for p in vessel_points]
     for name, header, rows in (("annotations.csv", ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], annotations),
                                ("candidates.csv", ["seriesuid", "coordX", "coordY", "coordZ", "class"], candidates)):
-        with open(out / name, "w", newline="") as handle:
+        with open(out / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
             writer.writerows(rows)

@@ -80,7 +80,7 @@ def write_log(path, rows: list[dict[str, Any]]) -> None:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
     def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             handle.write(buffer.getvalue())
 
     atomic_write(path, write)

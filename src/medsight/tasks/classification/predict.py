@@ -131,7 +131,7 @@ def write_csv(path: Path, records: list[dict[str, Any]], failures: list[tuple[Pa
     columns = ["file", "class", *[f"prob_{c}" for c in classes], "operating_point", "error"]
 
     def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for r in records:

@@ -164,7 +164,7 @@ def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> Path:
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["seriesuid", "coordX", "coordY", "coordZ", "probability"])
         for r in records:
