@@ -73,7 +73,7 @@ DEMOS: dict[str, list[DemoRun]] = {
                 _once(partial(make_blobs_2d, seed=0), "annotations.json"), 15, 0.4, "map_50", "plots/overlay_*.png"),
         DemoRun("detection_3d", "48^3 volumes: 1-3 nodule-like spheres of 5-9 voxels radius to box",
                 _once(partial(make_spheres_3d, seed=1, radius=(5.0, 9.0), contrast=(0.4, 0.6)), "dataset.json"),
-                20, 1.1, "map_50", "plots/overlay_*.png")],
+                30, 1.6, "map_50", "plots/overlay_*.png")],
     "fundus": [
         DemoRun("fundus", "64 px colour fundus photographs: exudate / haemorrhage spots or none",
                 _once(partial(make_fundus_folder, seed=0), "test"), 8, 0.4, "auc", "plots/roc.png")],
