@@ -20,7 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medsight.data.folder_lock import folder_lock
 from medsight.data.steps import Cropped, Prepared, Resized, as_float_tensor, step_settings
+from medsight.jsonio import atomic_write
+from medsight.tasks.detection.data import prepare_record
 
 DTYPE = np.float16
 
@@ -90,7 +93,6 @@ class PreparedCache:
 
     def ensure(self, indices: Sequence[int]) -> None:
         """Prepare and write the cases not cached yet (under the folder's lock: folds and ranks may share it)."""
-        from medsight.data.folder_lock import folder_lock
 
         if not self.missing(indices):
             return
@@ -103,8 +105,6 @@ class PreparedCache:
                 self.build(index)
 
     def build(self, index: int) -> None:
-        from medsight.jsonio import atomic_write
-        from medsight.tasks.detection.data import prepare_record
 
         record = prepare_record(self.dataset.load_case(index), self.plan)
         image = as_float_tensor(record.image).numpy().astype(DTYPE)

@@ -17,6 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medsight.data.steps import enabled_steps
+from medsight.io.images import read_image
+from medsight.models.detection.boxes import nms
+
 MAX_SIDE_2D = 320  # an image whose boxes stay large enough is squeezed so its longer side fits this
 MEDIAN_BOX_2D = 32.0  # ...but the median box is kept at least this many pixels (its geometric-mean side)
 MIN_BOX_2D = 8.0  # ...and the small boxes (10th percentile) at least this many
@@ -97,7 +101,6 @@ def merge_tile_boxes(found: Sequence[tuple[Sequence[int], dict[str, np.ndarray]]
     """Boxes found on tiles (start corner, {"boxes", "scores", "labels"} in tile coordinates) in full-image
     coordinates: boxes cut by an inner tile edge dropped, the rest shifted, clipped to the image and, with
     ``apply_nms``, reduced by class-wise NMS (the copies two overlapping tiles both found)."""
-    from medsight.models.detection.boxes import nms
 
     dims = len(shape)
     several = len(found) > 1
@@ -124,7 +127,6 @@ def reduced_decode_size(plan: dict[str, Any], shape: Sequence[int]) -> tuple[int
     """(rows, cols) a JPEG may be decoded at for this plan (the scaled size), or None for a full decode: only
     2D plans that shrink by half or more and whose steps are only normalize and scale (a crop or a filter
     before the scale must see the full grid)."""
-    from medsight.data.steps import enabled_steps
 
     scale = float(plan.get("scale", 1.0))
     if plan.get("spatial_dims") != 2 or scale > 0.5 or len(shape) != 2:
@@ -137,7 +139,6 @@ def reduced_decode_size(plan: dict[str, Any], shape: Sequence[int]) -> tuple[int
 def read_case_near_scale(dataset: Any, index: int, plan: dict[str, Any]) -> tuple[np.ndarray, tuple[int, ...]]:
     """A 2D case as (C, H, W) float32, decoded at a reduced size when its JPEG is at least twice the plan's
     scaled size, with the shape of the full image (the grid its boxes are on)."""
-    from medsight.io.images import read_image
 
     sources = getattr(dataset, "sources", None)
     shape = tuple(int(s) for s in dataset.shapes[index]) if getattr(dataset, "shapes", None) else None

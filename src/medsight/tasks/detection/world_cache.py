@@ -15,15 +15,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from medsight.data.preprocess import zscore
 from medsight.data.slabs import write_resampled
 from medsight.data.volume_cache import PreprocessedCache
 from medsight.data.volumes import resampled_shape
+from medsight.io.images import read_image
 from medsight.jsonio import atomic_write
 
 
 def channel_normalizer(schemes: Sequence[dict[str, Any]]) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """normalise(planes, channel) by the plan's CT scheme (clip, then global mean and std: voxel by voxel)."""
-    from medsight.data.preprocess import zscore
 
     def apply(planes: torch.Tensor, channel: int) -> torch.Tensor:
         s = schemes[channel]
@@ -39,7 +40,6 @@ def streams(plan: dict[str, Any]) -> bool:
 
 def read_native(files: Sequence[Path]) -> np.ndarray:
     """(C, Z, Y, X) in the files' own dtype (CT's int16 stays int16)."""
-    from medsight.io.images import read_image
 
     arrays = [np.asarray(read_image(f).array) for f in files]
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
