@@ -3,6 +3,7 @@
 Writes the images as an nnU-Net raw folder (R, G, B as channels _0000.._0002, masks 0/1), trains for the given
 minutes, evaluates the 8 test images (Dice = F1 on pixels) and computes pixel ROC-AUC over the whole image from
 the predicted vessel probability. Usage: python benchmarks/segmentation/chase_db1.py WORK MINUTES [MODEL]
+(MODEL "race": no model given, so `--minutes` races the task's candidates as `medsight train --minutes` does).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(work: Path, minutes: float, model: str) -> None:
     plan["inference"]["overlap"] = 0.25  # 999x960 images: fewer windows keep TTA affordable on 2 cores
     (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
     started = time.time()
-    api.train(data, run, minutes=minutes, model=model)
+    api.train(data, run, minutes=minutes, model=None if model == "race" else model, race=model == "race")
     train_seconds = time.time() - started
     started = time.time()
     result = api.evaluate(run, split="test")
