@@ -82,8 +82,8 @@ class Case:
 
 
 def sample_patch(case: Any, patch: list[int], positive: bool, generator: torch.Generator,
-                 hard_negative: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """A patch around a random box (positive), a hard negative, or anywhere, with its boxes.
+                 hard_negative: bool = False, box: int | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A patch around a box (positive: ``box``, else a random one), a hard negative, or anywhere, with its boxes.
 
     The image is a tensor in memory or a memory-mapped array on disk (world-unit plans): only the patch is read.
     """
@@ -94,8 +94,10 @@ def sample_patch(case: Any, patch: list[int], positive: bool, generator: torch.G
     negatives = getattr(case, "negatives", np.zeros((0, dims)))
     centre = None
     if positive and len(case.boxes):
-        box = case.boxes[int(torch.randint(len(case.boxes), (1,), generator=generator))]
-        centre = (box[:dims] + box[dims:]) / 2
+        if box is None:
+            box = int(torch.randint(len(case.boxes), (1,), generator=generator))
+        chosen = case.boxes[box]
+        centre = (chosen[:dims] + chosen[dims:]) / 2
     elif hard_negative and len(negatives):
         centre = negatives[int(torch.randint(len(negatives), (1,), generator=generator))]
     if centre is not None:
@@ -134,6 +136,28 @@ def augment(image: torch.Tensor, boxes: torch.Tensor, settings: dict[str, Any],
     return image.contiguous(), boxes
 
 
+def positive_draws(cases: list[Any], size_power: float) -> tuple[np.ndarray, torch.Tensor]:
+    """Every training box as (case, box) with the chance that a positive patch is centred on it.
+
+    A box is drawn in proportion to its size to the power ``-size_power`` (size: the geometric mean of its
+    sides), so with power 1 a box half as large is drawn twice as often: small lesions are rare in the
+    patches otherwise, since each box, whatever its size, gets about the same number of matched anchors.
+    Cases without a box are never drawn for a positive patch.
+    """
+    owners, sizes = [], []
+    for c, case in enumerate(cases):
+        boxes = np.asarray(case.boxes, float)
+        if len(boxes):
+            dims = boxes.shape[1] // 2
+            sides = np.maximum(boxes[:, dims:] - boxes[:, :dims], 1e-3)
+            owners += [(c, b) for b in range(len(boxes))]
+            sizes.append(np.exp(np.log(sides).mean(1)))
+    if not owners:
+        return np.zeros((0, 2), int), torch.zeros(0, dtype=torch.float64)
+    weights = np.concatenate(sizes) ** -float(size_power)
+    return np.asarray(owners, int), torch.from_numpy(weights / weights.sum())
+
+
 class EpochBatches:
     """One epoch of patch batches: {"image": (B, C, *patch), "boxes": [...], "labels": [...]}.
 
@@ -143,6 +167,10 @@ class EpochBatches:
 
     def __init__(self, cases: list[Case], plan: dict[str, Any], batch_size: int, steps: int, seed: int):
         self.cases, self.plan, self.batch_size, self.steps, self.seed = cases, plan, batch_size, steps, int(seed)
+        # plans that name a size power draw positive patches over all boxes (small ones more often); older
+        # plans draw a case, then one of its boxes
+        power = plan.get("positive_size_power")
+        self.owners, self.box_weights = positive_draws(cases, power) if power is not None else (None, None)
 
     def __len__(self) -> int:
         return self.steps
@@ -157,9 +185,13 @@ class EpochBatches:
         for _ in range(self.batch_size):
             case = self.cases[int(torch.randint(len(self.cases), (1,), generator=g))]
             positive = bool(torch.rand(1, generator=g) < self.plan.get("positive_fraction", 0.5))
+            box = None
+            if positive and self.owners is not None and len(self.owners):
+                owner, box = self.owners[int(torch.multinomial(self.box_weights, 1, generator=g))]
+                case = self.cases[int(owner)]
             hard = len(getattr(case, "negatives", ())) > 0 and bool(
                 torch.rand(1, generator=g) < self.plan.get("hard_negative_fraction", 0.0))
-            image, case_boxes, case_labels = sample_patch(case, patch, positive, g, hard)
+            image, case_boxes, case_labels = sample_patch(case, patch, positive, g, hard, box)
             image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
                                         self.plan.get("augment", {}), g)
             images.append(image)

@@ -125,6 +125,7 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "normalization": {"clip": [low, high], "mean": mean, "std": std},
         "batch_size": batch,
         "positive_fraction": 0.5,  # share of patches centred on a box (oversampling lesions; the rest anywhere)
+        "positive_size_power": 1.0,  # a box is centred in them in proportion to 1 / its size (small lesions often)
         "hard_negative_fraction": 0.5,  # of the other patches: share centred on a hard negative, where listed
         "iterations_per_epoch": int(np.clip(len(train) // batch, 8, 60)),
         "epochs": 60,
