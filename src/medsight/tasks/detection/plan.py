@@ -104,6 +104,9 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "median_spacing": grid["median_spacing"],
         "box_size_mm_percentiles": {str(q): [round(float(v), 2) for v in np.percentile(grid["sizes_mm"], q, axis=0)]
                                     for q in (5, 50, 95)},
+        # CT nodules span 3-30 mm: positive patches are centred on a box in proportion to 1 / its size, so
+        # the small ones are not left to chance (photographs keep one box of a random case)
+        "positive_size_power": 1.0,
     }
     anchors = plan_anchors(sizes, stride)
     if grid:
@@ -125,7 +128,6 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "normalization": {"clip": [low, high], "mean": mean, "std": std},
         "batch_size": batch,
         "positive_fraction": 0.5,  # share of patches centred on a box (oversampling lesions; the rest anywhere)
-        "positive_size_power": 1.0,  # a box is centred in them in proportion to 1 / its size (small lesions often)
         "hard_negative_fraction": 0.5,  # of the other patches: share centred on a hard negative, where listed
         "iterations_per_epoch": int(np.clip(len(train) // batch, 8, 60)),
         "epochs": 60,
