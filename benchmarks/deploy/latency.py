@@ -13,7 +13,8 @@ planned input or patch shape, one patch per call (a sliding-window prediction ma
     python benchmarks/deploy/latency.py --detection-run RUN --threads 1 --images 16 --repeats 40 --warmup 5
 
 With --detection-run a trained detector is timed on real prepared images of its validation split: its dense
-part (what ONNX runs), and the dense part followed by the detector's own postprocess (shared by both engines).
+part, and end to end: PyTorch's eval forward (dense part + postprocess) against what `medsight export` writes
+(the whole detector for a 2D Faster R-CNN; else the dense part, followed by the PyTorch postprocess).
 """
 
 from __future__ import annotations
@@ -119,33 +120,45 @@ def time_detection(run_path: Path, threads: list[int], images: int, repeats: int
 
     from medsight.api import load_run
     from medsight.export.onnx import check_inputs, export_model
+    from medsight.inference.engines import OnnxEngine
+    from medsight.models.detection.dense import DenseHead
 
     run, task, detector = load_run(run_path)
     inputs, source = check_inputs(run, task, images)
-    dense = task.export_module(detector)
+    dense = DenseHead(detector).eval()
+    exported = task.export_module(detector)  # what `medsight export` writes
+    whole = getattr(exported, "gives_detections", False)
     tensors = [x[None] for x in inputs]
     sizes = [list(inputs.shape[2:])]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
+        path, whole_path = Path(tmp) / "dense.onnx", Path(tmp) / "model.onnx"
         export_model(dense, inputs[:1], path, spatial_dynamic=True)
+        if whole:
+            export_model(exported, inputs[:1], whole_path)
         for count in threads:
             torch.set_num_threads(count)
             options = ort.SessionOptions()
             options.intra_op_num_threads = count
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            if whole:  # the exported graph ends in detections: onnxruntime runs the whole call
+                whole_session = ort.InferenceSession(str(whole_path), options, providers=["CPUExecutionProvider"])
+                onnx_end_to_end = lambda k: onnx_heads(whole_session, tensors[k])  # noqa: E731
+                engine = OnnxEngine(whole_path, threads=count)
+            else:
+                onnx_end_to_end = lambda k: detector.postprocess(onnx_heads(session, tensors[k]), sizes)  # noqa: E731
+                engine = lambda x: onnx_heads(session, x)  # noqa: E731
             stages = {
                 "dense": (lambda k: dense(tensors[k]), lambda k: onnx_heads(session, tensors[k])),
-                "end_to_end": (lambda k: detector.postprocess(dense(tensors[k]), sizes),
-                               lambda k: detector.postprocess(onnx_heads(session, tensors[k]), sizes)),
+                "end_to_end": (lambda k: detector.postprocess(dense(tensors[k]), sizes), onnx_end_to_end),
             }
             with torch.inference_mode():
                 head_diff = max(float((a - b).abs().max()) for x in tensors
                                 for a, b in zip(dense(x), onnx_heads(session, x)))
-                boxes = task.export_agreement(detector, lambda x: onnx_heads(session, x), inputs)
+                boxes = task.export_agreement(detector, engine, inputs)
             row = {"model": f"{run.load_config().model} ({run.path.name})", "input": [1, *inputs.shape[1:]],
-                   "inputs": source, "threads": count,
+                   "inputs": source, "threads": count, "onnx_end_to_end": "whole graph" if whole else "dense + PyTorch postprocess",
                    **{stage: time_engines(*calls, len(tensors), repeats, warmup) for stage, calls in stages.items()},
                    "agreement": {"max_abs_diff_head_outputs": head_diff, **boxes}}
             rows.append(row)
@@ -155,7 +168,8 @@ def time_detection(run_path: Path, threads: list[int], images: int, repeats: int
                       f"{r['onnx_ms']['median']:.1f} ms, speedup {r['speedup_median']:.2f}x "
                       f"(paired {r['speedup_paired_median']:.2f}x)", flush=True)
             print(f"max |diff| of head outputs {head_diff:.1e}; boxes agree on {boxes['cases_agreeing']}/{boxes['cases']} "
-                  f"images ({boxes['boxes_torch']} boxes)", flush=True)
+                  f"images ({boxes['boxes_torch']} boxes; largest box gap {boxes['max_box_diff']:.1e} px, score gap "
+                  f"{boxes['max_score_diff']:.1e}, lowest matched IoU {boxes['min_matched_iou']:.6f})", flush=True)
     return rows
 
 

@@ -6,7 +6,9 @@ on real cases of the run's validation split (read from dataset.json "source"), o
 planned shape when the data set is not there; RUN/export/export.json records the opset, the inputs used,
 the largest absolute difference and whether it stays within the fp32 tolerance. A task whose network ends in
 Python post-processing exports its tensor part (``export_module``) and compares what that post-processing
-makes of either engine's outputs (``export_agreement``: detection's boxes).
+makes of either engine's outputs (``export_agreement``: detection's boxes). A network that is a whole detector
+(``gives_detections``: the 2D Faster R-CNN with its postprocess) is exported for one image per call with the
+outputs boxes, scores, labels, and checked by its detections alone.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
     import onnx
 
     model = model if isinstance(model, _Flat) else _Flat(model).eval()
+    declared = getattr(model.model, "onnx_axes", None)  # a network that names its own outputs and axes
     dynamic_input = {0: "batch"}
     if spatial_dynamic:
         dynamic_input.update({axis: f"dim{axis - 2}" for axis in range(2, example.ndim)})
@@ -173,6 +176,8 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
     else:
         dynamic_outputs = {name: {0: "batch"} for name in output_names}
     dynamic_axes = {INPUT_NAME: dynamic_input, **dynamic_outputs}
+    if callable(declared):
+        output_names, dynamic_axes = declared()
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -188,6 +193,17 @@ def export_model(model: nn.Module, example: torch.Tensor, target: Path, spatial_
         raise MedsightError(target, f"the network {type(model.model).__name__} cannot be exported to ONNX "
                                     f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
     return output_names, dynamic_axes
+
+
+def whole_detector_checks(model: nn.Module, agreement: Any, target: Path, inputs: torch.Tensor,
+                          plan: dict[str, Any]) -> dict[str, Any]:
+    """A detector exported with its postprocess, against PyTorch's detections: on the check inputs, and on
+    them zero-padded by the size divisor (the graph's spatial axes are dynamic)."""
+    engine = OnnxEngine(target)
+    grow = int(plan.get("size_divisor") or GROWTH[0])
+    padded = torch.nn.functional.pad(inputs[:4], [0, grow] * (inputs.ndim - 2))
+    return {"final_outputs": agreement(model, engine, inputs),
+            "other_spatial_size": {"shape": list(padded.shape), **agreement(model, engine, padded)}}
 
 
 def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, cases: int = CHECK_CASES,
@@ -206,25 +222,30 @@ def export_run(run_path: str | Path, fmt: str = "onnx", opset: int = OPSET, case
     hook = getattr(task, "export_module", None)  # tasks whose networks end in Python post-processing
     full_model, model = model, _Flat(hook(model) if callable(hook) else model).eval()
     inputs, source = check_inputs(run, task, cases)
-    other_shape = other_spatial_shape(model, inputs[:1], task.plan.get("size_divisor"))
-    spatial_dynamic = other_shape is not None
     target = run.export_dir / "model.onnx"
-    output_names, dynamic_axes = export_model(model, inputs[:1], target, spatial_dynamic, opset)
-    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    model.to(resolve_device(device))
-    with torch.backends.cudnn.flags(allow_tf32=False):  # TF32 convolutions alone differ by more than the tolerance
-        diff, agree = max_abs_diff(model, session, inputs)
-        diff_single, _ = max_abs_diff(model, session, inputs[:1])
-    model.cpu()
-    checks = {"batch": {"cases": len(inputs), "max_abs_diff": diff, "argmax_agreement": agree},
-              "batch_of_one": {"max_abs_diff": diff_single}}
-    if spatial_dynamic:
-        other = torch.randn((2, *other_shape), generator=torch.Generator().manual_seed(1))
-        checks["other_spatial_size"] = {"shape": list(other.shape), "max_abs_diff": max_abs_diff(model, session, other)[0]}
-    worst = max(c["max_abs_diff"] for c in checks.values())
     agreement = getattr(task, "export_agreement", None)  # what the task makes of the outputs (detection: boxes)
-    if callable(agreement):
-        checks["final_outputs"] = agreement(full_model, OnnxEngine(target), inputs)
+    if getattr(model.model, "gives_detections", False):  # a whole detector: its outputs are the detections
+        output_names, dynamic_axes = export_model(model, inputs[:1], target, opset=opset)
+        spatial_dynamic, checks = True, whole_detector_checks(full_model, agreement, target, inputs, task.plan)
+        worst = max(c["max_score_diff"] for c in checks.values())  # the boxes have their own tolerance
+    else:
+        other_shape = other_spatial_shape(model, inputs[:1], task.plan.get("size_divisor"))
+        spatial_dynamic = other_shape is not None
+        output_names, dynamic_axes = export_model(model, inputs[:1], target, spatial_dynamic, opset)
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        model.to(resolve_device(device))
+        with torch.backends.cudnn.flags(allow_tf32=False):  # TF32 convolutions alone differ by more than the tolerance
+            diff, agree = max_abs_diff(model, session, inputs)
+            diff_single, _ = max_abs_diff(model, session, inputs[:1])
+        model.cpu()
+        checks = {"batch": {"cases": len(inputs), "max_abs_diff": diff, "argmax_agreement": agree},
+                  "batch_of_one": {"max_abs_diff": diff_single}}
+        if spatial_dynamic:
+            other = torch.randn((2, *other_shape), generator=torch.Generator().manual_seed(1))
+            checks["other_spatial_size"] = {"shape": list(other.shape), "max_abs_diff": max_abs_diff(model, session, other)[0]}
+        worst = max(c["max_abs_diff"] for c in checks.values())
+        if callable(agreement):
+            checks["final_outputs"] = agreement(full_model, OnnxEngine(target), inputs)
     agrees = all(c.get("agree", True) for c in checks.values())
     result = {
         "format": "onnx", "path": str(target), "opset": int(onnx.load(str(target)).opset_import[0].version),

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from medsight.errors import MedsightError
+from medsight.models.detection.dense import DETECTION_OUTPUTS
 
 ENGINES = ("torch", "onnx")
 
@@ -42,6 +43,9 @@ class OnnxEngine:
             raise MedsightError(self.path, f"is not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # a detector exported whole (2D Faster R-CNN) gives its detections, one image per call; older exports
+        # and other detectors give their dense outputs, which the PyTorch twin's postprocess decodes
+        self.gives_detections = self.output_names == list(DETECTION_OUTPUTS)
         # prepare: an input adapter (an ensemble member's own normalisation) run in torch before the session
         self.prepare = prepare
         self.torch_module = torch_module if prepare is None or torch_module is None else nn.Sequential(prepare, torch_module)
@@ -50,9 +54,16 @@ class OnnxEngine:
         if self.prepare is not None:
             with torch.no_grad():
                 x = self.prepare(x)
+        if self.gives_detections:
+            return [self.detect(image[None]) for image in x]
         feed = {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
         outputs = [torch.from_numpy(o) for o in self.session.run(self.output_names, feed)]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def detect(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One image (1, C, *S) through a whole-detector graph: its boxes, scores and 0-based labels."""
+        feed = {self.input_name: np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)}
+        return {name: torch.from_numpy(o) for name, o in zip(self.output_names, self.session.run(self.output_names, feed))}
 
     def eval(self) -> "OnnxEngine":
         return self

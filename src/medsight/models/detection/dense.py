@@ -12,6 +12,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+# the outputs of a detector exported together with its postprocess (one image per call), in this order
+DETECTION_OUTPUTS = ("boxes", "scores", "labels")
+
 
 class DenseHead(nn.Module):
     """A detector's dense part as a module: images -> the tuple of tensors its ``postprocess`` takes."""

@@ -107,6 +107,7 @@ class FasterRCNN(nn.Module):
         self._anchor_key, self._anchors = None, []  # anchors_for: the last shapes' anchors
 
     # ------------------------------------------------------------------------------------------------
+    # 2D exports the whole detector (faster_rcnn_graph.py); 3D has no ONNX grid sampling for its RoI align
     exported_part = "backbone + FPN + RPN heads (proposals, RoI align and the box head run after, in PyTorch)"
 
     @property

@@ -16,10 +16,10 @@ from medsight.tasks.detection.tiling import MOST_BOXES, merge_tile_boxes, tile_g
 
 
 def detections(model: Any, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """A detector's detections per image: a torch module's eval forward, or an ONNX engine's dense outputs
-    decoded by the PyTorch twin's ``postprocess`` (the same function that forward ends in)."""
-    if isinstance(model, nn.Module):
-        return model(x)
+    """A detector's detections per image: a torch module's eval forward, an ONNX graph of the whole detector,
+    or an ONNX engine's dense outputs decoded by the PyTorch twin's ``postprocess`` (what forward ends in)."""
+    if isinstance(model, nn.Module) or getattr(model, "gives_detections", False):
+        return model(x)  # a torch module's eval forward, or a graph exported with its postprocess
     detector = detector_of(getattr(model, "torch_module", None))
     if not callable(getattr(detector, "postprocess", None)):
         raise MedsightError(None, f"{model!r} gives dense outputs but no PyTorch detector to decode them")
