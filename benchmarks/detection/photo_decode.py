@@ -118,6 +118,9 @@ def compare(args: argparse.Namespace) -> None:
     before, after = Path(args.before), Path(args.after)
     for min_score in (0.05, 0.3):
         a, b = detections(before / "predict_detection", min_score), detections(after / "predict_detection", min_score)
+        common = {file for file, _ in a} & {file for file, _ in b}  # the photographs both predicted
+        a = {k: v for k, v in a.items() if k[0] in common}
+        b = {k: v for k, v in b.items() if k[0] in common}
         ious, score_diffs, unmatched = [], [], 0
         for key in set(a) | set(b):
             left, right = list(a.get(key, [])), list(b.get(key, []))
@@ -136,6 +139,9 @@ def compare(args: argparse.Namespace) -> None:
             "min_iou": round(float(np.min(ious)), 4) if ious else None,
             "max_abs_score_diff": round(float(np.max(score_diffs)), 4) if ious else None,
             "mean_abs_score_diff": round(float(np.mean(score_diffs)), 4) if ious else None}
+    if not all((f / "predict_classification" / "predictions.csv").exists() for f in (before, after)):
+        print(json.dumps(out, indent=1))
+        return
     rows = [list(csv.DictReader(open(f / "predict_classification" / "predictions.csv", encoding="utf-8")))
             for f in (before, after)]
     prob_cols = [c for c in rows[0][0] if c.startswith("p_") or c.startswith("prob")]
