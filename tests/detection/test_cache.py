@@ -12,6 +12,7 @@ from medsight.tasks.detection.cache import PreparedCache
 from medsight.tasks.detection.data import EpochBatches, prepare_record
 from medsight.tasks.detection.plan import make_detection_plan
 from medsight.tasks.detection.task import DetectionTask
+from medsight.tasks.detection.tiling import read_case_near_scale
 
 
 class Config:
@@ -28,7 +29,8 @@ def test_2d_cases_are_cached_scaled_and_read_memory_mapped(tmp_path):
     cache.ensure(range(len(dataset.case_ids)))
     assert len(list(cache.folder.glob("*_image.npy"))) == len(dataset.case_ids)
     for index in range(len(dataset.case_ids)):
-        record = prepare_record(dataset.load_case(index), plan)
+        image, shape = read_case_near_scale(dataset, index, plan)  # a picture twice the grid: decoded at the plan's scale
+        record = prepare_record(image, plan, shape)
         case = cache.case(index)
         assert isinstance(case.image, np.memmap) and case.image.dtype == np.float16
         assert case.image.shape[1:] == (24, 24)

@@ -92,3 +92,25 @@ def test_tiled_round_trip_finds_a_box_at_a_tile_edge_once_in_full_image_coordina
     found = detect_prepared([BrightBox()], record.image, plan, torch.device("cpu"))
     assert len(found["boxes"]) == 1 and found["labels"].tolist() == [0]  # ...and it is reported once
     np.testing.assert_allclose(record.invert_boxes(found["boxes"]), [[400, 900, 560, 1060]], atol=4)
+
+
+def test_predict_decodes_a_photograph_at_the_plans_scale_and_gives_boxes_in_full_image_pixels(tmp_path):
+    from PIL import Image
+
+    from medsight.tasks.detection.predict import predict_detection
+
+    # a 1200 x 1600 JPEG with a bright box at rows 400..560, columns 900..1060; the plan's scale 0.2 makes the
+    # picture 240 x 320 (decoded at 1/4 by libjpeg, then resized), tiled in 128 px tiles
+    picture = np.zeros((1200, 1600, 3), np.uint8)
+    picture[400:560, 900:1060] = 255
+    Image.fromarray(picture).save(tmp_path / "photo.jpg", quality=95)
+    plan = {"task": "detection", "spatial_dims": 2, "in_channels": 3, "scale": 0.2, "patch_size": [128, 128],
+            "size_divisor": 32, "window_overlap": 0.25,
+            "normalization": {"clip": [0.0, 255.0], "mean": [0.0] * 3, "std": [255.0] * 3}}
+    task = SimpleNamespace(plan=plan, info={"classes": ["lesion"]}, device=torch.device("cpu"))
+    rows = predict_detection(task, None, [BrightBox()], [tmp_path / "photo.jpg"], tmp_path / "out")
+    (found,) = rows[0]["detections"]
+    x, y, w, h = found["bbox"]  # COCO order, full-image pixels: one decoded pixel is 5 source pixels
+    np.testing.assert_allclose([y, x, y + h, x + w], [400, 900, 560, 1060], atol=5)
+    with Image.open(rows[0]["overlay"]) as overlay:
+        assert overlay.size == (320, 240)  # drawn on the decoded picture: the photograph was never decoded in full

@@ -142,3 +142,52 @@ def test_large_jpeg_is_decoded_at_a_reduced_scale_no_smaller_than_asked(tmp_path
     assert picture_shape(tmp_path / "big.jpg") == (400, 600)
     at_input = [resize(torch.from_numpy(a).float(), [45, 45]) for a in (full, reduced)]
     assert float((at_input[0] - at_input[1]).abs().mean()) < 2.0  # grey levels, at the network's input size
+
+
+def _photograph(rows: int, cols: int) -> np.ndarray:
+    """A smooth colour photograph with some texture (a JPEG of it keeps its values to a few grey levels)."""
+    r, c = np.mgrid[0:rows, 0:cols].astype(float)
+    red = 128 + 100 * np.sin(r / 97.0) * np.cos(c / 131.0)
+    green = 255 * c / cols
+    blue = 128 + 60 * np.sin((r + c) / 23.0)
+    return np.clip(np.stack([red, green, blue], -1), 0, 255).astype(np.uint8)
+
+
+def test_a_photograph_read_at_a_reduced_size_matches_the_full_decode_resized(tmp_path):
+    import torch
+    from PIL import Image as PILImage
+
+    from medsight.data.preprocess import resize
+    from medsight.io.images import read_image
+
+    PILImage.fromarray(_photograph(1200, 1600)).save(tmp_path / "photo.jpg", quality=95)
+    reduced = read_image(tmp_path / "photo.jpg", reduce_to=(240, 320), exact=True)  # DCT 1/4, then 400 -> 320
+    assert reduced.array.shape == (3, 240, 320) and reduced.array.dtype == np.uint8
+    assert reduced.source_shape == (1200, 1600)
+    full = read_image(tmp_path / "photo.jpg")
+    assert full.source_shape == () and full.shape == (1200, 1600)
+    expected = resize(torch.from_numpy(full.array).float(), [240, 320]).numpy()
+    difference = np.abs(reduced.array.astype(float) - expected)
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) < 4.0, (difference.mean(), difference.max())
+    # asked for more than the picture holds: read in full, as without reduce_to
+    assert read_image(tmp_path / "photo.jpg", reduce_to=(2400, 3200), exact=True).shape == (1200, 1600)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_reduced_read_keeps_the_full_images_geometry_exactly(tmp_path, suffix):
+    from PIL import Image as PILImage
+
+    from medsight.io.images import read_image
+
+    # 1203 x 1601 is not a multiple of 8: the JPEG's last DCT blocks are partial, and a decode at 1/8 is
+    # 151 x 201 pixels covering 1208 x 1608 source pixels. A white square centred at (1080, 1480) must land
+    # at (1080, 1480) * target / full, not stretched by 201 / 1601 * 8.
+    picture = np.zeros((1203, 1601, 3), np.uint8)
+    picture[1000:1160, 1400:1560] = 255
+    PILImage.fromarray(picture).save(tmp_path / f"square{suffix}", **({"quality": 95} if suffix == ".jpg" else {}))
+    image = read_image(tmp_path / f"square{suffix}", reduce_to=(150, 200), exact=True)
+    assert image.shape == (150, 200) and image.source_shape == (1203, 1601)
+    weight = image.array[0].astype(float)
+    rows, cols = np.mgrid[0:150, 0:200] + 0.5  # pixel centres
+    centre = (float((weight * rows).sum() / weight.sum()), float((weight * cols).sum() / weight.sum()))
+    np.testing.assert_allclose(centre, (1080 * 150 / 1203, 1480 * 200 / 1601), atol=0.15)

@@ -42,6 +42,8 @@ class Image:
     layout: str = "grey"
     # the geometry as stored (a single-slice volume keeps its third axis here)
     stored: dict[str, Any] = field(default_factory=dict)
+    # (rows, cols) of the picture in its file when ``array`` was decoded smaller (read_image's reduce_to)
+    source_shape: tuple[int, ...] = ()
 
     @property
     def spatial_dims(self) -> int:
@@ -80,12 +82,15 @@ def is_dicom_series(path: Path) -> bool:
     return path.is_dir() and any(is_dicom_file(p) for p in sorted(path.iterdir())[:20] if p.is_file())
 
 
-def read_image(path: str | Path, reduce_to: tuple[int, int] | None = None) -> Image:
+def read_image(path: str | Path, reduce_to: tuple[int, int] | None = None, exact: bool = False) -> Image:
     """Read a picture, a volume, a DICOM file, or a folder of DICOM files (one series is chosen, see medsight.io.dicom_series).
 
     reduce_to (rows, cols): a JPEG at least twice that size in both directions is decoded at a reduced
     scale (libjpeg's DCT scaling by 1/2, 1/4 or 1/8) no smaller than it, several times faster and smaller
-    than the full decode; other formats are read at full size.
+    than the full decode. With ``exact`` the picture (a PNG or BMP too) is then resized to exactly
+    reduce_to over its whole extent (Pillow's antialiased bilinear, after an integer ``reduce``), so that a
+    pixel of the full image at (r, c) is at (r, c) * reduce_to / source_shape; a larger reduce_to, a 16-bit
+    picture and other formats are read at full size. ``source_shape`` keeps the size in the file.
     """
     path = Path(path)
     if path.is_dir():
@@ -96,7 +101,7 @@ def read_image(path: str | Path, reduce_to: tuple[int, int] | None = None) -> Im
         raise MedsightError(path, "is empty")
     suffix = suffix_of(path)
     if suffix in RASTER_SUFFIXES:
-        return _read_raster(path, reduce_to)
+        return _read_raster(path, reduce_to, exact)
     if suffix in TIFF_SUFFIXES:
         return _read_tiff(path)
     if suffix in VOLUME_SUFFIXES or is_dicom_file(path):
@@ -118,22 +123,38 @@ def picture_shape(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
-def _read_raster(path: Path, reduce_to: tuple[int, int] | None = None) -> Image:
+REDUCING_GAP = 3.0  # Pillow's two-step resize (integer reduce, then resample) looks like one fair resample
+
+
+def _read_raster(path: Path, reduce_to: tuple[int, int] | None = None, exact: bool = False) -> Image:
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:
         with PILImage.open(path) as picture:  # Pillow refuses decompression bombs (DecompressionBombError)
+            full = (picture.size[1], picture.size[0])  # from the header, before any reduced decode
+            # the full image's extent on the decoded grid: (0, 0, cols / s, rows / s) at DCT scale 1/s
+            extent = (0.0, 0.0, float(picture.size[0]), float(picture.size[1]))
             if reduce_to and picture.format == "JPEG" and picture.mode in ("L", "RGB"):
-                picture.draft(picture.mode, (int(reduce_to[1]), int(reduce_to[0])))
+                drafted = picture.draft(picture.mode, (int(reduce_to[1]), int(reduce_to[0])))
+                if drafted:
+                    extent = tuple(float(v) for v in drafted[1])
             picture.load()
             if picture.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "HSV", "1"):
                 picture = picture.convert("RGB" if picture.mode not in ("1", "LA") else "L")
+            rows, cols = (int(reduce_to[0]), int(reduce_to[1])) if reduce_to else full
+            if (exact and picture.mode in ("L", "RGB") and rows <= full[0] and cols <= full[1]
+                    and (rows, cols) != full):
+                picture = picture.resize((cols, rows), PILImage.Resampling.BILINEAR, box=extent,
+                                         reducing_gap=REDUCING_GAP)
             array = np.asarray(picture)
     except PILImage.DecompressionBombError as exc:
         raise MedsightError(path, f"is too large to decode safely ({_first_line(exc)})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MedsightError(path, f"is not a readable {_FORMATS[suffix_of(path)].upper()} image ({_first_line(exc)})") from None
-    return _picture(array, path, _FORMATS[suffix_of(path)])
+    image = _picture(array, path, _FORMATS[suffix_of(path)])
+    if image.shape != full:
+        image.source_shape = full
+    return image
 
 
 def _read_tiff(path: Path) -> Image:

@@ -24,8 +24,10 @@ from medsight.data.folder_lock import folder_lock
 from medsight.data.steps import Cropped, Prepared, Resized, as_float_tensor, step_settings
 from medsight.jsonio import atomic_write
 from medsight.tasks.detection.data import prepare_record
+from medsight.tasks.detection.tiling import read_case_near_scale
 
 DTYPE = np.float16
+DECODE = "near-scale"  # pictures decoded at the plan's scale (tiling.read_near_scale), not in full
 
 
 def default_cache_root() -> Path:
@@ -37,7 +39,8 @@ def cache_key(dataset: Any, plan: dict[str, Any]) -> str:
     files = [(str(Path(f).absolute()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns)
              for case in dataset.sources for f in case]
     keys = {"files": files, "case_ids": list(dataset.case_ids), "in_channels": plan["in_channels"],
-            "normalization": plan["normalization"], "scale": plan.get("scale", 1.0), "steps": step_settings(plan)}
+            "normalization": plan["normalization"], "scale": plan.get("scale", 1.0), "steps": step_settings(plan),
+            "decode": DECODE}
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -106,7 +109,8 @@ class PreparedCache:
 
     def build(self, index: int) -> None:
 
-        record = prepare_record(self.dataset.load_case(index), self.plan)
+        image, source_shape = read_case_near_scale(self.dataset, index, self.plan)  # a photograph at the plan's scale
+        record = prepare_record(image, self.plan, source_shape)
         image = as_float_tensor(record.image).numpy().astype(DTYPE)
         image_path, steps_path = self.paths(index)
 

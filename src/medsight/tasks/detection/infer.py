@@ -73,10 +73,12 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
 
 
 def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], device: torch.device,
-                 spacing: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+                 spacing: Sequence[float] | None = None, source_shape: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Boxes (original voxel coordinates, array-axis order), scores and 0-based labels for a raw image.
 
     A world-unit plan resamples the scan from its array-order ``spacing`` to the plan's target spacing first.
+    ``source_shape``: the full picture's shape when ``raw`` was decoded smaller (tiling.read_near_scale); the
+    boxes are then in the full picture's pixels.
     """
     for model in models:
         if isinstance(model, nn.Module):
@@ -94,7 +96,7 @@ def detect_image(models: Sequence[Any], raw: np.ndarray, plan: dict[str, Any], d
             found = detect_prepared(models, image, plan, device)
         found["boxes"] = found["boxes"] / np.concatenate([ratio, ratio])
         return found
-    record = prepare_record(raw, plan)
+    record = prepare_record(raw, plan, tuple(source_shape) if source_shape else None)
     found = detect_prepared(models, record.image, plan, device)
     found["boxes"] = record.invert_boxes(found["boxes"])
     return found

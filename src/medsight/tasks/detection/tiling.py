@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from medsight.data.steps import enabled_steps
-from medsight.io.images import read_image
+from medsight.io.images import Image, picture_shape, read_image
 from medsight.models.detection.boxes import nms
 
 MAX_SIDE_2D = 320  # an image whose boxes stay large enough is squeezed so its longer side fits this
@@ -136,14 +136,25 @@ def reduced_decode_size(plan: dict[str, Any], shape: Sequence[int]) -> tuple[int
     return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
 
 
+def read_near_scale(path: Any, plan: dict[str, Any], shape: Sequence[int] | None = None) -> tuple[Image, tuple[int, ...]]:
+    """A picture decoded and resized to the plan's scaled size when that is half its size or less (a JPEG at
+    a reduced DCT scale first), else read in full; with the full image's shape (the grid its boxes are on),
+    taken from the file's header unless given."""
+
+    shape = tuple(int(s) for s in shape) if shape is not None else picture_shape(path)
+    target = reduced_decode_size(plan, shape) if shape is not None else None
+    image = read_image(path, reduce_to=target, exact=True)
+    return image, tuple(image.source_shape or image.shape)
+
+
 def read_case_near_scale(dataset: Any, index: int, plan: dict[str, Any]) -> tuple[np.ndarray, tuple[int, ...]]:
-    """A 2D case as (C, H, W) float32, decoded at a reduced size when its JPEG is at least twice the plan's
-    scaled size, with the shape of the full image (the grid its boxes are on)."""
+    """A 2D case as (C, H, W) float32, at the plan's scaled size when its picture is at least twice that
+    (read_near_scale), with the shape of the full image (the grid its boxes are on)."""
 
     sources = getattr(dataset, "sources", None)
     shape = tuple(int(s) for s in dataset.shapes[index]) if getattr(dataset, "shapes", None) else None
-    target = reduced_decode_size(plan, shape) if shape is not None and sources and len(sources[index]) == 1 else None
-    if target is None:
+    if shape is None or not sources or len(sources[index]) != 1 or reduced_decode_size(plan, shape) is None:
         image = dataset.load_case(index)
         return image, tuple(image.shape[1:])
-    return np.asarray(read_image(sources[index][0], reduce_to=target).array, dtype=np.float32), shape
+    image, shape = read_near_scale(sources[index][0], plan, shape)
+    return np.asarray(image.array, dtype=np.float32), shape
