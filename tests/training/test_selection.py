@@ -17,8 +17,8 @@ def test_best_rule_takes_the_spike():
 
 
 def test_mean_over_three():
-    # by hand: (0.60+0.90)/2, (0.60+0.90+0.62)/3, ..., (0.74+0.76+0.78)/3 = 0.76 at epoch 5, (0.78+0.70)/2
-    expected = [0.75, 2.12 / 3, 2.26 / 3, 2.12 / 3, 0.76, 2.24 / 3, 0.74]
+    # by hand: 0.60 alone, (0.60+0.90+0.62)/3, ..., (0.74+0.76+0.78)/3 = 0.76 at epoch 5, 0.70 alone
+    expected = [0.60, 2.12 / 3, 2.26 / 3, 2.12 / 3, 0.76, 2.24 / 3, 0.70]
     assert smoothed_scores(SCORES, "mean", 3) == pytest.approx(expected)
     epoch, score = choose_epoch(EPOCHS, SCORES, "mean", 3)
     assert (epoch, score) == (5, pytest.approx(0.76))
@@ -31,9 +31,17 @@ def test_mean_over_five():
 
 
 def test_median_over_five_takes_the_earliest_of_a_tie():
-    # medians: 0.62, 0.68, 0.74, 0.76, 0.74, 0.75, 0.76: epochs 4 and 7 tie at 0.76, the earlier is kept
-    assert smoothed_scores(SCORES, "median", 5) == pytest.approx([0.62, 0.68, 0.74, 0.76, 0.74, 0.75, 0.76])
+    # medians: 0.60 alone, 0.62, 0.74, 0.76, 0.74, 0.76, 0.70 alone: epochs 4 and 6 tie at 0.76, the earlier is kept
+    assert smoothed_scores(SCORES, "median", 5) == pytest.approx([0.60, 0.62, 0.74, 0.76, 0.74, 0.76, 0.70])
     assert choose_epoch(EPOCHS, SCORES, "median", 5) == (4, 0.76)
+
+
+def test_a_short_rising_run_keeps_its_last_epoch_not_its_first():
+    # three epochs of a detector (validation mAP 0.45, 0.83, 0.88): a window cut on one side only gave all three
+    # the same mean, 0.72, and kept epoch 1; centred windows score them 0.45, 0.72 and 0.88
+    scores = [0.446, 0.831, 0.876]
+    assert smoothed_scores(scores, "mean", 5) == pytest.approx([0.446, (0.446 + 0.831 + 0.876) / 3, 0.876])
+    assert choose_epoch([1, 2, 3], scores, "mean", 5) == (3, pytest.approx(0.876))
 
 
 @pytest.mark.parametrize("rule, window", [("best", 1), ("mean", 3), ("mean", 5), ("median", 5)])

@@ -2,8 +2,10 @@
 
 On a small validation split (BreastMNIST has 78 images) one epoch's score moves by a few points from noise
 alone, so the single best epoch is partly a lottery won on the validation cases. The smoothed rules score each
-validated epoch by the mean (or median) of the scores in a window centred on it, truncated at both ends of the
-run, and keep the weights of the epoch whose window is best: a stretch of good epochs beats one lucky spike.
+validated epoch by the mean (or median) of the scores in a window centred on it, and keep the weights of the
+epoch whose window is best: a stretch of good epochs beats one lucky spike. Near either end of the run the
+window shrinks on both sides alike (the first and last epochs stand alone): a window cut on one side only would
+lend the first epochs the scores of the better epochs after them, and a short run would keep its first weights.
 The weights themselves are already an average over the last steps where the plan has ``ema_decay``.
 
 plan.json may fix the rule: ``"selection": {"rule": "mean", "window": 5}`` (rules ``best``, ``mean``,
@@ -56,12 +58,14 @@ class SelectionRule:
 
 
 def smoothed_scores(scores: Sequence[float], rule: str, window: int) -> list[float]:
-    """Each score replaced by the mean or median of the centred window around it (truncated at the ends)."""
+    """Each score replaced by the mean or median of the window centred on it (narrower near the ends, alike on
+    both sides, so every window stays centred on its epoch)."""
     half = window // 2
     if rule == "best" or half == 0:
         return [float(s) for s in scores]
     reduce = np.mean if rule == "mean" else np.median
-    return [float(reduce(scores[max(0, i - half):i + half + 1])) for i in range(len(scores))]
+    last = len(scores) - 1
+    return [float(reduce(scores[i - h:i + h + 1])) for i in range(len(scores)) for h in [min(half, i, last - i)]]
 
 
 def choose_epoch(epochs: Sequence[int], scores: Sequence[float], rule: str, window: int) -> tuple[int, float]:
