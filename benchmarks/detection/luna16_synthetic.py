@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--set", choices=sorted(SETS), default="default")
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--iterations", type=int, required=True, help="training steps per epoch (batch of the plan)")
+    parser.add_argument("--positive-size-power", type=float, default=None,
+                        help="plan.json's positive_size_power (absent by default: a scan, then one of its boxes)")
     args = parser.parse_args()
 
     import torch
@@ -46,6 +48,8 @@ def main() -> None:
     started, load_before = time.time(), os.getloadavg()
     plan = api.plan(data, run)
     plan["iterations_per_epoch"] = args.iterations
+    if args.positive_size_power is not None:
+        plan["positive_size_power"] = args.positive_size_power
     (run / "plan.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
     api.train(data, run, epochs=args.epochs, seed=0)
     trained = time.time() - started

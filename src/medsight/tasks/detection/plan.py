@@ -104,9 +104,6 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "median_spacing": grid["median_spacing"],
         "box_size_mm_percentiles": {str(q): [round(float(v), 2) for v in np.percentile(grid["sizes_mm"], q, axis=0)]
                                     for q in (5, 50, 95)},
-        # CT nodules span 3-30 mm: positive patches are centred on a box in proportion to 1 / its size, so
-        # the small ones are not left to chance (photographs keep one box of a random case)
-        "positive_size_power": 1.0,
     }
     anchors = plan_anchors(sizes, stride)
     if grid:
