@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The --minutes race on real data, as a user runs it: train --minutes M (the race, then the winner), evaluate.
-# Usage: benchmarks/race/run.sh hippocampus OUT MINUTES | benchmarks/race/run.sh breastmnist OUT MINUTES SEED...
+# Usage: [FOLD=F] benchmarks/race/run.sh hippocampus OUT MINUTES | benchmarks/race/run.sh breastmnist OUT MINUTES SEED...
 set -euo pipefail
 export PYTHONPATH=${MEDSIGHT_SRC:-$PWD/src}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -8,9 +8,9 @@ WHAT=${1:?hippocampus or breastmnist}; OUT=${2:?output folder}; MINUTES=${3:?min
 DATA_ROOT=${DATA_ROOT:-/work/shared/data}
 mkdir -p "$OUT"
 case "$WHAT" in
-  hippocampus)  # fold 0 of the data's splits_final.json (208 train / 52 val; no test split): scored on val
+  hippocampus)  # fold FOLD (default 0) of the data's splits_final.json (208 train / 52 val; no test split): scored on val
     uptime
-    python -m medsight train "$DATA_ROOT/msd_task04_hippocampus" --out "$OUT/run" --fold 0 --seed 0 --minutes "$MINUTES"
+    python -m medsight train "$DATA_ROOT/msd_task04_hippocampus" --out "$OUT/run" --fold "${FOLD:-0}" --seed 0 --minutes "$MINUTES"
     uptime
     python -m medsight evaluate "$OUT/run" --split val > "$OUT/eval.json"
     uptime ;;

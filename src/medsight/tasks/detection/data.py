@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -136,6 +136,29 @@ def augment(image: torch.Tensor, boxes: torch.Tensor, settings: dict[str, Any],
     return image.contiguous(), boxes
 
 
+def zoomed_window(patch: list[int], zoom: Sequence[float] | None, generator: torch.Generator) -> list[int]:
+    """The window to read for a patch under scale augmentation: patch / z, z log-uniform in the zoom range.
+
+    Objects of one kind vary in size between images (cells, lesions, scanners' fields of view); reading a
+    window larger or smaller than the patch and resizing it to the patch shows the network each object at
+    sizes around its planned scale. No zoom in the plan draws nothing, so older plans sample as before.
+    """
+    if not zoom:
+        return list(patch)
+    low, high = np.log(float(zoom[0])), np.log(float(zoom[1]))
+    z = float(np.exp(low + (high - low) * float(torch.rand(1, generator=generator))))
+    return [max(1, int(round(p / z))) for p in patch]
+
+
+def resize_patch(image: torch.Tensor, boxes: np.ndarray, patch: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+    """A (C, *window) image resized to the patch, its boxes scaled with it (corner coordinates, pixel edges)."""
+    window = image.shape[1:]
+    mode = "bilinear" if len(patch) == 2 else "trilinear"
+    resized = F.interpolate(image[None], size=list(patch), mode=mode, align_corners=False)[0]
+    factors = np.array([p / w for p, w in zip(patch, window)], dtype=np.float64)
+    return resized, (np.asarray(boxes, np.float64) * np.concatenate([factors, factors])).reshape(-1, 2 * len(patch))
+
+
 def positive_draws(cases: list[Any], size_power: float) -> tuple[np.ndarray, torch.Tensor]:
     """Every training box as (case, box) with the chance that a positive patch is centred on it.
 
@@ -191,7 +214,10 @@ class EpochBatches:
                 case = self.cases[int(owner)]
             hard = len(getattr(case, "negatives", ())) > 0 and bool(
                 torch.rand(1, generator=g) < self.plan.get("hard_negative_fraction", 0.0))
-            image, case_boxes, case_labels = sample_patch(case, patch, positive, g, hard, box)
+            window = zoomed_window(patch, self.plan.get("augment", {}).get("zoom"), g)
+            image, case_boxes, case_labels = sample_patch(case, window, positive, g, hard, box)
+            if window != patch:
+                image, case_boxes = resize_patch(image, case_boxes, patch)
             image, box_tensor = augment(image, torch.as_tensor(case_boxes, dtype=torch.float32),
                                         self.plan.get("augment", {}), g)
             images.append(image)

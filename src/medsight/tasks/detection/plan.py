@@ -132,5 +132,8 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         float(min(0.5, max(0.25, float(np.percentile(sizes.max(1), 95)) / max(min(patch), 1)))),
         **({"tiling": {k: tiles[k] for k in ("tiled", "scaled_median_shape", "median_box_at_scale")}} if tiles else {}),
         "model": "retinanet",
-        "augment": {"flip_axes": list(range(dims)), "rot90": True, "intensity": 0.1, "noise": 0.05},
+        # 2D plans also zoom (pixel sizes vary between photographs and microscopes); 3D plans keep each
+        # object's size, which in world units is a physical measurement
+        "augment": {"flip_axes": list(range(dims)), "rot90": True, "intensity": 0.1, "noise": 0.05,
+                    **({"zoom": [0.8, 1.25]} if dims == 2 else {})},
     }

@@ -56,11 +56,13 @@ class DetectionTask(Task):
         self.validate_every = 2 if self.plan["spatial_dims"] == 3 else 1
         self._prepared: dict[int, Any] = {}
         self.world = None
+        # the validation cases are cached with the training ones: one progress line, not one per case later
+        used = [] if dataset is None else [*dataset.splits["train"], *dataset.splits.get("val", [])]
         if dataset is not None and "target_spacing" in self.plan:
             self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
-            self.world.cache.ensure(dataset.splits["train"])
+            self.world.cache.ensure(used)
         if dataset is not None and "target_spacing" not in self.plan and getattr(dataset, "sources", None):
-            self.prepared_cases(dataset).ensure(dataset.splits["train"])
+            self.prepared_cases(dataset).ensure(used)
         if dataset is not None:
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
 

@@ -80,10 +80,15 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
     # under regions every region's probability is 0 there)
     probs = prepared.invert(probs, lambda p, shape: resample(p, shape, is_label=False),
                             fill=[0.0] if plan.get("regions") else [1.0])
+    threshold = state.get("postprocessing", {}).get("foreground_threshold", 0.5)
     if plan.get("regions"):
         from medsight.tasks.segmentation.regions import regions_to_labels
 
         label = regions_to_labels(probs, plan["regions"])
+    elif threshold != 0.5 and probs.shape[0] == 2:
+        from medsight.tasks.segmentation.threshold import binary_label
+
+        label = binary_label(probs[1], threshold)  # the binary task's threshold, chosen on validation
     else:
         label = argmax_slabs(probs)
     keep = state.get("postprocessing", {}).get("largest_component", [])

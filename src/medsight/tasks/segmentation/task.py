@@ -22,6 +22,7 @@ from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
 from medsight.tasks.segmentation.regions import RegionLoss, probabilities_as_logits, regions_to_labels
+from medsight.tasks.segmentation.threshold import choose_threshold, dice_at_thresholds, level_of, quantise
 
 LCC_MIN_GAIN = 0.0  # keep the largest-component step for a class only when validation Dice does not drop
 
@@ -126,17 +127,26 @@ class SegmentationTask(Task):
         return out
 
     def finish_training(self, model, dataset, indices):
-        """Choose largest-connected-component post-processing per class on the validation cases."""
+        """Choose, on the validation cases, a binary task's foreground threshold and then the largest-connected-
+        component post-processing per class."""
         if len(indices) == 0:
             return {"postprocessing": {"largest_component": []}}
-        plain, kept = [], []
+        binary = not self.plan.get("regions") and len(self.foreground) == 1
+        cases = []  # (reference, prediction at 0.5, quantised foreground probability or None)
         for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
-            label, pred = np.asarray(case.label), self.to_label(probs)
-            plain.append(dice_per_class(pred, label, self.foreground))
-            kept.append(dice_per_class(largest_component(pred, self.foreground), label, self.foreground))
+            cases.append((np.asarray(case.label), self.to_label(probs), quantise(probs[1]) if binary else None))
+        chosen_threshold = {}
+        if binary:
+            chosen_threshold = choose_threshold([dice_at_thresholds(q, ref == self.foreground[0]) for ref, _, q in cases])
+            t = chosen_threshold["foreground_threshold"]
+            if t != 0.5:
+                level = level_of(t)
+                cases = [(ref, (q > level).astype(np.uint8) * self.foreground[0], q) for ref, _, q in cases]
+        plain = [dice_per_class(pred, ref, self.foreground) for ref, pred, _ in cases]
+        kept = [dice_per_class(largest_component(pred, self.foreground), ref, self.foreground) for ref, pred, _ in cases]
         before, after = np.mean(plain, axis=0), np.mean(kept, axis=0)
         chosen = [c for c, b, a in zip(self.foreground, before, after) if a - b > LCC_MIN_GAIN]
-        return {"postprocessing": {"largest_component": chosen,
+        return {"postprocessing": {**chosen_threshold, "largest_component": chosen,
                                    "val_dice_per_class": [float(v) for v in before],
                                    "val_dice_per_class_largest_component": [float(v) for v in after]}}
 
