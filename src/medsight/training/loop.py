@@ -30,6 +30,7 @@ from medsight.training.distributed import DistContext
 from medsight.training.precision import Precision
 from medsight.training.seeding import seed_everything, set_deterministic
 from medsight.training.selection import EpochSelector, SelectionRule
+from medsight.training.step_memory import step_guard
 from medsight.training.transfer import prepare_transfer
 
 GRAD_CLIP = 12.0  # as nnU-Net: guards against rare exploding steps without slowing normal ones
@@ -222,6 +223,7 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
     budget = None if config.minutes is None else config.minutes * 60.0
 
     stopped = False
+    first_step = True
     while progress["epoch"] < progress["planned_epochs"]:
         if stop_after is not None and progress["elapsed"] >= stop_after:
             stopped = True
@@ -241,8 +243,11 @@ def fit(task: Task, dataset: TaskDataset, run: RunFolder, config: TrainConfig, r
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             optimizer.zero_grad(set_to_none=True)
-            with precision.autocast():
+            guard = step_guard(first_step, task.device, run.path)  # one line, not a kill, when a step cannot fit
+            first_step = False
+            with precision.autocast(), guard:
                 out = task.training_step(model, batch)
+            guard.after_forward()
             loss = out["loss"].float()
             if not torch.isfinite(loss):
                 raise MedsightError(run.path, f"training diverged at epoch {epoch + 1} (loss {loss.item()}); try a lower --lr")
