@@ -2,7 +2,8 @@
 
 Each member is evaluated on its own first (RUN/eval/<split>/), then the members' probabilities are averaged
 (detection: the union of the members' boxes, merged by per-class NMS at IoU 0.5, as overlapping sliding
-windows are) and the task's own evaluation writes metrics.json, predictions and report.html for the
+windows are; or, with "ensemble_fusion": "wbf" in the first run's plan.json, fused by weighted box fusion,
+medsight.tasks.detection.fusion) and the task's own evaluation writes metrics.json, predictions and report.html for the
 ensemble, with every member's metrics beside its own in metrics.json.
 """
 
@@ -21,7 +22,14 @@ from medsight.jsonio import load_json, save_json
 from medsight.run import load_run
 
 SUPPORTED = ("classification", "segmentation", "detection")
-COMBINE = {"detection": "union of the members' boxes, per-class NMS at IoU 0.5"}
+COMBINE = {"detection": "union of the members' boxes, per-class NMS at IoU 0.5",
+           "detection-wbf": "the members' boxes fused by weighted box fusion at IoU 0.55"}
+
+
+def combine_key(task: Any) -> str:
+    """The COMBINE entry that describes how this task's ensemble merges its members."""
+    name = str(task.info.get("task"))
+    return f"{name}-wbf" if name == "detection" and task.plan.get("ensemble_fusion") == "wbf" else name
 
 
 class MeanProbabilities(nn.Module):
@@ -79,7 +87,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     result = task.evaluate(run, model, dataset, split, out_dir)
     metrics_path = out_dir / "metrics.json"
     written = load_json(metrics_path)
-    written["ensemble"] = {"runs": [m["run"] for m in members], "combine": COMBINE.get(task.info.get("task"), "mean of the members' probabilities")}
+    written["ensemble"] = {"runs": [m["run"] for m in members], "combine": COMBINE.get(combine_key(task), "mean of the members' probabilities")}
     written["members"] = members
     written.setdefault("definitions", {})["ensemble"] = written["ensemble"]["combine"]
     save_json(metrics_path, written)

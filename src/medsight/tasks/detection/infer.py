@@ -12,6 +12,7 @@ import torch.nn as nn
 from medsight.errors import MedsightError
 from medsight.models.detection.dense import detector_of
 from medsight.tasks.detection.data import pad_to, prepare_record
+from medsight.tasks.detection.fusion import fuse_detections
 from medsight.tasks.detection.tiling import MOST_BOXES, merge_tile_boxes, tile_grid
 
 
@@ -66,8 +67,12 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
             piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
             drop_pages(image)
         crop = pad_to(piece, window)[None].to(device)
-        found += [(start, run_network(model, crop)[0]) for model in models]
-    merged = merge_tile_boxes(found, window, shape, apply_nms=len(grid) > 1 or len(models) > 1)
+        members = [run_network(model, crop)[0] for model in models]
+        if len(members) > 1 and plan.get("ensemble_fusion", "nms") == "wbf":
+            found.append((start, fuse_detections(members)))  # an ensemble's boxes fused window by window
+        else:
+            found += [(start, member) for member in members]  # merged by NMS with the other windows' boxes
+    merged = merge_tile_boxes(found, window, shape, apply_nms=len(found) > 1)
     order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}
 

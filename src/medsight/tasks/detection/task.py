@@ -56,15 +56,17 @@ class DetectionTask(Task):
         self.validate_every = 2 if self.plan["spatial_dims"] == 3 else 1
         self._prepared: dict[int, Any] = {}
         self.world = None
-        # the validation cases are cached with the training ones: one progress line, not one per case later
-        used = [] if dataset is None else [*dataset.splits["train"], *dataset.splits.get("val", [])]
-        if dataset is not None and "target_spacing" in self.plan:
-            self.world = WorldCases(dataset, self.plan, config.extra.get("cache_dir"))
-            self.world.cache.ensure(used)
-        if dataset is not None and "target_spacing" not in self.plan and getattr(dataset, "sources", None):
-            self.prepared_cases(dataset).ensure(used)
         if dataset is not None:
+            self.cache_cases(dataset, [*dataset.splits["train"], *dataset.splits.get("val", [])])
             self.train_cases = [self.prepared(dataset, int(i)) for i in dataset.splits["train"]]
+
+    def cache_cases(self, dataset: TaskDataset, indices) -> None:
+        """Prepare the cases not on disk yet in one go, before they are read one by one: one progress line for
+        the set (training, or a split to evaluate), not one per case."""
+        if "target_spacing" in self.plan:
+            self.world_cases(dataset).cache.ensure(indices)
+        elif getattr(dataset, "sources", None):
+            self.prepared_cases(dataset).ensure(indices)
 
     def world_cases(self, dataset: TaskDataset):
         """The on-disk cache of a world-unit plan (made on first use when evaluating without training)."""
@@ -129,6 +131,7 @@ class DetectionTask(Task):
 
     def score_cases(self, models: list[Any], dataset: TaskDataset, indices: np.ndarray) -> tuple[dict[str, Any], list]:
         metric = DetectionMetric(self.plan["num_classes"], list(self.info.get("classes", [])) or None)
+        self.cache_cases(dataset, [int(i) for i in indices])
         predictions = []
         for index in indices:
             found = self.predict_case(models, dataset, int(index))
