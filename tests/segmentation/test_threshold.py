@@ -56,3 +56,34 @@ def test_predict_label_applies_the_chosen_threshold():
     assert label.sum() == 0
     label, _ = predict_label([Logit()], image, (1.0, 1.0), plan, {"postprocessing": {"foreground_threshold": 0.25}})
     assert label[2:5, 2:5].all() and label.sum() == 9
+
+
+def under_confident_task(cases):
+    """A segmentation task whose validation predictions are the given (label, foreground probability) pairs."""
+    from types import SimpleNamespace
+
+    from medsight.tasks.segmentation.task import SegmentationTask
+
+    task = object.__new__(SegmentationTask)
+    task.plan = {"labels": {"0": "background", "1": "vessel"}}
+    task.validation_subset = lambda indices: indices
+
+    def cached_predictions(model, indices):
+        for label, p in cases:
+            yield SimpleNamespace(label=label), torch.from_numpy(np.stack([1 - p, p]).astype(np.float32))
+
+    task.cached_predictions = cached_predictions
+    return task
+
+
+def test_finish_training_chooses_the_threshold_then_the_largest_component():
+    label = np.zeros((30, 30), np.uint8)
+    label[5:10, 2:28] = 1
+    p = np.where(label == 1, 0.35, 0.05)
+    p[25, 25] = 0.4  # a speck more confident than the vessel, away from it: no threshold keeps one without the other
+    task = under_confident_task([(label, p), (label, p)])
+    post = task.finish_training(None, None, np.arange(2))["postprocessing"]
+    assert post["foreground_threshold"] == 0.1 and post["val_dice_at_half"] == 0.0  # 0.1-0.3 tie: the first
+    assert post["val_dice_per_class"][0] < 1.0  # the speck is a false positive at 0.1 ...
+    assert post["largest_component"] == [1]  # ... which the largest component removes
+    assert post["val_dice_per_class_largest_component"] == [1.0]

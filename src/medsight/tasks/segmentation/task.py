@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -132,18 +133,29 @@ class SegmentationTask(Task):
         if len(indices) == 0:
             return {"postprocessing": {"largest_component": []}}
         binary = not self.plan.get("regions") and len(self.foreground) == 1
-        cases = []  # (reference, prediction at 0.5, quantised foreground probability or None)
-        for case, probs in self.cached_predictions(model, self.validation_subset(indices)):
-            cases.append((np.asarray(case.label), self.to_label(probs), quantise(probs[1]) if binary else None))
-        chosen_threshold = {}
-        if binary:
-            chosen_threshold = choose_threshold([dice_at_thresholds(q, ref == self.foreground[0]) for ref, _, q in cases])
-            t = chosen_threshold["foreground_threshold"]
-            if t != 0.5:
-                level = level_of(t)
-                cases = [(ref, (q > level).astype(np.uint8) * self.foreground[0], q) for ref, _, q in cases]
-        plain = [dice_per_class(pred, ref, self.foreground) for ref, pred, _ in cases]
-        kept = [dice_per_class(largest_component(pred, self.foreground), ref, self.foreground) for ref, pred, _ in cases]
+        chosen_threshold, plain, kept = {}, [], []
+
+        def score(pred: np.ndarray, label: np.ndarray) -> None:
+            plain.append(dice_per_class(pred, label, self.foreground))
+            kept.append(dice_per_class(largest_component(pred, self.foreground), label, self.foreground))
+
+        predictions = self.cached_predictions(model, self.validation_subset(indices))
+        if not binary:
+            for case, probs in predictions:
+                score(self.to_label(probs), np.asarray(case.label))
+        else:  # two passes over the cases' quantised probabilities, kept on disk (one byte a voxel), not in memory
+            with tempfile.TemporaryDirectory(prefix="medsight-threshold-") as folder:
+                stored, sweeps = [], []
+                for k, (case, probs) in enumerate(predictions):
+                    levels = quantise(probs[1])
+                    sweeps.append(dice_at_thresholds(levels, np.asarray(case.label) == self.foreground[0]))
+                    np.save(Path(folder) / f"{k}.npy", levels)
+                    stored.append((case, Path(folder) / f"{k}.npy"))
+                chosen_threshold = choose_threshold(sweeps)
+                level = level_of(chosen_threshold["foreground_threshold"])
+                for case, path in stored:
+                    pred = (np.load(path, mmap_mode="r") > level).astype(np.uint8) * np.uint8(self.foreground[0])
+                    score(pred, np.asarray(case.label))
         before, after = np.mean(plain, axis=0), np.mean(kept, axis=0)
         chosen = [c for c, b, a in zip(self.foreground, before, after) if a - b > LCC_MIN_GAIN]
         return {"postprocessing": {**chosen_threshold, "largest_component": chosen,
