@@ -59,7 +59,7 @@ def choose_threshold(per_case: Sequence[np.ndarray], thresholds: Sequence[float]
     chosen = float(thresholds[best]) if mean[best] - at_half > MIN_GAIN else 0.5
     return {"foreground_threshold": chosen, "val_dice_at_half": at_half,
             "val_dice_at_threshold": float(mean[list(thresholds).index(chosen)]),
-            "thresholds_tried": [float(t) for t in thresholds]}
+            "val_dice_by_threshold": {f"{t:g}": round(float(d), 6) for t, d in zip(thresholds, mean)}}
 
 
 def binary_label(foreground: torch.Tensor, threshold: float) -> np.ndarray:
