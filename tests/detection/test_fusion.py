@@ -3,18 +3,12 @@
 import numpy as np
 import torch
 
-from medsight.tasks.detection.fusion import fuse_detections, iou_one_to_many
+from medsight.tasks.detection.fusion import fuse_detections
 
 
 def member(boxes, scores, labels):
     return {"boxes": np.asarray(boxes, np.float32), "scores": np.asarray(scores, np.float32),
             "labels": np.asarray(labels, np.int64)}
-
-
-def test_iou_in_two_and_three_dimensions():
-    assert np.allclose(iou_one_to_many(np.array([0, 0, 10, 10.]), np.array([[0, 5, 10, 15.], [20, 20, 30, 30.]])),
-                       [50 / 150, 0.0])
-    assert np.allclose(iou_one_to_many(np.array([0, 0, 0, 2, 2, 2.]), np.array([[1, 0, 0, 3, 2, 2.]])), [4 / 12])
 
 
 def test_agreeing_boxes_are_averaged_by_score():

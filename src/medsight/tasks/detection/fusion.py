@@ -15,18 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
+from medsight.metrics.detection import box_iou
+
 FUSION_IOU = 0.55  # the paper's default
-
-
-def iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one corner box with each of ``others`` (any number of dimensions)."""
-    dims = len(box) // 2
-    low = np.maximum(others[:, :dims], box[:dims])
-    high = np.minimum(others[:, dims:], box[dims:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    volume = lambda b: np.prod(np.clip(b[..., dims:] - b[..., :dims], 0, None), axis=-1)  # noqa: E731
-    union = volume(box) + volume(others) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def fuse_detections(members: Sequence[dict[str, np.ndarray]], iou: float = FUSION_IOU) -> dict[str, np.ndarray]:
@@ -46,7 +37,7 @@ def fuse_detections(members: Sequence[dict[str, np.ndarray]], iou: float = FUSIO
         sizes: list[int] = []  # boxes joined
         for i in mine:
             if fused:
-                overlap = iou_one_to_many(boxes[i], np.asarray(fused))
+                overlap = box_iou(boxes[i][None], np.asarray(fused))[0]
                 best = int(np.argmax(overlap))
                 if overlap[best] > iou:
                     weighted[best] = weighted[best] + scores[i] * boxes[i]
