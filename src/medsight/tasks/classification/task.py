@@ -73,9 +73,10 @@ class EpochBatches:
     """One epoch of augmented training batches (a sized iterable, so the loop knows the step count)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, batch_size: int,
-                 augment: BatchAugment | None, generator: torch.Generator | None = None):
+                 augment: BatchAugment | None, generator: torch.Generator | None = None, mixup: float = 0.0):
         self.images, self.labels, self.order = images, labels, order
         self.batch_size, self.augment, self.generator = batch_size, augment, generator
+        self.mixup = float(mixup)
 
     def __len__(self) -> int:
         return max(1, len(self.order) // self.batch_size)  # drop the ragged last batch: BatchNorm needs > 1
@@ -86,7 +87,27 @@ class EpochBatches:
             x = self.images[index]
             if self.augment is not None:
                 x = self.augment(x, self.generator)
-            yield {"image": x, "label": self.labels[index]}
+            batch = {"image": x, "label": self.labels[index]}
+            if self.mixup > 0:
+                batch = mix_batch(batch, self.mixup, self.generator)
+            yield batch
+
+
+def mix_batch(batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): the batch blended with a shuffled copy of itself by a Beta(alpha, alpha) weight.
+
+    On a few hundred small images the validation score peaks after a few epochs and then falls as the network
+    memorises them; training on blends of pairs, with the loss blended by the same weight, delays that.
+    """
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    lam = max(lam, 1.0 - lam)  # the first image dominates, so its label stays the main target
+    partner = torch.randperm(len(batch["label"]), generator=generator)
+    image = batch["image"]
+    return {"image": lam * image + (1.0 - lam) * image[partner], "label": batch["label"],
+            "mix_label": batch["label"][partner], "mix_weight": torch.tensor(lam)}
 
 
 class ClassificationTask(Task):
@@ -218,11 +239,15 @@ class ClassificationTask(Task):
         # each rank takes its share of the batch, so a step sees the same samples as in one process
         per_rank = per_rank_batch(self.batch_size, world_size)
         return EpochBatches(self.train_images, self.train_labels, order, min(per_rank, len(order)), self.augment,
-                            augment_generator(seed, epoch, rank))
+                            augment_generator(seed, epoch, rank), mixup=float(self.plan.get("mixup", 0.0)))
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         logits = model(batch["image"].to(self.device, non_blocking=True))
-        return {"loss": self.loss(logits, batch["label"].to(self.device)), "output": logits}
+        loss = self.loss(logits, batch["label"].to(self.device))
+        if "mix_weight" in batch:  # mixup: the loss against each image's label, blended as the images were
+            lam = float(batch["mix_weight"])
+            loss = lam * loss + (1.0 - lam) * self.loss(logits, batch["mix_label"].to(self.device))
+        return {"loss": loss, "output": logits}
 
     @torch.no_grad()
     def predict_tensor(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
