@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from medsight.data.memory import available_memory_bytes
 from medsight.errors import MedsightError
 
 DROP_PAGES_BYTES = 32 * 2**20  # mapped pages read before they are dropped from resident memory
@@ -46,18 +47,6 @@ def cache_key(sources: Sequence[Path], plan: dict[str, Any]) -> str:
     keys = {"files": files, "input_size": plan["input_size"], "in_channels": plan["in_channels"],
             "normalization": plan["normalization"], "steps": step_settings(plan) if "preprocessing" in plan else None}
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def check_fits_in_memory(nbytes: int, what: str, path: Path | None) -> None:

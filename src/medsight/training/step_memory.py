@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from medsight.data.input_cache import available_memory_bytes
+from medsight.data.memory import available_memory_bytes
 from medsight.errors import MedsightError
 
 CHECK_EVERY = 64 * 2**20
