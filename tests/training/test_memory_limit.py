@@ -15,6 +15,7 @@ import pytest
 from medsight.data.memory import available_memory_bytes, cgroup_room_bytes
 
 MB = 2**20
+NOT_MOVED = 97  # the shell could not join the cgroup
 
 
 def write(path: Path, text: str) -> None:
@@ -97,9 +98,12 @@ def memory_cgroup(limit: int):
 
 def run_in(procs: Path, argv: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     """Run argv with its pid moved into the cgroup first, so every byte it allocates is charged there."""
-    script = f'echo $$ > "{procs}" && exec "$@"'
-    return subprocess.run(["sh", "-c", script, "sh", *argv], capture_output=True, encoding="utf-8", timeout=timeout,
+    script = f'echo $$ > "{procs}" 2>/dev/null || exit {NOT_MOVED}; exec "$@"'
+    done = subprocess.run(["sh", "-c", script, "sh", *argv], capture_output=True, encoding="utf-8", timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode == NOT_MOVED:
+        pytest.skip(f"cannot move a process into {procs.parent} (cgroup v2 delegation rules)")
+    return done
 
 
 def test_room_seen_inside_a_real_cgroup_is_under_its_limit():
