@@ -65,19 +65,31 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="/tmp/medsight-bench")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="edit plan.json's input_size to this side before training (default: the plan's)")
+    parser.add_argument("--split", default="test", choices=["val", "test"],
+                        help="the split scored: val to choose between arms, test once for the chosen one")
     args = parser.parse_args()
-    codras, folder, run_dir = Path(args.codras), Path(args.folder), Path(args.runs) / f"lesion_{args.balance}_s{args.seed}"
+    size_tag = f"_px{args.input_size}" if args.input_size else ""
+    codras, folder = Path(args.codras), Path(args.folder)
+    run_dir = Path(args.runs) / f"lesion_{args.balance}_s{args.seed}{size_tag}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log = run_dir.parent / f"{run_dir.name}.log"
     medsight = [sys.executable, "-m", "medsight"]
+    if args.input_size and not (run_dir / "plan.json").exists():
+        run([*medsight, "plan", str(folder), "--out", str(run_dir)], log)
+        plan_file = run_dir / "plan.json"
+        plan = json.loads(plan_file.read_text(encoding="utf-8"))
+        plan["input_size"] = [args.input_size] * plan["spatial_dims"]
+        plan_file.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
     train_cmd = [*medsight, "train", str(folder), "--out", str(run_dir), "--minutes", str(args.minutes),
                  "--balance", args.balance, "--seed", str(args.seed)]
     train_seconds, train_cpu = run(train_cmd, log) if not (run_dir / "model.safetensors").exists() else (None, None)
-    eval_seconds, _ = run([*medsight, "evaluate", str(run_dir), "--split", "test"], log)
-    metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text(encoding="utf-8"))
+    eval_seconds, _ = run([*medsight, "evaluate", str(run_dir), "--split", args.split], log)
+    metrics = json.loads((run_dir / "eval" / args.split / "metrics.json").read_text(encoding="utf-8"))
     dataset = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))
-    tests = [folder / case for case in dataset["splits"]["test"]]
-    explain_dir = run_dir / "explain_test"
+    tests = [folder / case for case in dataset["splits"][args.split]]
+    explain_dir = run_dir / f"explain_{args.split}"
     run([*medsight, "predict", str(run_dir), *map(str, tests), "--out", str(explain_dir), "--explain"], log)
     hits, lesion_images = 0, 0
     for case in tests:
@@ -89,7 +101,7 @@ def main() -> None:
             continue
         heat = np.load(heat_file)
         if overlay.exists():
-            draw_boxes(overlay, boxes, heat.shape[0], run_dir / "explain_boxes" / f"{case.parent.name}_{case.stem}.png")
+            draw_boxes(overlay, boxes, heat.shape[0], run_dir / f"explain_boxes_{args.split}" / f"{case.parent.name}_{case.stem}.png")
         if len(boxes):
             row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
             y, x = (row + 0.5) / heat.shape[0], (col + 0.5) / heat.shape[1]
@@ -103,8 +115,8 @@ def main() -> None:
         "input_size": plan["input_size"], "model": json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["model"],
         "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu, "eval_wall_seconds": eval_seconds,
         "epochs_run": state.get("training", {}).get("epochs"), "best_epoch": state.get("training", {}).get("best_epoch"),
-        "test_cases": len(tests), "class_counts_test": metrics.get("class_counts") or None,
-        "test": {k: m.get(k) for k in ("auc", "sensitivity", "specificity", "balanced_accuracy", "accuracy")},
+        "split": args.split, "cases": len(tests), "class_counts": metrics.get("class_counts") or None,
+        args.split: {k: m.get(k) for k in ("auc", "sensitivity", "specificity", "balanced_accuracy", "accuracy")},
         "ci95": {k: metrics.get("ci95", {}).get(k) for k in ("auc", "sensitivity", "specificity", "balanced_accuracy")},
         "operating_point": metrics.get("operating_point"),
         "gradcam_peak_in_a_lesion_box": {"hits": hits, "lesion_images": lesion_images},
@@ -115,7 +127,7 @@ def main() -> None:
         record.update({k: before.get(k) for k in ("train_command", "train_wall_seconds", "train_cpu_seconds")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(record["test"]), json.dumps(record["ci95"]), record["gradcam_peak_in_a_lesion_box"], flush=True)
+    print(json.dumps(record[args.split]), json.dumps(record["ci95"]), record["gradcam_peak_in_a_lesion_box"], flush=True)
 
 
 if __name__ == "__main__":
