@@ -53,3 +53,26 @@ def test_a_plan_without_the_size_power_keeps_drawing_a_case_then_one_of_its_boxe
     assert batches.owners is None
     empty = sum(int(first // 1000) == 2 for batch in batches for first in batch["image"][:, 0, 0, 0].numpy())
     assert 50 <= empty <= 150  # about a third of the 300 patches come from the case without a box
+
+
+def test_the_size_draw_is_chosen_from_the_spread_of_lesion_sizes():
+    from medsight.tasks.detection.plan import size_draw_power
+
+    cubes = lambda *sides: np.array([[s, s, s] for s in sides], float)  # noqa: E731
+    # 90th over 10th percentile of the sides: 3-30 mm nodules spread far more than 3x, 8-20 mm ones less
+    assert size_draw_power(cubes(*np.geomspace(3, 30, 20))) == 1.0
+    assert size_draw_power(cubes(*np.geomspace(8, 20, 20))) is None
+    assert size_draw_power(cubes(10.0)) is None  # one lesion: nothing to weigh
+    # the geometric mean of the sides: a flat 2 x 8 x 8 box counts as 5.04 mm, not 8
+    assert size_draw_power(np.array([[2.0, 8, 8]] * 5 + [[12.0, 12, 12]] * 5)) is None
+
+
+@pytest.mark.parametrize("diameters,expected", [((3.0, 30.0), 1.0), ((12.0, 18.0), None)])
+def test_a_world_unit_plan_draws_by_size_only_when_nodule_sizes_spread(tmp_path, diameters, expected):
+    from medsight.io.formats import read_dataset
+    from medsight.synthetic.luna16 import make_luna16
+    from medsight.tasks.detection.plan import make_detection_plan
+
+    data = make_luna16(tmp_path / "luna", seed=1, num_scans=10, shape=(16, 40, 40), spacing_xyz=(1.5, 1.5, 3.0),
+                       diameters_mm=diameters, tubes=1, empty_every=0)
+    assert make_detection_plan(read_dataset(data)).get("positive_size_power") == expected
