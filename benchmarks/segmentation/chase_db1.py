@@ -3,7 +3,10 @@
 Writes the images as an nnU-Net raw folder (R, G, B as channels _0000.._0002, masks 0/1), trains for the given
 minutes, evaluates the 8 test images (Dice = F1 on pixels) and computes pixel ROC-AUC over the whole image from
 the predicted vessel probability. Usage: python benchmarks/segmentation/chase_db1.py WORK MINUTES [MODEL]
-(MODEL "race": no model given, so `--minutes` races the task's candidates as `medsight train --minutes` does).
+[--clahe] [--split val|test] (MODEL "race": no model given, so `--minutes` races the task's candidates as
+`medsight train --minutes` does; `--clahe` switches the plan's clahe step on; `--split val` scores the 4
+validation images only, to choose between settings, and a later `--split test` on the same WORK scores the test
+images with the weights already trained).
 """
 
 from __future__ import annotations
@@ -55,27 +58,42 @@ def pixel_auc(run: Path, data: Path) -> float:
     return float(roc_auc_score(np.concatenate(truth), np.concatenate(scores)))
 
 
-def main(work: Path, minutes: float, model: str) -> None:
+def main(work: Path, minutes: float, model: str, clahe: bool = False, split: str = "test") -> None:
     from medsight import api
 
     data = make_raw(work / "chase_raw")
     run = work / "run"
-    plan = api.plan(data, run)
-    plan["iterations_per_epoch"] = 100  # validation costs 4 full images: amortise it over more steps
-    plan["inference"]["overlap"] = 0.25  # 999x960 images: fewer windows keep TTA affordable on 2 cores
-    (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
+    train_seconds = None
+    if not (run / "model.safetensors").is_file():
+        plan = api.plan(data, run)
+        plan["iterations_per_epoch"] = 100  # validation costs 4 full images: amortise it over more steps
+        plan["inference"]["overlap"] = 0.25  # 999x960 images: fewer windows keep TTA affordable on 2 cores
+        for step in plan["preprocessing"]["steps"]:
+            if step["name"] == "clahe":
+                step["enabled"] = clahe
+        (run / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
+        started = time.time()
+        api.train(data, run, minutes=minutes, model=None if model == "race" else model, race=model == "race")
+        train_seconds = round(time.time() - started)
     started = time.time()
-    api.train(data, run, minutes=minutes, model=None if model == "race" else model, race=model == "race")
-    train_seconds = time.time() - started
-    started = time.time()
-    result = api.evaluate(run, split="test")
-    auc = pixel_auc(run, data)
-    summary = {"train_wall_seconds": round(train_seconds), "evaluate_wall_seconds": round(time.time() - started),
+    result = api.evaluate(run, split=split)
+    auc = pixel_auc(run, data) if split == "test" else None
+    summary = {"command": "python benchmarks/segmentation/chase_db1.py " + " ".join(sys.argv[1:]), "clahe": clahe,
+               "split": split, "train_wall_seconds": train_seconds, "evaluate_wall_seconds": round(time.time() - started),
                "dice": result["metrics"]["dice"], "pixel_auc": auc, "metrics": result["metrics"],
                "definitions": result.get("definitions")}
-    (work / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (work / ("summary.json" if split == "test" else f"summary_{split}.json")).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "dynunet_lite")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("minutes", type=float)
+    parser.add_argument("model", nargs="?", default="dynunet_lite")
+    parser.add_argument("--clahe", action="store_true", help="switch the plan's clahe step on")
+    parser.add_argument("--split", choices=("val", "test"), default="test")
+    args = parser.parse_args()
+    main(args.work, args.minutes, args.model, args.clahe, args.split)
