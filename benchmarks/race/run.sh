@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The --minutes race on real data, as a user runs it: train --minutes M (the race, then the winner), evaluate.
-# Usage: [FOLD=F] benchmarks/race/run.sh hippocampus OUT MINUTES | benchmarks/race/run.sh breastmnist OUT MINUTES SEED...
+# Usage: [FOLD=F] [SEED=S] benchmarks/race/run.sh hippocampus OUT MINUTES | benchmarks/race/run.sh breastmnist OUT MINUTES SEED...
 set -euo pipefail
 export PYTHONPATH=${MEDSIGHT_SRC:-$PWD/src}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 case "$WHAT" in
   hippocampus)  # fold FOLD (default 0) of the data's splits_final.json (208 train / 52 val; no test split): scored on val
     uptime
-    python -m medsight train "$DATA_ROOT/msd_task04_hippocampus" --out "$OUT/run" --fold "${FOLD:-0}" --seed 0 --minutes "$MINUTES"
+    python -m medsight train "$DATA_ROOT/msd_task04_hippocampus" --out "$OUT/run" --fold "${FOLD:-0}" --seed "${SEED:-0}" --minutes "$MINUTES"
     uptime
     python -m medsight evaluate "$OUT/run" --split val > "$OUT/eval.json"
     uptime ;;

@@ -87,7 +87,7 @@ def test_a_plugin_task_runs_from_the_command_line(plugin, tmp_path):
 
     def medsight_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "medsight", *args], env=kwargs.get("env", env),
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=600)  # a starved machine: ~6 CPU s to start
 
     run = tmp_path / "run"
     trained = medsight_cli("train", str(data), "--out", str(run), "--epochs", "3")
