@@ -77,3 +77,12 @@ def test_mean_probabilities_module_returns_what_the_task_turns_into_the_mean(mul
     with torch.no_grad():
         got = squash(MeanProbabilities(members, multilabel)(x))
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+
+
+def test_runs_that_differ_only_in_how_they_trained_are_ensembled():
+    from medsight.inference.ensemble import plan_differences
+
+    first = {"patch_size": [40, 56, 40], "learning_rate": 0.001, "race": {"winner": "unet"}, "epochs": 300}
+    other = {"patch_size": [40, 56, 40], "learning_rate": 0.003, "race": {"winner": "unet_lr3e-3"}, "epochs": 310}
+    assert plan_differences(first, other) == []
+    assert plan_differences(first, {**other, "patch_size": [32, 48, 32]}) == ["patch_size"]

@@ -14,7 +14,8 @@ from medsight.run import RunFolder
 
 # Plan entries that only steer training; runs may differ in them and still be ensembled.
 # settings that do not change what a model outputs ("evaluation": how its outputs are scored)
-TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape", "evaluation"}
+TRAINING_ONLY = {"epochs", "batch_size", "class_counts", "class_weights", "model", "augment", "median_shape", "evaluation",
+                 "learning_rate", "race", "iterations_per_epoch", "oversample_foreground", "deep_supervision", "mixup"}
 # dataset.json entries that must agree: what the outputs mean and what the inputs are.
 INFO_KEYS = ("task", "classes", "spatial_dims", "channels", "multilabel")
 
