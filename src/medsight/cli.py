@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N", help="predict only shard I of N (0-based) of the sorted inputs")
     p.add_argument("--continue", dest="resume", action="store_true",
                    help="skip the inputs OUT/predictions.jsonl says these same weights already predicted")
-    p.add_argument("--tta", choices=("off", "mirror"), help="test-time mirroring (segmentation; default: the plan's)")
+    p.add_argument("--tta", choices=("off", "mirror"), help="test-time mirroring (segmentation, classification; default: the plan's)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the plan's)")
     p.add_argument("--batch", type=int, help="inputs per forward pass: windows (segmentation) or images")
     p.add_argument("--format", choices=("nifti", "dicom-seg", "dicom-sr"), default="nifti",

@@ -120,7 +120,8 @@ def test_test_time_settings_replace_the_plan(segmentation_run, tmp_path):
     assert len(json.loads((tmp_path / "out" / "predictions.json").read_text(encoding="utf-8"))) == 2
 
     with pytest.raises(MedsightError, match="no test-time mirroring"):
-        test_time_plan({}, "classification", tta="mirror")
+        test_time_plan({}, "detection", tta="mirror")
+    assert test_time_plan({}, "classification", tta="mirror")["inference"]["tta"] is True
     with pytest.raises(MedsightError, match="--overlap"):
         test_time_plan({}, "segmentation", overlap=1.0)
     assert test_time_plan({}, "detection", overlap=0.5)["window_overlap"] == 0.5

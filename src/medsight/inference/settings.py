@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+import itertools
+from typing import Any, Sequence
 
 from medsight.errors import MedsightError
 
 TTA_CHOICES = ("off", "mirror")
+
+
+def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of the mirror axes (the empty one first): 8 passes in 3D, 4 in 2D."""
+    axes = list(axes)
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
 def test_time_plan(plan: dict[str, Any], task: str, tta: str | None = None, overlap: float | None = None,
@@ -33,8 +40,10 @@ def test_time_plan(plan: dict[str, Any], task: str, tta: str | None = None, over
         if batch is not None:
             inference["sw_batch_size"] = int(batch)
         return out
-    if tta == "mirror":
-        raise MedsightError(None, f"--tta mirror: the {task} task has no test-time mirroring (segmentation has)")
+    if task == "classification" and tta is not None:
+        out.setdefault("inference", {})["tta"] = tta == "mirror"
+    elif tta == "mirror":
+        raise MedsightError(None, f"--tta mirror: the {task} task has no test-time mirroring (segmentation and classification have)")
     if task == "detection":
         if overlap is not None:
             out["window_overlap"] = float(overlap)

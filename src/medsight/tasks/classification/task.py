@@ -16,6 +16,7 @@ from medsight.data.preprocess import bounded_range, decode_size, prepare_many
 from medsight.data.ranks import epoch_seed, per_rank_batch, rank_seed
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
+from medsight.inference.settings import mirror_sets
 from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
 from medsight.metrics.operating_point import choose_operating_point
@@ -249,12 +250,26 @@ class ClassificationTask(Task):
             loss = lam * loss + (1.0 - lam) * self.loss(logits, batch["mix_label"].to(self.device))
         return {"loss": loss, "output": logits}
 
+    @property
+    def test_time_flips(self) -> list[tuple[int, ...]]:
+        """The mirrorings a prediction averages over: every subset of the flips training used, when the plan's
+        inference.tta is on (plans written before it was planned have none)."""
+        if not self.plan.get("inference", {}).get("tta", False):
+            return [()]
+        return mirror_sets(self.plan.get("augment", {}).get("flip_axes", []))
+
     @torch.no_grad()
-    def predict_tensor(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Logits for a (N, C, *input) tensor, in batches."""
+    def predict_tensor(self, model: nn.Module, images: torch.Tensor, tta: bool = True) -> torch.Tensor:
+        """Logits for a (N, C, *input) tensor, in batches; with tta, the mean of the logits over test_time_flips."""
         model.eval()
         size = int(self.plan.get("inference", {}).get("batch", EVAL_BATCH))  # predict --batch
-        outs = [model(images[i:i + size].to(self.device)).float().cpu() for i in range(0, len(images), size)]
+        flips = self.test_time_flips if tta else [()]
+
+        def logits(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(self.device)
+            return torch.stack([model(x.flip([2 + a for a in f]) if f else x).float() for f in flips]).mean(0).cpu()
+
+        outs = [logits(images[i:i + size]) for i in range(0, len(images), size)]
         return torch.cat(outs) if outs else torch.empty(0, self.plan["num_classes"])
 
     def probabilities(self, logits: torch.Tensor) -> np.ndarray:
@@ -264,7 +279,8 @@ class ClassificationTask(Task):
 
     def validation_part(self, model, dataset, indices, rank, world_size):
         mine = np.asarray(indices)[rank::world_size]
-        return self.predict_tensor(model, self.prepared(dataset, mine)), torch.as_tensor(dataset.labels[mine])
+        # no mirroring here: the per-epoch score keeps its cost; the operating point and evaluation use the plan's
+        return self.predict_tensor(model, self.prepared(dataset, mine), tta=False), torch.as_tensor(dataset.labels[mine])
 
     def reduce_validation(self, parts):
         logits, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

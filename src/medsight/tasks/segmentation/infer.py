@@ -3,19 +3,13 @@ and largest-connected-component post-processing."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from medsight.data.volumes import prepare_case, resample
-
-
-def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """Every subset of the mirror axes (the empty one first): 8 passes in 3D, 4 in 2D."""
-    axes = list(axes)
-    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+from medsight.inference.settings import mirror_sets
 
 
 @torch.no_grad()
