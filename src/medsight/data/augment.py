@@ -10,12 +10,19 @@ Patches with a label map (segmentation): MONAI's dictionary transforms, which mo
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from monai.networks.layers import AffineTransform
+
+
+def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of the mirror axes (the empty one first): the passes of test-time mirroring, 8 in 3D, 4 in 2D."""
+    axes = list(axes)
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
 @dataclass(frozen=True)

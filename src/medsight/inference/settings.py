@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import copy
-import itertools
-from typing import Any, Sequence
+from typing import Any
 
 from medsight.errors import MedsightError
 
 TTA_CHOICES = ("off", "mirror")
-
-
-def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """Every subset of the mirror axes (the empty one first): 8 passes in 3D, 4 in 2D."""
-    axes = list(axes)
-    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
 def test_time_plan(plan: dict[str, Any], task: str, tta: str | None = None, overlap: float | None = None,

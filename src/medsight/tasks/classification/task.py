@@ -9,14 +9,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from medsight.data.augment import AugmentSettings, BatchAugment
+from medsight.data.augment import AugmentSettings, BatchAugment, mirror_sets
 from medsight.data.dataset import TaskDataset
 from medsight.data.input_cache import check_fits_in_memory
 from medsight.data.preprocess import bounded_range, decode_size, prepare_many
 from medsight.data.ranks import epoch_seed, per_rank_batch, rank_seed
 from medsight.data.steps import planned_steps
 from medsight.errors import MedsightError
-from medsight.inference.settings import mirror_sets
 from medsight.io.images import read_image
 from medsight.losses.classification import ClassificationLoss, inverse_frequency_weights
 from medsight.metrics.operating_point import choose_operating_point

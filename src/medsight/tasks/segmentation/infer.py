@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from medsight.data.augment import mirror_sets
 from medsight.data.volumes import prepare_case, resample
-from medsight.inference.settings import mirror_sets
 
 
 @torch.no_grad()
