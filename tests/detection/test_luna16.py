@@ -105,6 +105,8 @@ def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     median = np.median([data.geometries[i].array_spacing for i in train], axis=0)
     assert np.all(np.asarray(plan["target_spacing"]) >= median - 1e-3)
     np.testing.assert_allclose(np.asarray(plan["anchor_shapes_mm"]), np.asarray(plan["anchor_shapes"]) * plan["target_spacing"], rtol=0.05)
+    # prediction slides windows larger than the training patch (192 voxels, a multiple of the size divisor)
+    assert all(w % plan["size_divisor"] == 0 and 192 <= w < 192 + plan["size_divisor"] for w in plan["inference_window"])
     plan["iterations_per_epoch"] = 2
     plan["patch_size"] = [16, 32, 32]
     (run / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
@@ -128,11 +130,11 @@ def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     assert (tmp_path / "pred" / "submission.csv").read_text(encoding="utf-8").startswith("seriesuid,coordX")
 
 
-def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_in_tmp):
+@pytest.mark.parametrize("window", [None, [64, 64, 64]])  # 32^3 windows, or one window over the whole grid
+def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_in_tmp, window):
     """One bright sphere in an anisotropic scan with an odd origin: a stand-in detector that boxes the bright
     voxels on the resampled grid gives back the annotated centre in world mm, and CPM 1."""
     import SimpleITK as sitk
-    import torch
 
     from medsight.tasks.detection.task import DetectionTask
     from tests.detection.test_task import BrightBox
@@ -154,9 +156,10 @@ def test_world_chain_puts_a_found_box_back_at_the_nodule_in_mm(tmp_path, cache_i
     dataset = read_luna16(data)
     plan = {"spatial_dims": 3, "in_channels": 1, "num_classes": 1, "target_spacing": [1.25, 1.0, 1.0], "patch_size": [32, 32, 32],
             "size_divisor": 8, "window_overlap": 0.25,
-            "normalization": {"clip": [-1000.0, 100.0], "mean": [-1000.0], "std": [1.0]}}
+            "normalization": {"clip": [-1000.0, 100.0], "mean": [-1000.0], "std": [1.0]},
+            **({"inference_window": window} if window else {})}
     task = DetectionTask(plan, {"classes": ["nodule"]})
-    found = task.predict_case([BrightBox()], dataset, 0)  # 32^3 windows over the 40x34x38 grid
+    found = task.predict_case([BrightBox()], dataset, 0)  # windows over the 40x34x38 grid
     box = found["boxes"][0]
     found_mm = dataset.geometries[0].to_world((box[:3] + box[3:]) / 2)[0]
     assert np.linalg.norm(found_mm - world) < 1.0  # within a millimetre of the annotation

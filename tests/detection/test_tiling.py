@@ -114,3 +114,78 @@ def test_predict_decodes_a_photograph_at_the_plans_scale_and_gives_boxes_in_full
     np.testing.assert_allclose([y, x, y + h, x + w], [400, 900, 560, 1060], atol=5)
     with Image.open(rows[0]["overlay"]) as overlay:
         assert overlay.size == (320, 240)  # drawn on the decoded picture: the photograph was never decoded in full
+
+
+class BrightBlobs(torch.nn.Module):
+    """A stand-in detector: one box per connected group of voxels above 0.5 in each window (score 0.9), and a
+    record of the window shapes it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.windows = []
+
+    def forward(self, x):
+        from scipy import ndimage
+
+        out = []
+        for image in x:
+            self.windows.append(tuple(image.shape[1:]))
+            labelled, _ = ndimage.label(image[0].numpy() > 0.5)
+            boxes = [[s.start for s in found] + [s.stop for s in found] for found in ndimage.find_objects(labelled)]
+            out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 2 * (x.dim() - 2)),
+                        "scores": torch.full((len(boxes),), 0.9), "labels": torch.zeros(len(boxes), dtype=torch.long)})
+        return out
+
+
+def test_a_larger_inference_window_finds_the_boxes_that_patch_windows_find():
+    # a 100 x 90 x 120 scan with five blobs, some across the edges of 24^3 windows and of 64^3 windows
+    image = torch.zeros(1, 100, 90, 120)
+    blobs = [(14, 18, 5, 8, 8, 4), (58, 60, 61, 6, 7, 9), (90, 2, 110, 9, 6, 8), (40, 80, 30, 5, 5, 5), (0, 40, 60, 4, 8, 6)]
+    for z, y, x, dz, dy, dx in blobs:
+        image[0, z:z + dz, y:y + dy, x:x + dx] = 1.0
+    expected = sorted([z, y, x, z + dz, y + dy, x + dx] for z, y, x, dz, dy, dx in blobs)
+    plan = {"spatial_dims": 3, "patch_size": [24, 24, 24], "size_divisor": 8, "window_overlap": 0.4}
+    patch_detector, window_detector = BrightBlobs(), BrightBlobs()
+    by_patch = detect_prepared([patch_detector], image, plan, torch.device("cpu"))
+    by_window = detect_prepared([window_detector], image, {**plan, "inference_window": [64, 64, 64]}, torch.device("cpu"))
+    assert sorted(by_patch["boxes"].tolist()) == expected == sorted(by_window["boxes"].tolist())
+    assert set(window_detector.windows) == {(64, 64, 64)}  # never larger than the scan needs, never below the patch
+    # 2 x 2 x 3 windows of 64^3 against 7 x 6 x 8 of 24^3
+    assert len(window_detector.windows) == 12 and len(patch_detector.windows) == 336
+    # a scan smaller than the inference window is one window of its own size (rounded up to the divisor)
+    small = BrightBlobs()
+    detect_prepared([small], image[:, :40, :30, :50], {**plan, "inference_window": [64, 64, 64]}, torch.device("cpu"))
+    assert small.windows == [(40, 32, 56)]
+
+
+def test_inference_windows_overlap_as_patch_windows_do_and_onnx_engines_keep_the_patch():
+    from medsight.tasks.detection.infer import prediction_window
+
+    plan = {"patch_size": [24, 32, 24], "size_divisor": 8, "window_overlap": 0.4, "inference_window": [64, 64, 64]}
+    window, overlap = prediction_window([BrightBlobs()], plan, [300, 50, 120])
+    assert window == [64, 56, 64] and overlap == pytest.approx(0.4 * 32 / 56)  # y: the scan's 50, rounded up to 56
+    for axis, size in enumerate([300, 50, 120]):  # neighbours share at least 0.4 of a patch side, in voxels
+        starts = tile_starts(size, window[axis], overlap)
+        assert all(window[axis] - (b - a) >= 0.4 * plan["patch_size"][axis] for a, b in zip(starts, starts[1:]))
+    assert prediction_window([lambda x: x], plan, [300, 50, 120]) == ([24, 32, 24], 0.4)  # not a torch module
+
+
+@pytest.mark.parametrize("model", ["retinanet", "faster_rcnn"])
+def test_box_limits_grow_with_the_window_and_come_back(model):
+    from medsight.models.registry import create_model
+    from medsight.tasks.detection.infer import box_limits_scaled
+
+    detector = create_model(model, task="detection", spatial_dims=3, in_channels=1, num_classes=1, anchor_shapes=[[8.0, 8.0, 8.0]],
+                           feature_map_scales=[1, 2, 4, 8])
+
+    def limits():
+        owner = getattr(detector, "box_selector", detector)
+        names = ("topk_candidates_per_level", "detections_per_img") if owner is not detector else \
+            ("pre_nms", "post_nms", "detections_per_image")
+        return [getattr(owner, name) for name in names]
+
+    before = limits()
+    with box_limits_scaled([detector], 8.0):
+        grown = limits()
+    flat = (lambda values: [v for value in values for v in (value if isinstance(value, tuple) else (value,))])
+    assert flat(grown) == [8 * v for v in flat(before)] and limits() == before

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import mmap
-from typing import Any, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -47,31 +48,78 @@ def drop_pages(image: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
-def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
-    """Boxes for a prepared (C, *spatial) image, in its coordinates; windows when it exceeds the patch."""
-    dims = plan["spatial_dims"]
+def prediction_window(models: Sequence[Any], plan: dict[str, Any], shape: Sequence[int]) -> tuple[list[int], float]:
+    """The sliding window over a prepared image of ``shape`` and the overlap of neighbouring windows.
+
+    A 3D plan's ``inference_window`` is larger than its training patch: per voxel a 3D network costs about a
+    third as much at 192^3 as at 64^3 (the same kernels on longer rows, and a border of padding that is a
+    smaller share of the window), and fewer windows re-read fewer overlaps. Neighbours still overlap by as
+    many voxels as patch-sized windows would, so a box that patch windows see whole is seen whole. ONNX
+    engines keep the patch: their exported input may be fixed to it.
+    """
     patch = [int(p) for p in plan["patch_size"]]
+    overlap = float(plan.get("window_overlap", 0.25))
+    wanted = plan.get("inference_window")
+    if not wanted or not all(isinstance(m, nn.Module) for m in models):
+        return patch, overlap
+    divisor = int(plan["size_divisor"])
+    # never larger than the image needs (rounded up to the network's size divisor), never below the patch
+    window = [max(p, min(int(w), int(np.ceil(s / divisor) * divisor))) for w, p, s in zip(wanted, patch, shape)]
+    return window, max(overlap * p / w for p, w in zip(patch, window))
+
+
+@contextmanager
+def box_limits_scaled(models: Sequence[Any], factor: float) -> Iterator[None]:
+    """Raise the detectors' per-image box limits (top-k per level, proposals, detections) by ``factor`` while
+    they see windows ``factor`` times the training patch's volume: one window then stands for that many."""
+    saved = []
+    for model in models:
+        detector = detector_of(model)
+        selector = getattr(detector, "box_selector", None)  # RetinaNet (MONAI's box selector)
+        if selector is not None and hasattr(selector, "topk_candidates_per_level"):
+            saved.append((selector, {k: getattr(selector, k) for k in ("topk_candidates_per_level", "detections_per_img")}))
+        elif hasattr(detector, "pre_nms") and hasattr(detector, "detections_per_image"):  # Faster R-CNN
+            saved.append((detector, {k: getattr(detector, k) for k in ("pre_nms", "post_nms", "detections_per_image")}))
+    def grow(value: int) -> int:
+        return int(np.ceil(value * factor))
+
+    try:
+        for owner, limits in saved:
+            for key, value in limits.items():  # Faster R-CNN keeps (training, inference) pairs
+                setattr(owner, key, tuple(map(grow, value)) if isinstance(value, tuple) else grow(value))
+        yield
+    finally:
+        for owner, limits in saved:
+            for key, value in limits.items():
+                setattr(owner, key, value)
+
+
+def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
+    """Boxes for a prepared (C, *spatial) image, in its coordinates; windows when it exceeds one window."""
+    dims = plan["spatial_dims"]
     shape = list(image.shape[1:])
     divisor = int(plan["size_divisor"])
-    if all(s <= p for s, p in zip(shape, patch)):
+    window, overlap = prediction_window(models, plan, shape)
+    if all(s <= w for s, w in zip(shape, window)):
         grid = [[0] * dims]
         window = [int(np.ceil(s / divisor) * divisor) for s in shape]
-    else:  # tiles of the plan's patch size (medsight.tasks.detection.tiling)
-        grid = tile_grid(shape, patch, plan.get("window_overlap", 0.25))
-        window = patch
+    else:  # tiles of the window (medsight.tasks.detection.tiling)
+        grid = tile_grid(shape, window, overlap)
+    factor = float(np.prod(window) / np.prod([int(p) for p in plan["patch_size"]]))
     found = []
-    for start in grid:
-        index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
-        piece = image[index]
-        if isinstance(piece, np.ndarray):  # a memory-mapped cached scan: only this window is read
-            piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
-            drop_pages(image)
-        crop = pad_to(piece, window)[None].to(device)
-        members = [run_network(model, crop)[0] for model in models]
-        if len(members) > 1 and plan.get("ensemble_fusion", "nms") == "wbf":
-            found.append((start, fuse_detections(members)))  # an ensemble's boxes fused window by window
-        else:
-            found += [(start, member) for member in members]  # merged by NMS with the other windows' boxes
+    with box_limits_scaled(models, factor) if factor > 1 else nullcontext():
+        for start in grid:
+            index = (slice(None),) + tuple(slice(s, s + w) for s, w in zip(start, window))
+            piece = image[index]
+            if isinstance(piece, np.ndarray):  # a memory-mapped cached scan: only this window is read
+                piece = torch.from_numpy(np.array(piece, dtype=np.float32))  # a writable copy of the window
+                drop_pages(image)
+            crop = pad_to(piece, window)[None].to(device)
+            members = [run_network(model, crop)[0] for model in models]
+            if len(members) > 1 and plan.get("ensemble_fusion", "nms") == "wbf":
+                found.append((start, fuse_detections(members)))  # an ensemble's boxes fused window by window
+            else:
+                found += [(start, member) for member in members]  # merged by NMS with the other windows' boxes
     merged = merge_tile_boxes(found, window, shape, apply_nms=len(found) > 1)
     order = np.argsort(-merged["scores"], kind="mergesort")[:MOST_BOXES]
     return {k: v[order] for k, v in merged.items()}

@@ -11,6 +11,10 @@ from medsight.tasks.detection.tiling import choose_scale, choose_scale_and_tiles
 from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
 MAX_PATCH_3D = 64  # 2D scale and tiles: medsight.tasks.detection.tiling
+# Prediction slides windows of this side over a 3D scan (infer.prediction_window): measured on one thread of
+# these CPUs with the 3D RetinaNet, a 64^3 window costs 3.3x as much per voxel as a 192^3 one (2.6x as a 128^3 one;
+# benchmarks/detection/results.md)
+INFERENCE_WINDOW_3D = 192
 LEVELS = 4  # FPN levels: strides s, 2s, 4s, 8s
 
 
@@ -136,6 +140,8 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
         "median_shape": [float(v) for v in median],
         "scale": round(float(scale), 4),
         "patch_size": patch,
+        # (prediction shrinks it to the scan where the scan is smaller: infer.prediction_window)
+        **({"inference_window": [max(p, round_up(INFERENCE_WINDOW_3D, divisor)) for p in patch]} if dims == 3 else {}),
         "size_divisor": divisor,
         "stem_stride": stem_stride,
         "max_pool": bool(max_pool),
