@@ -106,6 +106,14 @@ class FasterRCNN(nn.Module):
         self.level_sizes = [base * s for s in feature_map_scales]
         self._anchor_key, self._anchors = None, []  # anchors_for: the last shapes' anchors
 
+    def box_limits(self) -> dict[str, Any]:
+        """The per-image box limits (proposals before and after NMS as (training, inference) pairs, detections)."""
+        return {"pre_nms": self.pre_nms, "post_nms": self.post_nms, "detections_per_image": self.detections_per_image}
+
+    def set_box_limits(self, limits: dict[str, Any]) -> None:
+        for key, value in limits.items():
+            setattr(self, key, value)
+
     # ------------------------------------------------------------------------------------------------
     # 2D exports the whole detector (faster_rcnn_graph.py); 3D has no ONNX grid sampling for its RoI align
     exported_part = "backbone + FPN + RPN heads (proposals, RoI align and the box head run after, in PyTorch)"

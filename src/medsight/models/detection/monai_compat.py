@@ -12,7 +12,7 @@ eval forward is also split into ``head`` and ``postprocess`` (see ``dense.py``) 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -110,6 +110,15 @@ class MedsightRetinaNetDetector(RetinaNetDetector):
     def set_regular_matcher(self, fg_iou_thresh: float, bg_iou_thresh: float,
                             allow_low_quality_matches: bool = True) -> None:
         self.proposal_matcher = IoUMatcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches)
+
+    def box_limits(self) -> dict[str, Any]:
+        """The per-image box limits at inference (infer.box_limits_scaled raises them for large windows)."""
+        return {"topk_candidates_per_level": self.box_selector.topk_candidates_per_level,
+                "detections_per_img": self.box_selector.detections_per_img}
+
+    def set_box_limits(self, limits: dict[str, Any]) -> None:
+        for key, value in limits.items():
+            setattr(self.box_selector, key, value)
 
     def set_box_selector_parameters(self, score_thresh: float = 0.05, topk_candidates_per_level: int = 1000,
                                     nms_thresh: float = 0.5, detections_per_img: int = 300, apply_sigmoid: bool = True) -> None:

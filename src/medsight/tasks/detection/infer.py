@@ -14,7 +14,7 @@ from medsight.errors import MedsightError
 from medsight.models.detection.dense import detector_of
 from medsight.tasks.detection.data import pad_to, prepare_record
 from medsight.tasks.detection.fusion import fuse_detections
-from medsight.tasks.detection.tiling import MOST_BOXES, merge_tile_boxes, tile_grid
+from medsight.tasks.detection.tiling import MOST_BOXES, merge_tile_boxes, round_up, tile_grid
 
 
 def detections(model: Any, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -64,7 +64,7 @@ def prediction_window(models: Sequence[Any], plan: dict[str, Any], shape: Sequen
         return patch, overlap
     divisor = int(plan["size_divisor"])
     # never larger than the image needs (rounded up to the network's size divisor), never below the patch
-    window = [max(p, min(int(w), int(np.ceil(s / divisor) * divisor))) for w, p, s in zip(wanted, patch, shape)]
+    window = [max(p, min(int(w), round_up(s, divisor))) for w, p, s in zip(wanted, patch, shape)]
     return window, max(overlap * p / w for p, w in zip(patch, window))
 
 
@@ -72,26 +72,18 @@ def prediction_window(models: Sequence[Any], plan: dict[str, Any], shape: Sequen
 def box_limits_scaled(models: Sequence[Any], factor: float) -> Iterator[None]:
     """Raise the detectors' per-image box limits (top-k per level, proposals, detections) by ``factor`` while
     they see windows ``factor`` times the training patch's volume: one window then stands for that many."""
-    saved = []
-    for model in models:
-        detector = detector_of(model)
-        selector = getattr(detector, "box_selector", None)  # RetinaNet (MONAI's box selector)
-        if selector is not None and hasattr(selector, "topk_candidates_per_level"):
-            saved.append((selector, {k: getattr(selector, k) for k in ("topk_candidates_per_level", "detections_per_img")}))
-        elif hasattr(detector, "pre_nms") and hasattr(detector, "detections_per_image"):  # Faster R-CNN
-            saved.append((detector, {k: getattr(detector, k) for k in ("pre_nms", "post_nms", "detections_per_image")}))
-    def grow(value: int) -> int:
-        return int(np.ceil(value * factor))
+    def grow(value: Any) -> Any:  # Faster R-CNN keeps (training, inference) pairs
+        return tuple(map(grow, value)) if isinstance(value, tuple) else int(np.ceil(value * factor))
 
+    detectors = [d for d in map(detector_of, models) if callable(getattr(d, "box_limits", None))]
+    saved = [d.box_limits() for d in detectors]
     try:
-        for owner, limits in saved:
-            for key, value in limits.items():  # Faster R-CNN keeps (training, inference) pairs
-                setattr(owner, key, tuple(map(grow, value)) if isinstance(value, tuple) else grow(value))
+        for detector, limits in zip(detectors, saved):
+            detector.set_box_limits({key: grow(value) for key, value in limits.items()})
         yield
     finally:
-        for owner, limits in saved:
-            for key, value in limits.items():
-                setattr(owner, key, value)
+        for detector, limits in zip(detectors, saved):
+            detector.set_box_limits(limits)
 
 
 def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
@@ -102,7 +94,7 @@ def detect_prepared(models: Sequence[Any], image: torch.Tensor, plan: dict[str, 
     window, overlap = prediction_window(models, plan, shape)
     if all(s <= w for s, w in zip(shape, window)):
         grid = [[0] * dims]
-        window = [int(np.ceil(s / divisor) * divisor) for s in shape]
+        window = [round_up(s, divisor) for s in shape]
     else:  # tiles of the window (medsight.tasks.detection.tiling)
         grid = tile_grid(shape, window, overlap)
     factor = float(np.prod(window) / np.prod([int(p) for p in plan["patch_size"]]))
