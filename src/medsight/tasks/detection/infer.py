@@ -51,9 +51,9 @@ def drop_pages(image: np.ndarray) -> None:
 def prediction_window(models: Sequence[Any], plan: dict[str, Any], shape: Sequence[int]) -> tuple[list[int], float]:
     """The sliding window over a prepared image of ``shape`` and the overlap of neighbouring windows.
 
-    A 3D plan's ``inference_window`` is larger than its training patch: per voxel a 3D network costs about a
-    third as much at 192^3 as at 64^3 (the same kernels on longer rows, and a border of padding that is a
-    smaller share of the window), and fewer windows re-read fewer overlaps. Neighbours still overlap by as
+    A 3D plan's ``inference_window`` is larger than its training patch: per voxel a 3D network costs less in
+    a large window (the same kernels on longer rows, and a border of padding that is a smaller share of it),
+    and fewer windows re-read fewer overlaps. Neighbours still overlap by as
     many voxels as patch-sized windows would, so a box that patch windows see whole is seen whole. ONNX
     engines keep the patch: their exported input may be fixed to it.
     """

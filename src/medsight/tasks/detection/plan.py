@@ -11,9 +11,8 @@ from medsight.tasks.detection.tiling import choose_scale, choose_scale_and_tiles
 from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
 MAX_PATCH_3D = 64  # 2D scale and tiles: medsight.tasks.detection.tiling
-# Prediction slides windows of this side over a 3D scan (infer.prediction_window): measured on one thread of
-# these CPUs with the 3D RetinaNet, a 64^3 window costs 3.3x as much per voxel as a 192^3 one (2.6x as a 128^3 one;
-# benchmarks/detection/results.md)
+# Prediction slides windows of this side over a 3D scan (infer.prediction_window): a 300 x 512 x 512 CT is
+# predicted 3.1-3.4x faster than in 48 x 64 x 64 patch windows (benchmarks/detection/inference_window.py)
 INFERENCE_WINDOW_3D = 192
 LEVELS = 4  # FPN levels: strides s, 2s, 4s, 8s
 
