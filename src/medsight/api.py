@@ -68,6 +68,7 @@ def check(data: str | Path, series: str | None = None) -> dict[str, Any]:
     warnings = split_leaks(dataset)
     for line in warnings:
         echo(f"medsight: warning: {line}")
+    warnings = list(summary.get("warnings", [])) + warnings  # the reader's own (mixed images, ...) first
     return {**summary, "warnings": warnings} if warnings else summary
 
 

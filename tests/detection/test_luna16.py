@@ -92,6 +92,37 @@ def test_rows_for_absent_scans_are_counted_not_kept(tmp_path, luna):
     assert data.summary()["annotations_without_scan"] == 1
 
 
+def test_a_spreadsheet_saved_csv_with_bom_and_crlf_is_still_luna16(tmp_path, luna):
+    """Excel writes a byte-order mark and CRLF: the folder must not fall through to class folders (subset0/1)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(luna, copy)
+    for name in ("annotations.csv", "candidates.csv"):
+        text = (luna / name).read_text(encoding="utf-8")
+        (copy / name).write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert detect_format(copy) == ("luna16", "detection")
+    data, original = read_luna16(copy), read_luna16(luna)
+    for got, expected in zip(data.boxes, original.boxes):
+        np.testing.assert_allclose(got, expected)
+    assert sum(map(len, data.hard_negatives)) == sum(map(len, original.hard_negatives))
+
+
+def test_check_finds_a_scan_whose_raw_file_is_missing(tmp_path, luna):
+    import shutil
+
+    from medsight.api import check
+
+    copy = tmp_path / "copy"
+    shutil.copytree(luna, copy)
+    raw = sorted(copy.rglob("*.raw"))[-1]
+    raw.unlink()
+    read_luna16(copy)  # the header alone reads
+    with pytest.raises(MedsightError) as info:
+        check(copy)
+    assert raw.with_suffix(".mhd").name in str(info.value) and "\n" not in str(info.value)
+
+
 def test_world_plan_cache_and_submission(tmp_path, luna, cache_in_tmp):
     from medsight import api
     from medsight.data.splits import all_training_cases

@@ -73,7 +73,57 @@ def test_nndetection_boxes_from_instance_masks(tmp_path):
     assert data.labels[0].tolist() == [0, 1]
 
 
+def edit_coco(root: Path, change) -> Path:
+    """write_coco's folder with a second image and its JSON changed by change(coco)."""
+    write_coco(root)
+    Image.fromarray(np.zeros((32, 40), np.uint8)).save(root / "images" / "c.png")
+    coco = json.loads((root / "annotations.json").read_text())
+    coco["images"].append({"id": 8, "file_name": "c.png", "width": 40, "height": 32})
+    coco["annotations"].append({"id": 2, "image_id": 8, "category_id": 1, "bbox": [1, 1, 4, 4]})
+    change(coco)
+    (root / "annotations.json").write_text(json.dumps(coco))
+    return root
+
+
+def set_in(obj: dict, **values) -> None:
+    obj.update(values)
+
+
+def test_coco_without_width_and_height_takes_the_image_header(tmp_path):
+    root = edit_coco(tmp_path, lambda c: [(i.pop("width"), i.pop("height")) for i in c["images"]])
+    assert read_coco(root).shapes == [(32, 40), (32, 40)]
+
+
+def test_voc_size_of_zero_takes_the_image_header(tmp_path):
+    data = read_voc(edit_voc(write_voc(tmp_path), "<width>40</width><height>30</height>", "<width>0</width><height>0</height>"))
+    assert data.shapes == [(30, 40)]
+    np.testing.assert_allclose(data.boxes[0], [[1, 0, 20, 10]])
+
+
+def edit_voc(root: Path, old: str, new: str) -> Path:
+    xml = root / "Annotations" / "x.xml"
+    xml.write_text(xml.read_text().replace(old, new))
+    return root
+
+
+def voc_with_listings(root: Path, train: str, test: str) -> Path:
+    write_voc(root)
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "JPEGImages" / "y.jpg")
+    (root / "Annotations" / "y.xml").write_text((root / "Annotations" / "x.xml").read_text().replace("x.jpg", "y.jpg"))
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text(train)
+    (root / "ImageSets" / "Main" / "test.txt").write_text(test)
+    return root
+
+
 @pytest.mark.parametrize("make, expected", [
+    (lambda p: edit_coco(p, lambda c: set_in(c["images"][1], id=7)), "'images' lists image id 7 twice"),
+    (lambda p: edit_coco(p, lambda c: c["categories"].append({"id": 2, "name": "cell"})), "has the name 'cell' twice"),
+    (lambda p: edit_coco(p, lambda c: set_in(c["annotations"][1], bbox=[1, "a", 4, 4])), "annotation 2 needs"),
+    (lambda p: edit_coco(p, lambda c: set_in(c["images"][1], width=80)), "says width 80, height 32, but c.png is 40 x 32"),
+    (lambda p: voc_with_listings(p, "x\ny\n", "y\n"), "test.txt: lists y, which train.txt lists too"),
+    (lambda p: edit_voc(write_voc(p), "<width>40</width>", "<width>80</width>"), "<size> says width 80, height 30, but x.jpg is 40 x 30"),
+
     (lambda p: write_coco(p, boxes=((35, 3, 10, 5),)), "(bbox [35, 3, 10, 5]) lies outside the 40 x 32 image"),
     (lambda p: write_coco(p, boxes=((2, 3, 0, 5),)), "non-positive size"),
     (lambda p: write_coco(p, category_ids=(4,)), "category_id 4"),
@@ -84,7 +134,8 @@ def test_nndetection_boxes_from_instance_masks(tmp_path):
     (lambda p: write_voc(p, drop="name"), "missing the field <name>"),
     (lambda p: write_nndet(p, {"1": 0}), "instance id(s) [2]"),
     (lambda p: write_nndet(p, {"1": 0, "2": 5}), "class 5"),
-], ids=["coco-outside", "coco-size", "coco-class", "coco-missing-file", "voc-outside", "voc-size", "voc-field",
+], ids=["coco-image-id-twice", "coco-category-name-twice", "coco-bbox-not-numbers", "coco-size-not-the-file",
+        "voc-case-in-two-listings", "voc-size-not-the-file", "coco-outside", "coco-size", "coco-class", "coco-missing-file", "voc-outside", "voc-size", "voc-field",
         "voc-name", "nndet-unlisted-instance", "nndet-class"])
 def test_bad_input_is_one_line_naming_the_file(tmp_path, make, expected):
     from medsight.api import check
@@ -95,3 +146,13 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, make, expected):
     message = str(info.value)
     assert expected in message and "\n" not in message
     assert str(tmp_path) in message
+
+
+def test_check_reads_every_image(tmp_path):
+    """A corrupt picture is found by `check`, not by the training step that first reaches it."""
+    from medsight.api import check
+
+    root = write_voc(tmp_path)
+    (root / "JPEGImages" / "x.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(MedsightError, match="x.jpg: is not a readable JPEG"):
+        check(root)

@@ -182,7 +182,7 @@ def test_labels_csv(tmp_path):
 @pytest.mark.parametrize("lines,fragments", [
     (["path,label", "train/benign/0.png,benign", "train/benign/missing.png,benign"], ["line 3", "missing.png", "does not exist"]),
     (["path,label,split", "train/benign/0.png,benign,train", "train/benign/1.png,cancer,test"], ["1.png", "'cancer'"]),
-    (["file,class", "train/benign/0.png,benign"], ["labels.csv", "header"]),
+    (["name,value", "train/benign/0.png,benign"], ["labels.csv", "header"]),
     (["path,label", "train/benign/0.png,"], ["line 2", "empty label"]),
     (["path,label,split", "train/benign/0.png,benign,holdout"], ["line 2", "unknown split"]),
     ([], ["labels.csv", "empty"]),

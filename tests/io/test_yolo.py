@@ -117,3 +117,54 @@ def test_a_split_folder_with_one_class_is_refused(tmp_path):
         photo(tmp_path / split / "only" / "b.png")
     with pytest.raises(MedsightError, match="single class"):
         check(tmp_path)
+
+
+def test_labelimg_classes_txt_serves_as_the_names_file(tmp_path):
+    root = darknet(tmp_path / "d")
+    (root / "retinal.names").rename(root / "images" / "classes.txt")  # labelImg writes it beside the labels
+    assert detect_format(root) == ("yolo", "detection")
+    data = read_yolo(root)
+    assert data.classes == ["optic_disc", "exudate"] and len(data.case_ids) == 2
+
+
+def test_roboflow_export_with_split_folders_and_dataset_yaml(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "dataset.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['a', 'b']\n",
+                                       encoding="utf-8")
+    for split in ("train", "valid"):
+        photo(root / split / "images" / f"{split}1.jpg", 10, 20)
+        (root / split / "labels").mkdir()
+        (root / split / "labels" / f"{split}1.txt").write_text("1 0.5 0.5 0.5 0.2\n", encoding="utf-8")
+    photo(root / "train" / "images" / "empty.jpg", 10, 20)  # no label file: a negative, kept
+    assert detect_format(root) == ("yolo", "detection")
+    data = read_yolo(root)
+    assert sorted(data.case_ids[i] for i in data.splits["val"]) == ["val/valid1"]
+    assert "train/empty" in data.case_ids and len(data.case_ids) == 3
+    np.testing.assert_allclose(data.boxes[data.case_ids.index("val/valid1")], [[4, 5, 6, 15]])
+
+
+@pytest.mark.parametrize("layout", ["darknet", "ultralytics"])
+def test_a_label_file_without_its_image_is_refused(tmp_path, layout):
+    if layout == "darknet":
+        root = darknet(tmp_path / "d")
+        (root / "train.txt").write_text("images/a.jpg\n", encoding="utf-8")  # darknet's image list is no label
+        assert read_yolo(root).case_ids  # images/ holds the labels; DATA's own .txt are not looked at
+        orphan = root / "images" / "gone.txt"
+    else:
+        root = tmp_path / "u"
+        photo(root / "images" / "train" / "a.png")
+        (root / "labels" / "train").mkdir(parents=True)
+        (root / "data.yaml").write_text("names: [x]\n", encoding="utf-8")
+        orphan = root / "labels" / "train" / "gone.txt"
+    orphan.write_text("0 0.5 0.5 0.1 0.1\n", encoding="utf-8")
+    with pytest.raises(MedsightError, match="has no image of its name") as err:
+        read_yolo(root)
+    assert str(err.value).startswith(str(orphan))
+
+
+def test_a_label_file_that_is_not_text_is_one_line(tmp_path):
+    root = darknet(tmp_path / "d")
+    (root / "images" / "a.txt").write_bytes(b"\xff\xfe\x00\x01\x80")
+    with pytest.raises(MedsightError, match="a.txt: is not a text file of label lines"):
+        read_yolo(root)

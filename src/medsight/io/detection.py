@@ -17,7 +17,7 @@ import numpy as np
 from medsight.data.dataset import TaskDataset
 from medsight.data.splits import assign_splits, rarest_present
 from medsight.errors import MedsightError
-from medsight.io.images import read_image, strip_suffix
+from medsight.io.images import picture_shape, read_image, strip_suffix
 from medsight.jsonio import load_json
 
 
@@ -39,6 +39,13 @@ class DetectionDataset(TaskDataset):
     def load_case(self, index: int) -> np.ndarray:
         """(C, *spatial) float32 image of a case (channels stacked from their files)."""
         return load_channels(self.sources[index])
+
+    def validate(self) -> None:
+        """Read every image once (what `medsight check` does): a broken file, or a .mhd whose .raw is gone,
+        is found now rather than when training or evaluation first reaches it."""
+        for files in self.sources:
+            for file in files:
+                read_image(file)
 
     def load_geometry(self, index: int):
         """The first channel's geometry (spacing, origin, direction) for world coordinates and overlays."""
@@ -117,22 +124,31 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         classes = [str(c["name"]) for c in categories]
     except (KeyError, TypeError):
         raise MedsightError(json_path, "every category needs an 'id' and a 'name'") from None
+    # a repeated id or name would merge two classes or make two classes of one, silently
+    for kind, values in (("id", [c["id"] for c in categories]), ("name", classes)):
+        repeated = next((v for k, v in enumerate(values) if v in values[:k]), None)
+        if repeated is not None:
+            raise MedsightError(json_path, f"'categories' has the {kind} {repeated!r} twice")
     images, by_id = [], {}
     for entry in coco["images"]:
         try:
-            image_id, name, width, height = entry["id"], entry["file_name"], int(entry["width"]), int(entry["height"])
-        except (KeyError, TypeError, ValueError):
-            raise MedsightError(json_path, f"image entry {entry!r:.80} needs id, file_name, width and height") from None
+            image_id, name = entry["id"], entry["file_name"]
+        except (KeyError, TypeError):
+            raise MedsightError(json_path, f"image entry {entry!r:.80} needs id and file_name") from None
+        if image_id in by_id:  # its annotations would all go to the last image of that id
+            raise MedsightError(json_path, f"'images' lists image id {image_id} twice")
         file = next((p for p in (root / name, root / "images" / name) if p.is_file()), None)
         if file is None:
             raise MedsightError(json_path, f"image {image_id} refers to {name}, which does not exist in {root}")
         by_id[image_id] = len(images)
-        images.append({"file": file, "shape": (height, width), "split": entry.get("split"), "id": image_id})
+        images.append({"file": file, "shape": _coco_shape(json_path, entry, file), "split": entry.get("split"),
+                       "id": image_id})
     boxes: list[list[list[float]]] = [[] for _ in images]
     labels: list[list[int]] = [[] for _ in images]
     for number, ann in enumerate(coco["annotations"], 1):
         try:
-            image_id, category, (x, y, w, h) = ann["image_id"], ann["category_id"], ann["bbox"]
+            image_id, category = ann["image_id"], ann["category_id"]
+            x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
             raise MedsightError(json_path, f"annotation {number} needs image_id, category_id and a 4-number bbox") from None
         if image_id not in by_id:
@@ -140,7 +156,7 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         if category not in category_index:
             raise MedsightError(json_path, f"annotation {ann.get('id', number)} has category_id {category}, which 'categories' does not define")
         row = by_id[image_id]
-        boxes[row].append([float(y), float(x), float(y) + float(h), float(x) + float(w)])
+        boxes[row].append([y, x, y + h, x + w])
         labels[row].append(category_index[category])
     box_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
     for image, case_boxes in zip(images, box_arrays):
@@ -157,6 +173,21 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         sources=[[i["file"]] for i in images], boxes=box_arrays,
         labels=[np.asarray(v, dtype=np.int64) for v in labels], shapes=[i["shape"] for i in images],
     ), fold)
+
+
+def _coco_shape(json_path: Path, entry: dict, file: Path) -> tuple[int, int]:
+    """(height, width) of an image entry, checked against the file's header where it can be read."""
+    found = picture_shape(file)
+    try:
+        listed = (int(entry["height"]), int(entry["width"]))
+    except (KeyError, TypeError, ValueError):
+        if found is None:
+            raise MedsightError(json_path, f"image {entry['id']} ({entry['file_name']}) needs a width and a height") from None
+        return found  # tools that omit them leave the header as the only size
+    if found is not None and found != listed:  # boxes would be checked and scaled against the wrong size
+        raise MedsightError(json_path, f"image {entry['id']} says width {listed[1]}, height {listed[0]}, but "
+                                       f"{file.name} is {found[1]} x {found[0]}")
+    return listed
 
 
 # Pascal VOC --------------------------------------------------------------------------------------------
@@ -199,6 +230,19 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
             "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
 
 
+def _voc_shape(xml_path: Path, written: tuple[int, int], image: Path) -> tuple[int, int]:
+    """The XML's (height, width), checked against the image's header; a 0 size (some tools write it) is the header's."""
+    found = picture_shape(image)
+    if found is None:
+        return written
+    if 0 in written:
+        return found
+    if found != written:  # boxes would be checked against a size the image does not have
+        raise MedsightError(xml_path, f"<size> says width {written[1]}, height {written[0]}, but {image.name} is "
+                                      f"{found[1]} x {found[0]}")
+    return written
+
+
 def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
     """Annotations/*.xml + JPEGImages/ (+ ImageSets/Main/{train,val,test}.txt)."""
     xml_files = sorted((path / "Annotations").glob("*.xml"))
@@ -213,6 +257,7 @@ def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
             if not candidates:
                 raise MedsightError(xml_path, f"refers to {record['filename']}, which is not in JPEGImages/")
             image = candidates[0]
+        record["shape"] = _voc_shape(xml_path, record["shape"], image)
         check_boxes(xml_path, record["boxes"], record["shape"], "object", record["written"])
         records.append({**record, "file": image, "id": xml_path.stem})
     classes = sorted({n for r in records for n in r["names"]})
@@ -227,7 +272,12 @@ def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
             unknown = [n for n in names if n not in row_of]
             if unknown:
                 raise MedsightError(listing, f"lists {unknown[0]}, which has no annotation in Annotations/")
-            given[split] = np.array(sorted(row_of[n] for n in names), dtype=int)
+            given[split] = np.array(sorted({row_of[n] for n in names}), dtype=int)
+            # a case in two listings would be trained on and scored, or tested twice: refuse the leak
+            for other in given:
+                shared = sorted(set(given[other]) & set(given[split])) if other != split else []
+                if shared:
+                    raise MedsightError(listing, f"lists {ids[shared[0]]}, which {other}.txt lists too")
     return finish_splits(DetectionDataset(
         path=path, format="voc", task="detection", spatial_dims=2, splits=given_splits(len(records), given),
         case_ids=ids, channels=["image"], classes=classes, sources=[[r["file"]] for r in records],

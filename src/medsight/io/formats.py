@@ -110,8 +110,10 @@ def _class_folders(path: Path) -> bool:
     """Class folders; a lone folder (images/, subset0/) is some other layout, refused rather than read as one class."""
     if not path.is_dir():
         return False
+    from medsight.io.imagefolder import split_of_folder
+
     subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(subdirs) == 1 and subdirs[0].name not in ("train", "val", "test"):
+    if len(subdirs) == 1 and not split_of_folder(subdirs[0]):
         raise MedsightError(path, f"has one folder ({subdirs[0].name}/), which would make a classification set of a "
                                   f"single class; expected {KNOWN_LAYOUTS}")
     return bool(subdirs)

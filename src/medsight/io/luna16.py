@@ -52,14 +52,15 @@ def find_scans(path: Path) -> dict[str, Path]:
 def is_luna16(path: Path) -> bool:
     if find_csv(path, "annotations.csv") is None:
         return False
-    with open(find_csv(path, "annotations.csv"), newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a spreadsheet saves the CSV with a byte-order mark, which would hide the first column name
+    with open(find_csv(path, "annotations.csv"), newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), [])
     return tuple(h.strip() for h in header[:5]) == ANNOTATION_COLUMNS
 
 
 def read_rows(csv_path: Path, columns: tuple[str, ...]) -> list[tuple[int, str, list[float]]]:
     """(line number, series uid, numbers) per row, after checking the header and every value."""
-    with open(csv_path, newline="", encoding="utf-8") as handle:
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
         if tuple(header[: len(columns)]) != columns:

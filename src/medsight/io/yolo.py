@@ -3,9 +3,12 @@
 Two layouts are read:
 - darknet (CODRAS): ``DATA/<name>.names`` (one class name a line) and the images with ``<image>.txt``
   beside each, in DATA itself or in DATA/images/;
+  (labelImg writes ``classes.txt`` instead of a .names file: it is read the same way);
 - Ultralytics: ``DATA/data.yaml`` (``names`` as a list or an id -> name mapping) with ``images/`` and
   ``labels/``, each optionally split into train/, val/ and test/ (the label of ``images/train/a.jpg`` is
-  ``labels/train/a.txt``).
+  ``labels/train/a.txt``), or with the folders its ``train:``/``val:``/``test:`` name, as Roboflow exports
+  them (``train/images``, ``valid/images``, ``test/images`` beside ``labels/``). A label file without its
+  image is an error: its boxes would be lost without a word.
 Each label line is ``class cx cy w h``: a 0-based class id and the box centre and size as fractions (0..1)
 of the image width and height. An image without a label file has no boxes. Boxes are converted to
 medsight's continuous array-order corners (row0, col0, row1, col1) in pixels.
@@ -24,11 +27,29 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
 
 
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
+DARKNET_LISTS = {"train.txt", "val.txt", "valid.txt", "test.txt"}  # darknet's lists of image paths, not labels
+
+
+def yaml_file(path: Path) -> Path | None:
+    return next((path / n for n in YAML_NAMES if (path / n).is_file()), None)
+
+
+def names_file(path: Path) -> Path | None:
+    """The one .names file in DATA, else labelImg's classes.txt in DATA or DATA/images/."""
+    found = sorted(path.glob("*.names"))
+    if len(found) > 1:
+        raise MedsightError(path, f"holds {len(found)} .names files; keep one")
+    return found[0] if found else next((f for f in (path / "classes.txt", path / "images" / "classes.txt")
+                                        if f.is_file()), None)
+
+
 def is_yolo(path: Path) -> bool:
-    """A data.yaml with images/, or a .names file with images that have .txt labels beside them."""
-    if (path / "data.yaml").is_file() and (path / "images").is_dir():
-        return True
-    if not any(path.glob("*.names")):
+    """A data.yaml with images/ (or Roboflow's split folders), or class names with images that have .txt labels."""
+    if yaml_file(path) is not None:
+        return (path / "images").is_dir() or any((path / s / "images").is_dir() for s in SPLIT_KEYS)
+    if names_file(path) is None:
         return False
     return any(_labelled_images(folder) for folder in (path, path / "images") if folder.is_dir())
 
@@ -50,7 +71,7 @@ def read_names(path: Path) -> list[str]:
     return names
 
 
-def read_data_yaml(path: Path) -> list[str]:
+def read_data_yaml(path: Path) -> tuple[list[str], dict]:
     """Class names of an Ultralytics data.yaml: ``names`` as a list, or a mapping 0..K-1 -> name."""
     import yaml
 
@@ -71,14 +92,18 @@ def read_data_yaml(path: Path) -> list[str]:
         raise MedsightError(path, "needs 'names': a list of class names or a mapping of class id to name")
     if isinstance(meta.get("nc"), int) and meta["nc"] != len(names):
         raise MedsightError(path, f"says nc: {meta['nc']} but 'names' has {len(names)} entries")
-    return [str(n) for n in names]
+    return [str(n) for n in names], meta
 
 
 def read_label_file(path: Path, classes: list[str], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(boxes (N, 4) in pixels, labels (N,)) of one label file; a bad line raises naming the file and line."""
     height, width = shape
     boxes, labels = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise MedsightError(path, "is not a text file of label lines (class cx cy w h)") from None
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -123,26 +148,61 @@ def _label_of(image: Path, images_root: Path, labels_root: Path | None) -> Path:
     return (labels_root / image.relative_to(images_root)).with_suffix(".txt")
 
 
+def _yaml_splits(path: Path, meta: dict) -> list[tuple[Path, str]]:
+    """(images folder, split) for each train:/val:/test: entry naming a folder, relative to the yaml's
+    folder; Roboflow writes ``../train/images``, which Ultralytics also finds without the ``../``."""
+    out = []
+    for key, split in SPLIT_KEYS.items():
+        value = meta.get(key)
+        if not isinstance(value, str):
+            continue
+        folder = next((f for f in (path / value, path / value.lstrip("./")) if f.is_dir()), None)
+        if folder is not None and folder.resolve() != (path / "images").resolve():
+            out.append((folder, split))
+    return out
+
+
+def _orphans(cases: list[tuple[Path, Path, str | None]], skip: set[str]) -> None:
+    """A .txt of boxes with no image of its name would be dropped without a word: refuse it."""
+    expected = {label for _, label, _ in cases}
+    for folder in sorted({label.parent for label in expected}):
+        for label in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+            if label not in expected and label.name not in skip:
+                raise MedsightError(label, f"has no image of its name ({label.stem}.jpg, .png, ...); "
+                                           "remove it or add the image")
+
+
 def _layout(path: Path) -> tuple[list[str], list[tuple[Path, Path, str | None]]]:
     """Class names and (image, label file, split or None) for every image of either layout."""
-    if (path / "data.yaml").is_file():
-        classes = read_data_yaml(path / "data.yaml")
+    cases = []
+    config = yaml_file(path)
+    if config is not None:
+        classes, meta = read_data_yaml(config)
+        roboflow = [] if (path / "images").is_dir() else _yaml_splits(path, meta)
+        if not roboflow and not (path / "images").is_dir():
+            raise MedsightError(config, "names no train:/val:/test: folder that exists, and there is no images/")
+        for images_dir, split in roboflow:  # <split>/images/a.jpg -> <split>/labels/a.txt
+            labels_dir = images_dir.parent / "labels"
+            labels_dir = labels_dir if labels_dir.is_dir() else None
+            cases += [(i, _label_of(i, images_dir, labels_dir), split) for i in _images(images_dir)]
         images_root, labels_root = path / "images", path / "labels"
-        if not labels_root.is_dir():
-            labels_root = None  # labels beside the images
-        split_dirs = [s for s in SPLITS if (images_root / s).is_dir()]
-        folders = [(images_root / s, s) for s in split_dirs] or [(images_root, None)]
+        if not roboflow:
+            if not labels_root.is_dir():
+                labels_root = None  # labels beside the images
+            split_dirs = [s for s in SPLITS if (images_root / s).is_dir()]
+            folders = [(images_root / s, s) for s in split_dirs] or [(images_root, None)]
+            cases += [(i, _label_of(i, images_root, labels_root), split) for folder, split in folders
+                      for i in _images(folder)]
+        skip = {"classes.txt"}
     else:
-        names_files = sorted(path.glob("*.names"))
-        if len(names_files) > 1:
-            raise MedsightError(path, f"holds {len(names_files)} .names files; keep one")
-        classes = read_names(names_files[0])
+        names = names_file(path)
+        classes = read_names(names)
         images_root = path / "images" if (path / "images").is_dir() else path
-        labels_root, folders = None, [(images_root, None)]
-    cases = [(image, _label_of(image, images_root, labels_root), split)
-             for folder, split in folders for image in _images(folder)]
+        cases = [(i, i.with_suffix(".txt"), None) for i in _images(images_root)]
+        skip = {names.name, "classes.txt"} | (DARKNET_LISTS if images_root == path else set())
     if not cases:
         raise MedsightError(images_root, "holds no images (PNG, JPEG, TIFF or BMP)")
+    _orphans(cases, skip)
     return classes, cases
 
 
