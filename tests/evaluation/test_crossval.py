@@ -53,12 +53,14 @@ def coco_eval_stats(dataset, indices, results: list[dict]) -> np.ndarray:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    images, annotations = [], []
+    from medsight.tasks.detection.evaluate import image_ids
+
+    images, annotations, ids = [], [], image_ids(dataset)  # results.json names a COCO set's images by its own ids
     for index in indices:
-        images.append({"id": dataset.case_ids[index], "width": 1, "height": 1})
+        images.append({"id": ids[index], "width": 1, "height": 1})
         for box, label in zip(dataset.boxes[index], dataset.labels[index]):
             y0, x0, y1, x1 = (float(v) for v in box)
-            annotations.append({"id": len(annotations) + 1, "image_id": dataset.case_ids[index], "iscrowd": 0,
+            annotations.append({"id": len(annotations) + 1, "image_id": ids[index], "iscrowd": 0,
                                 "category_id": int(label) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
                                 "area": (x1 - x0) * (y1 - y0)})
     truth = COCO()
@@ -111,7 +113,10 @@ def test_detection_crossval_pools_out_of_fold_boxes_and_fuses_the_folds(tmp_path
     fused = json.loads((out / "ensemble_test" / "predictions" / "results.json").read_text(encoding="utf-8"))
     member = [json.loads((out / f"fold_{k}" / "eval" / "test" / "predictions" / "results.json").read_text(encoding="utf-8"))
               for k in (0, 1)]
-    for case in (dataset.case_ids[i] for i in test):
+    from medsight.tasks.detection.evaluate import image_ids
+
+    assert dataset.image_ids  # a COCO set: records carry its numeric image ids
+    for case in (image_ids(dataset)[i] for i in test):
         count = [sum(r["image_id"] == case for r in records_k) for records_k in member]
         assert min(1, max(count)) <= sum(r["image_id"] == case for r in fused) <= sum(count)
     # a run fused with itself: every box meets its twin (IoU 1) and NMS keeps one, so nothing changes

@@ -29,6 +29,10 @@ class TaskDataset:
     classes: list[str] = field(default_factory=list)  # class / label names (segmentation: including background)
     groups: list[str | None] | None = None  # the patient of each case, where the data names one
     split_info: dict[str, Any] = field(default_factory=dict)  # where the splits come from (medsight.data.splits)
+    # the ids the source file gives its classes and cases (COCO's category and image ids), so that results
+    # are written in them and score against the user's own file; empty where the format numbers nothing
+    category_ids: list[Any] = field(default_factory=list)
+    image_ids: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -46,6 +50,7 @@ class TaskDataset:
         return {
             "source": str(self.path), "format": self.format, "task": self.task, "spatial_dims": self.spatial_dims,
             "channels": self.channels, "classes": self.classes,
+            **({"category_ids": self.category_ids} if self.category_ids else {}),
             "splits": {k: [self.case_ids[i] for i in v] for k, v in self.splits.items()},
             "split": {k: v for k, v in describe(self).items() if k != "cases"},
         }

@@ -44,9 +44,11 @@ def data_folder(path: Path) -> Path:
 
 
 def splits_location(path: Path) -> Path:
-    """Where the splits file of a data set lives: DATA/splits_final.json (a MedMNIST file: NAME.splits_final.json)."""
+    """Where the splits file of a data set lives: DATA/splits_final.json (a MedMNIST or COCO file given as the
+    data: NAME.splits_final.json)."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".npz":  # several .npz files may share one folder
+    # several such files may share one folder (annotations.json is the folder's own, as when DATA is given)
+    if path.is_file() and (path.suffix == ".npz" or (path.suffix == ".json" and path.name != "annotations.json")):
         return path.parent / f"{path.stem}.{SPLITS_FILE}"
     return data_folder(path) / SPLITS_FILE
 

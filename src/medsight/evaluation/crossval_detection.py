@@ -14,6 +14,7 @@ from medsight.errors import MedsightError
 from medsight.jsonio import load_json
 from medsight.metrics.detection import DetectionMetric
 from medsight.metrics.detection_bootstrap import NAMES, detection_bootstrap_ci
+from medsight.tasks.detection.evaluate import category_ids, image_ids
 
 
 def corners(bbox: Sequence[float]) -> list[float]:
@@ -23,16 +24,22 @@ def corners(bbox: Sequence[float]) -> list[float]:
     return [*low, *(low + size)]
 
 
-def read_results(path: Path, dims: int) -> dict[str, dict[str, np.ndarray]]:
-    """results.json -> {case id: {"boxes", "scores", "labels" (0-based)}}."""
+def read_results(path: Path, dims: int, dataset: Any = None) -> dict[str, dict[str, np.ndarray]]:
+    """results.json -> {case id: {"boxes", "scores", "labels" (0-based)}}; dataset: the data set whose own
+    image and category ids (a COCO file's) the records were written in."""
     if not path.is_file():
         raise MedsightError(path, "is missing: the fold's validation predictions were not written")
+    case_of, label_of = {}, {}
+    if dataset is not None:
+        case_of = {str(i): case for i, case in zip(image_ids(dataset), dataset.case_ids)}
+        label_of = {c: k for k, c in enumerate(category_ids(dataset.classes, dataset))}
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in load_json(path):
-        grouped[str(record["image_id"])].append(record)
+        grouped[case_of.get(str(record["image_id"]), str(record["image_id"]))].append(record)
     return {case: {"boxes": np.array([corners(r["bbox"]) for r in rows], float).reshape(-1, 2 * dims),
                    "scores": np.array([r["score"] for r in rows], float),
-                   "labels": np.array([r["category_id"] - 1 for r in rows], int)} for case, rows in grouped.items()}
+                   "labels": np.array([label_of.get(r["category_id"], r["category_id"] - 1) for r in rows], int)}
+            for case, rows in grouped.items()}
 
 
 def pooled_detection(dataset: Any, plan: dict[str, Any], eval_dirs: Sequence[Path], val_indices: Sequence[Sequence[int]],
@@ -42,13 +49,14 @@ def pooled_detection(dataset: Any, plan: dict[str, Any], eval_dirs: Sequence[Pat
     metric = DetectionMetric(int(plan["num_classes"]), list(dataset.classes))
     indices, predictions = [], []
     empty = {"boxes": np.zeros((0, 2 * dims)), "scores": np.zeros(0), "labels": np.zeros(0, int)}
+    kinds = getattr(dataset, "box_kinds", None)  # VOC difficult, COCO crowd: ignored
     for folder, fold_indices in zip(eval_dirs, val_indices):
-        found = read_results(Path(folder) / "predictions" / "results.json", dims)
+        found = read_results(Path(folder) / "predictions" / "results.json", dims, dataset)
         for index in fold_indices:
             pred = found.get(dataset.case_ids[int(index)], empty)  # a case without any box has no record
             spacing = tuple(reversed(dataset.load_geometry(int(index)).spacing)) if dims == 3 else None
             metric.update(pred["boxes"], pred["scores"], pred["labels"], dataset.boxes[index], dataset.labels[index],
-                          spacing=spacing)
+                          spacing=spacing, gt_ignore=kinds(int(index)) if kinds else None)
             indices.append(int(index))
             predictions.append(pred)
     result = metric.compute()

@@ -35,6 +35,8 @@ class DetectionDataset(TaskDataset):
     diameters: list[np.ndarray] = field(default_factory=list)
     hard_negatives: list[np.ndarray] = field(default_factory=list)
     annotations_without_scan: int = 0  # LUNA16: rows of annotations.csv for scans not in the folder
+    # per case, the kind of each box (metrics.detection SCORED, DIFFICULT, CROWD); empty: all scored
+    ignore: list[np.ndarray] = field(default_factory=list)
 
     def load_case(self, index: int) -> np.ndarray:
         """(C, *spatial) float32 image of a case (channels stacked from their files)."""
@@ -53,6 +55,16 @@ class DetectionDataset(TaskDataset):
             return self.geometries[index]
         return read_image(self.sources[index][0])
 
+    def box_kinds(self, index: int) -> np.ndarray:
+        """The kind of each box of a case: 0 scored, 1 VOC difficult, 2 COCO crowd (both ignored when scoring)."""
+        return np.asarray(self.ignore[index], int) if self.ignore else np.zeros(len(self.labels[index]), int)
+
+    def training_boxes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes and labels to train on: ignored ones left out, as torchvision's and detectron2's COCO loaders
+        drop crowd boxes (a box over many objects, or one the annotators could not call, is no target)."""
+        kept = self.box_kinds(index) == 0
+        return np.asarray(self.boxes[index])[kept], np.asarray(self.labels[index])[kept]
+
     def box_counts(self, indices: np.ndarray) -> list[int]:
         found = np.concatenate([self.labels[i] for i in indices]) if len(indices) else np.zeros(0, int)
         return [int(v) for v in np.bincount(found.astype(int), minlength=len(self.classes))]
@@ -69,6 +81,9 @@ class DetectionDataset(TaskDataset):
                 out["diameter_mm"] = {"min": float(sizes.min()), "median": float(np.median(sizes)), "max": float(sizes.max())}
         if self.annotations_without_scan:
             out["annotations_without_scan"] = self.annotations_without_scan
+        ignored = sum(int((np.asarray(k) > 0).sum()) for k in self.ignore)
+        if ignored:  # VOC difficult / COCO crowd: neither trained on nor scored
+            out["ignored_boxes"] = ignored
         return out
 
 
@@ -112,10 +127,11 @@ def given_splits(n: int, given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # COCO ------------------------------------------------------------------------------------------------
 def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
-    """annotations.json (images, annotations, categories) beside the images or an images/ folder."""
-    json_path = path if path.is_file() else path / "annotations.json"
-    root = json_path.parent
-    coco = load_json(json_path)
+    """COCO annotations (images, annotations, categories) in the layouts of medsight.io.coco_layout."""
+    from medsight.io.coco_layout import load_coco
+
+    source = load_coco(path)
+    json_path, coco = source.where, source.coco
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")):
         raise MedsightError(json_path, "needs the COCO lists 'images', 'annotations' and 'categories'")
     try:
@@ -130,21 +146,22 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         if repeated is not None:
             raise MedsightError(json_path, f"'categories' has the {kind} {repeated!r} twice")
     images, by_id = [], {}
-    for entry in coco["images"]:
+    for entry, bases in zip(coco["images"], source.bases):
         try:
             image_id, name = entry["id"], entry["file_name"]
         except (KeyError, TypeError):
             raise MedsightError(json_path, f"image entry {entry!r:.80} needs id and file_name") from None
         if image_id in by_id:  # its annotations would all go to the last image of that id
             raise MedsightError(json_path, f"'images' lists image id {image_id} twice")
-        file = next((p for p in (root / name, root / "images" / name) if p.is_file()), None)
+        file = next((b / name for b in bases if (b / name).is_file()), None)
         if file is None:
-            raise MedsightError(json_path, f"image {image_id} refers to {name}, which does not exist in {root}")
+            raise MedsightError(json_path, f"image {image_id} refers to {name}, which does not exist in {bases[0]}")
         by_id[image_id] = len(images)
         images.append({"file": file, "shape": _coco_shape(json_path, entry, file), "split": entry.get("split"),
                        "id": image_id})
     boxes: list[list[list[float]]] = [[] for _ in images]
     labels: list[list[int]] = [[] for _ in images]
+    crowds: list[list[int]] = [[] for _ in images]  # iscrowd: 2 (CROWD), ignored when scored, as COCOeval does
     for number, ann in enumerate(coco["annotations"], 1):
         try:
             image_id, category = ann["image_id"], ann["category_id"]
@@ -158,6 +175,7 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         row = by_id[image_id]
         boxes[row].append([y, x, y + h, x + w])
         labels[row].append(category_index[category])
+        crowds[row].append(2 * int(bool(ann.get("iscrowd", 0))))
     box_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
     for image, case_boxes in zip(images, box_arrays):
         written = [f"bbox [{b[1]:g}, {b[0]:g}, {b[3] - b[1]:g}, {b[2] - b[0]:g}]" for b in case_boxes]
@@ -172,6 +190,8 @@ def read_coco(path: Path, fold: int = 0) -> DetectionDataset:
         case_ids=[str(Path(i["file"]).stem) for i in images], channels=["image"], classes=classes,
         sources=[[i["file"]] for i in images], boxes=box_arrays,
         labels=[np.asarray(v, dtype=np.int64) for v in labels], shapes=[i["shape"] for i in images],
+        ignore=[np.asarray(v, dtype=np.int64) for v in crowds],
+        category_ids=[c["id"] for c in categories], image_ids=source.image_ids,
     ), fold)
 
 
@@ -217,7 +237,7 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
     if size is None:
         raise MedsightError(xml_path, "is missing the field <size>")
     shape = (int(_number(xml_path, size, "height")), int(_number(xml_path, size, "width")))
-    names, boxes, written = [], [], []
+    names, boxes, written, kinds = [], [], [], []
     for obj in root.findall("object"):
         names.append(_text(xml_path, obj, "name"))
         bndbox = obj.find("bndbox")
@@ -226,8 +246,44 @@ def read_voc_annotation(xml_path: Path) -> dict[str, Any]:
         x0, y0, x1, y1 = (_number(xml_path, bndbox, t) for t in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append([y0 - 1, x0 - 1, y1, x1])  # 1-based inclusive pixel corners -> continuous
         written.append(f"xmin {x0:g}, ymin {y0:g}, xmax {x1:g}, ymax {y1:g}")
+        kinds.append(_difficult(xml_path, obj, len(names)))
     return {"filename": filename, "shape": shape, "names": names, "written": written,
-            "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4)}
+            "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4), "kinds": np.asarray(kinds, dtype=np.int64)}
+
+
+def _difficult(xml_path: Path, obj: ET.Element, number: int) -> int:
+    """1 (DIFFICULT: ignored when scored, as the VOC devkit does) for <difficult>1</difficult>, else 0."""
+    found = obj.find("difficult")
+    text = (found.text or "").strip() if found is not None else ""
+    if text not in ("", "0", "1"):
+        raise MedsightError(xml_path, f"object {number} has <difficult> {text!r}; expected 0 or 1")
+    return int(text == "1")
+
+
+VOC_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _voc_folders(path: Path) -> tuple[Path, Path]:
+    """(annotations, images): VOC's Annotations/ and JPEGImages/, or one folder holding both, as labelImg saves."""
+    if (path / "Annotations").is_dir():
+        return path / "Annotations", path / "JPEGImages"
+    return path, path
+
+
+def _image_beside(xml_path: Path, folder: Path) -> Path | None:
+    """The image of the same stem as an annotation in `folder` (never the .xml itself)."""
+    return next((f for f in sorted(folder.glob(xml_path.stem + ".*")) if f.suffix.lower() in VOC_IMAGE_SUFFIXES), None)
+
+
+def is_flat_voc(path: Path) -> bool:
+    """A folder of images with a same-stem Pascal VOC .xml (root <annotation>) beside them (labelImg's output)."""
+    for xml_path in sorted(path.glob("*.xml")):
+        if _image_beside(xml_path, path) is not None:
+            try:
+                return next(ET.iterparse(xml_path, events=("start",)))[1].tag == "annotation"
+            except (ET.ParseError, StopIteration, OSError):
+                continue
+    return False
 
 
 def _voc_shape(xml_path: Path, written: tuple[int, int], image: Path) -> tuple[int, int]:
@@ -244,22 +300,26 @@ def _voc_shape(xml_path: Path, written: tuple[int, int], image: Path) -> tuple[i
 
 
 def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
-    """Annotations/*.xml + JPEGImages/ (+ ImageSets/Main/{train,val,test}.txt)."""
-    xml_files = sorted((path / "Annotations").glob("*.xml"))
+    """Annotations/*.xml + JPEGImages/ (+ ImageSets/Main/{train,val,test}.txt), or images with a same-stem
+    .xml beside each in one folder (labelImg), where an image without its .xml has no boxes (as for YOLO)."""
+    xml_dir, image_dir = _voc_folders(path)
+    xml_files = sorted(xml_dir.glob("*.xml"))
     if not xml_files:
-        raise MedsightError(path / "Annotations", "holds no .xml annotation files")
+        raise MedsightError(xml_dir, "holds no .xml annotation files")
     records = []
     for xml_path in xml_files:
         record = read_voc_annotation(xml_path)
-        image = path / "JPEGImages" / record["filename"]
+        image = image_dir / record["filename"]
         if not image.is_file():
-            candidates = sorted((path / "JPEGImages").glob(xml_path.stem + ".*"))
-            if not candidates:
-                raise MedsightError(xml_path, f"refers to {record['filename']}, which is not in JPEGImages/")
-            image = candidates[0]
+            image = _image_beside(xml_path, image_dir)
+            if image is None:
+                shown = "JPEGImages/" if image_dir != xml_dir else str(image_dir)
+                raise MedsightError(xml_path, f"refers to {record['filename']}, which is not in {shown}")
         record["shape"] = _voc_shape(xml_path, record["shape"], image)
         check_boxes(xml_path, record["boxes"], record["shape"], "object", record["written"])
         records.append({**record, "file": image, "id": xml_path.stem})
+    if image_dir == xml_dir:
+        records += _unannotated(image_dir, records)
     classes = sorted({n for r in records for n in r["names"]})
     class_index = {c: k for k, c in enumerate(classes)}
     ids = [r["id"] for r in records]
@@ -283,8 +343,25 @@ def read_voc(path: Path, fold: int = 0) -> DetectionDataset:
         case_ids=ids, channels=["image"], classes=classes, sources=[[r["file"]] for r in records],
         boxes=[r["boxes"] for r in records],
         labels=[np.asarray([class_index[n] for n in r["names"]], dtype=np.int64) for r in records],
-        shapes=[r["shape"] for r in records],
+        shapes=[r["shape"] for r in records], ignore=[r["kinds"] for r in records],
     ), fold)
+
+
+def _unannotated(folder: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat layout: the images no .xml names, each a case without boxes (labelImg saves no file for those)."""
+    used = {r["file"].resolve() for r in records}
+    ids = {r["id"] for r in records}
+    out = []
+    for image in sorted(f for f in folder.iterdir() if f.suffix.lower() in VOC_IMAGE_SUFFIXES):
+        if image.resolve() in used:
+            continue
+        if image.stem in ids:  # a.png beside a.jpg + a.xml: which one the boxes belong to is a guess
+            raise MedsightError(image, f"has no .xml of its own, and {image.stem}.xml is another image's")
+        ids.add(image.stem)
+        shape = picture_shape(image) or tuple(read_image(image).array.shape[1:])
+        out.append({"filename": image.name, "shape": shape, "names": [], "written": [], "file": image,
+                    "id": image.stem, "boxes": np.zeros((0, 4)), "kinds": np.zeros(0, np.int64)})
+    return out
 
 
 # nnDetection raw ---------------------------------------------------------------------------------------
@@ -386,11 +463,12 @@ def read_nndetection(path: Path, fold: int = 0) -> DetectionDataset:
 
 def read_detection(path: Path, fmt: str, fold: int = 0) -> DetectionDataset:
     """Read a detection data set of a detected format."""
+    from medsight.io.box_csv import read_box_csv
     from medsight.io.luna16 import read_luna16
     from medsight.io.yolo import read_yolo
 
     readers = {"coco": read_coco, "voc": read_voc, "nndetection": read_nndetection, "yolo": read_yolo,
-               "luna16": read_luna16}
+               "luna16": read_luna16, "box_csv": read_box_csv}
     if fmt not in readers:
         raise MedsightError(path, f"is a {fmt} data set, not a detection one")
     return readers[fmt](Path(path), fold)

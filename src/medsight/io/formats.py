@@ -17,8 +17,8 @@ from medsight.errors import MedsightError
 from medsight.plugins import load_plugins
 
 # What a folder may be, for messages that tell a user which layouts medsight reads.
-KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv, an nnU-Net folder with "
-                 "dataset.json and imagesTr/, COCO annotations.json, Pascal VOC, LUNA16's annotations.csv, or a YOLO folder "
+KNOWN_LAYOUTS = ("a MedMNIST .npz, class folders (two or more classes), labels.csv (or a CSV of image and label columns), an nnU-Net folder with "
+                 "dataset.json and imagesTr/, images with masks by name (images/ + masks/, or x.png + x_mask.png), COCO annotations.json (or annotations/instances_*.json), Pascal VOC (also image + .xml pairs in one folder), a CSV of boxes (image,x1,y1,x2,y2,label), LUNA16's annotations.csv, or a YOLO folder "
                  "(a .names file with a .txt beside each image, or Ultralytics data.yaml with images/ and labels/)")
 
 # sniff(path) -> bool; read(path, fmt, seed, fold) -> TaskDataset (splits follow the data, not the seed), or "module:function" imported when used
@@ -65,7 +65,7 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         if fmt.sniff(path):
             return fmt.name, fmt.task
     if path.is_file():
-        raise MedsightError(path, "is not a data set: expected a MedMNIST .npz, a labels.csv or a folder")
+        raise MedsightError(path, "is not a data set: expected a MedMNIST .npz, a labels.csv, a COCO .json or a folder")
     raise MedsightError(path, f"is not a recognised data set (expected {KNOWN_LAYOUTS})")
 
 
@@ -79,6 +79,13 @@ def read_dataset(path: str | Path, seed: int = 0, fold: int = 0) -> TaskDataset:
 
 def _file_or_child(path: Path, name: str) -> bool:
     return path.name == name if path.is_file() else (path / name).is_file()
+
+
+def _coco(path: Path) -> bool:
+    """annotations.json, CVAT's and COCO 2017's annotations/instances_*.json, or a COCO .json of any name."""
+    from medsight.io.coco_layout import coco_files, looks_like_coco
+
+    return looks_like_coco(path) if path.is_file() else bool(coco_files(path))
 
 
 def _nnunet_folder(path: Path) -> bool:
@@ -97,7 +104,13 @@ def _medmnist(path: Path) -> bool:
 
 
 def _voc_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
+    if not path.is_dir():
+        return False
+    if (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir():
+        return True
+    from medsight.io.detection import is_flat_voc  # labelImg's image + same-stem .xml pairs in one folder
+
+    return is_flat_voc(path)
 
 
 def _luna16_folder(path: Path) -> bool:
@@ -125,6 +138,12 @@ def _yolo_folder(path: Path) -> bool:
     return path.is_dir() and is_yolo(path)
 
 
+def _box_csv(path: Path) -> bool:
+    from medsight.io.box_csv import is_box_csv
+
+    return is_box_csv(path)
+
+
 def _read_medmnist(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
     from medsight.io.classification import read_medmnist
 
@@ -138,9 +157,31 @@ def _read_classification(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> 
 
 
 def _read_segmentation(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
+    if fmt == "mask_pairs":
+        from medsight.io.mask_pairs import read_mask_pairs
+
+        return read_mask_pairs(path, fold=fold)
     from medsight.io.segmentation import read_segmentation
 
     return read_segmentation(path, fold=fold)
+
+
+def _label_table(path: Path) -> bool:
+    """labels.csv, or a CSV of any name with a path and a label column (Kaggle's train.csv beside its images)."""
+    if _file_or_child(path, "labels.csv"):
+        return True
+    from medsight.io.labels_csv import label_tables
+
+    try:
+        return bool(label_tables(path))
+    except MedsightError:
+        return True  # several tables without split names: the reader says which to choose
+
+
+def _mask_pairs(path: Path) -> bool:
+    from medsight.io.mask_pairs import is_mask_pairs
+
+    return is_mask_pairs(path)
 
 
 def _read_detection(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskDataset:
@@ -151,10 +192,15 @@ def _read_detection(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> TaskD
 
 register_format("nndetection", "detection", _nndetection_folder, _read_detection)
 register_format("nnunet", "segmentation", _nnunet_folder, _read_segmentation)
-register_format("coco", "detection", lambda p: _file_or_child(p, "annotations.json"), _read_detection)
+register_format("coco", "detection", _coco, _read_detection)
 register_format("voc", "detection", _voc_folder, _read_detection)
 register_format("luna16", "detection", _luna16_folder, _read_detection)
 register_format("yolo", "detection", _yolo_folder, _read_detection)
-register_format("csv", "classification", lambda p: _file_or_child(p, "labels.csv"), _read_classification)
+# images with masks by name (images/ + masks/, x.png + x_mask.png): before class folders, which images/ and masks/
+# would otherwise be
+register_format("mask_pairs", "segmentation", _mask_pairs, _read_segmentation)
+# before labels.csv: a CSV of boxes read as path,label would lose its boxes without a word
+register_format("box_csv", "detection", _box_csv, _read_detection)
+register_format("csv", "classification", _label_table, _read_classification)
 register_format("medmnist", "classification", _medmnist, _read_medmnist)
 register_format("imagefolder", "classification", _class_folders, _read_classification, fallback=True)

@@ -18,7 +18,7 @@ from medsight.errors import MedsightError
 from medsight.io.classification import ClassificationDataset, class_strata
 from medsight.io.images import (RASTER_SUFFIXES, is_dicom_file, is_dicom_series, is_image_file, read_image,
                                  suffix_of)
-from medsight.io.labels_csv import SPLIT_FOLDERS, Row, read_csv
+from medsight.io.labels_csv import SPLIT_FOLDERS, Row, label_tables, read_csv
 from medsight.io.patients import dicom_patient
 
 SPLITS = ("train", "val", "test")
@@ -61,8 +61,10 @@ def read_classification(path: Path, fmt: str, fold: int = 0) -> ClassificationDa
     """Read an image-folder or labels.csv data set."""
     path = Path(path)
     if fmt == "csv":
-        csv_path = path if path.is_file() else path / "labels.csv"
-        rows = read_csv(csv_path)
+        tables = label_tables(path) or [(path if path.is_file() else path / "labels.csv", None)]
+        rows = []
+        for csv_path, split in tables:  # several tables: each a split, by its name (train.csv, test.csv)
+            rows += [(case, label, given or split, patient) for case, label, given, patient in read_csv(csv_path)]
     else:
         rows = _read_folders(path)
     return _build(path, fmt, rows, fold)

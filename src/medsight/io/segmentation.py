@@ -42,6 +42,7 @@ class SegmentationCase:
     images: list[Path]
     label: Path | None = None
     split: str = "train"  # "train" (imagesTr) or "test" (imagesTs)
+    extra_labels: list[Path] = field(default_factory=list)  # more masks of the same image, merged (io.mask_pairs)
 
 
 @dataclass
@@ -63,6 +64,9 @@ class SegmentationDataset(TaskDataset):
     modalities: list[str] = field(default_factory=list)
     fold: int = 0
     label_codes: dict[str, Any] = field(default_factory=dict)  # dataset.json "label_codes": coded concepts by name
+    # masks paired with images by name (io.mask_pairs): raw mask value -> label value, and how it was read
+    mask_coding: dict[int, int] | None = None
+    mask_note: str = ""
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
@@ -70,6 +74,8 @@ class SegmentationDataset(TaskDataset):
         out.update({"labels": {str(k): v for k, v in self.labels.items()}, "file_ending": self.file_ending,
                     "first_case": {"id": first.case_id, "shape": list(first.image.shape[1:]),
                                    "spacing": list(first.spacing)}, "fold": self.fold})
+        if self.mask_note:
+            out["masks"] = self.mask_note
         if getattr(self, "warnings", None):
             out["warnings"] = list(self.warnings)
         return out
@@ -150,24 +156,35 @@ def load_case(case: SegmentationCase, dataset: SegmentationDataset, with_label: 
         channels.extend(array.astype(np.float32, copy=False))
     expected = len(dataset.channels)
     if len(channels) != expected:
-        raise MedsightError(case.images[0], f"has {len(channels)} channel(s) but dataset.json names {expected}")
+        stem, ending = split_suffix(case.images[0])
+        hint = (" (an RGB picture: name R, G and B in channel_names)" if reference.layout == "rgb" else
+                f" and there is no {stem[:-5]}_0001{ending} beside it" if len(case.images) == 1 and stem.endswith("_0000")
+                else "")
+        source = "the data set's first image has" if dataset.mask_coding is not None else "dataset.json names"
+        raise MedsightError(case.images[0], f"has {len(channels)} channel(s) but {source} {expected}{hint}")
     stacked = np.stack(channels)
     label = None
     if with_label and case.label is not None:
-        label = _read_label(case.label, reference, dataset)
+        label = _read_label(case.label, reference, dataset, case.extra_labels)
     spacing = tuple(float(s) for s in reversed(reference.spacing))
     return LoadedCase(case.case_id, stacked, label, spacing, reference)
 
 
-def _read_label(path: Path, reference, dataset: SegmentationDataset) -> np.ndarray:
+def _read_label(path: Path, reference, dataset: SegmentationDataset, extra: list[Path] | None = None) -> np.ndarray:
     if not path.exists():
         raise MedsightError(path, "label file not found")
     from medsight.io.dicom_seg import label_modality, read_seg_label
     from medsight.io.rtstruct import read_rtstruct_label
 
-    kind = label_modality(path)
-    image = read_seg_label(path, reference, dataset.labels) if kind == "SEG" else \
-        read_rtstruct_label(path, reference, dataset.labels) if kind == "RTSTRUCT" else read_image_file(path)
+    coding = dataset.mask_coding  # masks paired by name: their values coded as labels
+    if coding is not None:
+        from medsight.io.mask_pairs import decode_mask
+
+        image = decode_mask([path, *(extra or [])], coding)
+    else:
+        kind = label_modality(path)
+        image = read_seg_label(path, reference, dataset.labels) if kind == "SEG" else \
+            read_rtstruct_label(path, reference, dataset.labels) if kind == "RTSTRUCT" else read_image_file(path)
     array = image.array
     if array.shape[0] != 1:
         kind = "a 4D file" if image.layout == "4d" else f"a label map with {array.shape[0]} channels"
@@ -225,19 +242,44 @@ def _channel_names(meta: dict[str, Any]) -> list[str]:
     return [str(raw[k]) for k in sorted(raw, key=lambda k: int(k))]
 
 
+PICTURE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _channel_stem(path: Path, ending: str) -> str | None:
+    """'<case>_0000' for a channel file with the data set's ending or a channel folder (a DICOM series)."""
+    stem, suffix = (path.name, ending) if path.is_dir() else split_suffix(path)
+    return stem if suffix == ending and stem[-5:-4] == "_" and stem[-4:].isdigit() else None
+
+
+def _channel_path(folder: Path, stem: str, ending: str) -> Path:
+    """The channel file, or the DICOM series folder of that name when there is no file."""
+    file, series = folder / f"{stem}{ending}", folder / stem
+    return series if not file.exists() and series.is_dir() else file
+
+
 def _nnunet_cases(root: Path, images_dir: str, labels_dir: str, ending: str, num_channels: int,
                   split: str) -> list[SegmentationCase]:
     folder = root / images_dir
     if not folder.is_dir():
         return []
-    ids = sorted({split_suffix(p)[0][:-5] for p in folder.iterdir() if split_suffix(p)[1] == ending
-                  and split_suffix(p)[0][-5:-4] == "_" and split_suffix(p)[0][-4:].isdigit()})
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]  # macOS '._x' copies, .DS_Store
+    for path in entries:  # a case named without its channel number would be left out without a word
+        if not path.is_dir() and split_suffix(path)[1] == ending and _channel_stem(path, ending) is None:
+            raise MedsightError(path, f"is not named <case>_0000{ending}: nnU-Net names each channel file "
+                                      "with a four-digit channel number")
+    ids = sorted({stem[:-5] for stem in (_channel_stem(p, ending) for p in entries) if stem})
     label_folder = root / labels_dir
     cases = []
     for case_id in ids:
-        images = [folder / f"{case_id}_{c:04d}{ending}" for c in range(num_channels)]
+        images = [_channel_path(folder, f"{case_id}_{c:04d}", ending) for c in range(num_channels)]
+        if ending.lower() in PICTURE_ENDINGS and not any(p.exists() for p in images[1:]):
+            images = images[:1]  # one picture holding every channel (nnU-Net's RGB <case>_0000.png)
         label = label_folder / f"{case_id}{ending}"
         cases.append(SegmentationCase(case_id, images, label if label.exists() or split == "train" else None, split))
+    if label_folder.is_dir():  # a label whose image is missing or misnamed: the case would be dropped silently
+        for path in sorted(label_folder.iterdir()):
+            if split_suffix(path)[1] == ending and not path.name.startswith(".") and split_suffix(path)[0] not in ids:
+                raise MedsightError(path, f"has no image: expected {images_dir}/{split_suffix(path)[0]}_0000{ending}")
     return cases
 
 
@@ -307,6 +349,9 @@ def read_segmentation(root: Path, fold: int = 0) -> SegmentationDataset:
                  + _nnunet_cases(root, "imagesTs", "labelsTs", ending, len(channels), "test"))
     train_positions = [i for i, c in enumerate(cases) if c.split == "train"]
     labels_dir = root / "labelsTr"
+    if not train_positions and labels_dir.is_dir() and any(labels_dir.iterdir()):
+        raise MedsightError(root / "imagesTr", f"holds no <case>_0000{ending} image ({ending} is dataset.json's "
+                                               "file_ending, or the default .nii.gz)")
     if not train_positions or not labels_dir.is_dir() or not any(labels_dir.iterdir()):
         raise MedsightError(labels_dir, "is empty or missing: no labelled training cases")
     for position in train_positions:

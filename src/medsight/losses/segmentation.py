@@ -16,14 +16,22 @@ def deep_supervision_weights(heads: int) -> list[float]:
 class SegmentationLoss(nn.Module):
     """Soft Dice (batch Dice, as nnU-Net) + cross-entropy on logits and an integer label map (B, 1, *spatial)."""
 
-    def __init__(self, batch_dice: bool = True):
+    def __init__(self, batch_dice: bool = True, values: list[int] | None = None):
         super().__init__()
+        # label values need not be 0..C-1 (dataset.json may name 0, 1, 4): a lookup turns each value into its
+        # output channel, the position of the value among the sorted labels
+        values = sorted(int(v) for v in values) if values else []
+        lookup = torch.zeros(max(values, default=0) + 1, dtype=torch.long)
+        lookup[values] = torch.arange(len(values))
+        self.register_buffer("lookup", lookup if values != list(range(len(values))) else None, persistent=False)
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice,
                                   smooth_nr=1e-5, smooth_dr=1e-5)
 
     def forward(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """output: logits (B, C, *spatial), or a deep-supervision stack (B, heads, C, *spatial); label (B, 1, *spatial)."""
         label = label.long()
+        if self.lookup is not None:
+            label = self.lookup.to(label.device)[label]
         if output.ndim == label.ndim + 1:
             weights = deep_supervision_weights(output.shape[1])
             return sum(w * self.dice_ce(output[:, i], label) for i, w in enumerate(weights))

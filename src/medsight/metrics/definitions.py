@@ -9,8 +9,10 @@ from typing import Sequence
 from medsight.metrics.froc import FROC_RATES, IOU_HIT
 
 COCO_MATCHING = ("per image and class, detections by descending score (at most 100) each take the unmatched "
-                 "reference box of highest IoU when that IoU >= the threshold (COCOeval's greedy rule; no crowd "
-                 "boxes, area range 'all'); 3D boxes use the IoU of volumes")
+                 "reference box of highest IoU when that IoU >= the threshold (COCOeval's greedy rule; area range "
+                 "'all'); failing that, a detection on an ignored box (COCO iscrowd, by intersection over the "
+                 "detection's area; VOC difficult, by IoU) is neither a true nor a false positive, and ignored "
+                 "boxes do not count in recall; 3D boxes use the IoU of volumes")
 COCO_AVERAGING = "mean over the classes that have a reference box; a class without predictions counts as 0"
 
 

@@ -9,7 +9,13 @@ a class pooled over images. COCO AP samples the precision envelope at the 101 re
 (pycocotools' accumulate); the VOC all-point AP is the area under the envelope at every recall step (VOC
 2010 and later). mAR@100 is the recall reached with up to 100 detections, averaged over IoU 0.5:0.95. Means
 run over the classes that have a reference box (a class without predictions counts as 0; a class without
-references is left out, as COCOeval does). No crowd boxes and no area ranges ("all" only).
+references is left out, as COCOeval does). Area range "all" only.
+
+Ignored references (``update(gt_ignore=...)``: VOC "difficult", COCO "iscrowd") follow COCOeval: a detection
+takes an unmatched scored reference first; failing that, an ignored one at or above the threshold (any
+number of detections may take the same ignored box), and is then neither a true nor a false positive.
+Ignored boxes do not count in recall. A crowd box overlaps by intersection over the detection's area, as
+pycocotools' iou does for iscrowd; a difficult one by IoU, as the VOC devkit does.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from medsight.metrics.froc import FROC_RATES, IOU_HIT, froc_from_hits
 
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 RECALL_POINTS = np.linspace(0, 1, 101)
+# kinds of reference box in gt_ignore: scored, ignored and matched by IoU, ignored and matched by intersection
+# over the detection's area (a crowd box covers many objects: a detection inside it is "in" it)
+SCORED, DIFFICULT, CROWD = 0, 1, 2
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 2D) x (M, 2D) corner boxes -> (N, M) IoU."""
+def box_iou(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2D) x (M, 2D) corner boxes -> (N, M) IoU; where ``crowd`` (M,) is set, intersection over a's area."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     dims = a.shape[1] // 2
@@ -35,7 +44,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(high - low, 0, None).prod(-1)
     vol_a = (a[:, dims:] - a[:, :dims]).prod(-1)
     vol_b = (b[:, dims:] - b[:, :dims]).prod(-1)
-    return inter / np.maximum(vol_a[:, None] + vol_b[None, :] - inter, 1e-12)
+    union = vol_a[:, None] + vol_b[None, :] - inter
+    if crowd is not None:
+        union = np.where(np.asarray(crowd, bool)[None, :], vol_a[:, None], union)
+    return inter / np.maximum(union, 1e-12)
 
 
 def as_boxes(boxes: Any, count: int) -> np.ndarray:
@@ -45,26 +57,42 @@ def as_boxes(boxes: Any, count: int) -> np.ndarray:
 
 
 def match_image(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """(T, N) bool: detection n (in descending score order) is a true positive at threshold t (COCO greedy).
+    """(T, N) bool: detection n (in descending score order) is a true positive at threshold t (COCO greedy)."""
+    return match_ignoring(det_boxes, det_scores, gt_boxes, thresholds)[0]
 
-    All thresholds are matched at once: one pass over the detections, each a (T, G) array operation.
+
+def match_ignoring(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float],
+                   gt_kinds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N) true-positive flags and (T, N) ignored flags, detections in descending score order.
+
+    ``gt_kinds`` (G,) holds SCORED, DIFFICULT or CROWD per reference (all SCORED when None). All thresholds
+    are matched at once: one pass over the detections, each a (T, G) array operation.
     """
     order = np.argsort(-det_scores, kind="mergesort")
-    ious = box_iou(det_boxes[order], gt_boxes)
+    kinds = np.zeros(len(gt_boxes), int) if gt_kinds is None else np.asarray(gt_kinds, int)
+    ious = box_iou(det_boxes[order], gt_boxes, kinds == CROWD)
     limits = np.minimum(np.asarray(thresholds, float), 1 - 1e-10)[:, None]
     hits = np.zeros((len(limits), len(order)), dtype=bool)
+    ignored = np.zeros_like(hits)
     if len(gt_boxes) == 0:
-        return hits
-    taken = np.zeros((len(limits), len(gt_boxes)), dtype=bool)
+        return hits, ignored
+    scored = kinds == SCORED
+    taken = np.zeros((len(limits), len(gt_boxes)), dtype=bool)  # an ignored box is never taken
     rows = np.arange(len(limits))
     for d in range(len(order)):
-        allowed = ~taken & (ious[d][None, :] >= limits)
-        masked = np.where(allowed, ious[d][None, :], -1.0)
-        best = len(gt_boxes) - 1 - np.argmax(masked[:, ::-1], axis=1)  # the last of equal IoUs, as COCOeval
-        ok = allowed[rows, best]
+        reach = ious[d][None, :] >= limits
+
+        def best(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            masked = np.where(allowed, ious[d][None, :], -1.0)
+            pick = len(gt_boxes) - 1 - np.argmax(masked[:, ::-1], axis=1)  # the last of equal IoUs, as COCOeval
+            return pick, allowed[rows, pick]
+
+        pick, ok = best(reach & ~taken & scored[None, :])
         hits[ok, d] = True
-        taken[rows[ok], best[ok]] = True
-    return hits
+        taken[rows[ok], pick[ok]] = True
+        # COCOeval sorts ignored references last and stops at them once a scored one matched
+        ignored[:, d] = ~ok & best(reach & ~scored[None, :])[1]
+    return hits, ignored
 
 
 def precision_recall(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,12 +162,18 @@ class DetectionMetric:
         self._images = []
 
     def update(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_labels: np.ndarray,
-               gt_boxes: np.ndarray, gt_labels: np.ndarray, spacing: Sequence[float] | None = None) -> None:
-        """Add one image (or scan): predictions and references, labels 0-based, spacing in array-axis order."""
+               gt_boxes: np.ndarray, gt_labels: np.ndarray, spacing: Sequence[float] | None = None,
+               gt_ignore: np.ndarray | None = None) -> None:
+        """Add one image (or scan): predictions and references, labels 0-based, spacing in array-axis order,
+        ``gt_ignore`` the kind of each reference (SCORED, DIFFICULT, CROWD; a true value counts as DIFFICULT)."""
+        kinds = np.zeros(len(gt_labels), int) if gt_ignore is None or len(gt_ignore) == 0 else np.asarray(gt_ignore, int)
+        if len(kinds) != len(gt_labels):
+            raise ValueError(f"gt_ignore has {len(kinds)} values for {len(gt_labels)} reference boxes")
         self._images.append({
             "pb": as_boxes(pred_boxes, len(pred_scores)), "ps": np.asarray(pred_scores, float),
             "pl": np.asarray(pred_labels, int), "gb": as_boxes(gt_boxes, len(gt_labels)),
-            "gl": np.asarray(gt_labels, int), "spacing": None if spacing is None else [float(v) for v in spacing],
+            "gl": np.asarray(gt_labels, int), "gk": kinds,
+            "spacing": None if spacing is None else [float(v) for v in spacing],
         })
 
     def _detections(self, image: dict[str, Any], c: int, capped: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -148,22 +182,33 @@ class DetectionMetric:
         det = det[np.argsort(-image["ps"][det], kind="mergesort")][: self.max_detections if capped else None]
         return image["pb"][det], image["ps"][det]
 
-    def _per_class(self, c: int) -> dict[str, Any]:
-        flags, scores, num_gt = [], [], 0
+    def class_matches(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], int]:
+        """Class c pooled over images: (T, N) TP and ignored flags, scores (each image's best first), each
+        image's number of detections, and the number of scored references."""
+        flags, ignored, scores, counts, num_gt = [], [], [], [], 0
         for image in self._images:
             boxes, s = self._detections(image, c)
-            gt = image["gb"][image["gl"] == c]
-            num_gt += len(gt)
-            flags.append(match_image(boxes, s, gt, IOU_THRESHOLDS))
+            own = image["gl"] == c
+            hits, skip = match_ignoring(boxes, s, image["gb"][own], IOU_THRESHOLDS, image["gk"][own])
+            num_gt += int((image["gk"][own] == SCORED).sum())
+            flags.append(hits)
+            ignored.append(skip)
             scores.append(s)
-        tp = np.concatenate(flags, axis=1) if flags else np.zeros((len(IOU_THRESHOLDS), 0), bool)
-        scores_all = np.concatenate(scores) if scores else np.zeros(0)
+            counts.append(len(s))
+        empty = np.zeros((len(IOU_THRESHOLDS), 0), bool)
+        tp = np.concatenate(flags, axis=1) if flags else empty
+        skip_all = np.concatenate(ignored, axis=1) if ignored else empty
+        return tp, skip_all, (np.concatenate(scores) if scores else np.zeros(0)), counts, num_gt
+
+    def _per_class(self, c: int) -> dict[str, Any]:
+        tp, skip, scores_all, _, num_gt = self.class_matches(c)
         if num_gt == 0:
             nan = np.full(len(IOU_THRESHOLDS), np.nan)
             return {"aps": nan, "recalls": nan, "voc_50": float("nan"), "num_gt": 0, "pr_curve": None}
         aps, recalls, voc_50, curve = [], [], float("nan"), None
         for t in range(len(IOU_THRESHOLDS)):
-            recall, precision = precision_recall(tp[t], scores_all, num_gt)
+            kept = ~skip[t]  # a detection on an ignored box is neither a true nor a false positive
+            recall, precision = precision_recall(tp[t][kept], scores_all[kept], num_gt)
             aps.append(ap_coco101(recall, precision))
             recalls.append(float(recall[-1]) if len(recall) else 0.0)
             if t == 0:
@@ -176,16 +221,21 @@ class DetectionMetric:
         for image in self._images:
             for c in range(self.num_classes):
                 boxes, s = self._detections(image, c, capped=False)  # FROC has no cap: every candidate counts
-                gt = image["gb"][image["gl"] == c]
+                own = image["gl"] == c
+                gt, kinds = image["gb"][own], image["gk"][own]
                 if len(boxes) == 0 or len(gt) == 0:
                     hit = np.zeros((len(boxes), len(gt)), dtype=bool)
                 elif rule == "iou":
-                    hit = box_iou(boxes, gt) >= self.froc_iou
+                    hit = box_iou(boxes, gt, kinds == CROWD) >= self.froc_iou
                 else:
                     centres, _ = box_centres_mm(boxes, image["spacing"])
                     lesions, diameters = box_centres_mm(gt, image["spacing"])
                     squared = ((centres[:, None, :] - lesions[None, :, :]) ** 2).sum(-1)
                     hit = squared < (diameters[None, :] / 2) ** 2
+                # LUNA16's "irrelevant findings": a candidate on an ignored box only is left out altogether
+                scored = kinds == SCORED
+                kept = hit[:, scored].any(axis=1) | ~hit[:, ~scored].any(axis=1)
+                hit, s = hit[kept][:, scored], s[kept]
                 hits.append(hit)
                 scores.append(s)
         return froc_from_hits(hits, scores, len(self._images), FROC_RATES)

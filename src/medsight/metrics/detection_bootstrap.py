@@ -14,33 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from medsight.metrics.detection import IOU_THRESHOLDS, RECALL_POINTS, DetectionMetric, match_image
+from medsight.metrics.detection import RECALL_POINTS, SCORED, DetectionMetric
 
 NAMES = ("map_50", "map_50_95", "map_75", "mar_100", "map50_voc_allpoint")
 
 
-def class_matches(metric: DetectionMetric, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(T, N) flags of class c's detections in descending score order, each one's image, and (images,) reference counts."""
-    flags, scores, owners, counts = [], [], [], []
-    for i, image in enumerate(metric._images):
-        boxes, s = metric._detections(image, c)
-        gt = image["gb"][image["gl"] == c]
-        order = np.argsort(-s, kind="mergesort")
-        flags.append(match_image(boxes, s, gt, IOU_THRESHOLDS))  # already in descending score order
-        scores.append(s[order])
-        owners.append(np.full(len(s), i))
-        counts.append(len(gt))
-    tp = np.concatenate(flags, axis=1) if flags else np.zeros((len(IOU_THRESHOLDS), 0), bool)
-    scores_all = np.concatenate(scores) if scores else np.zeros(0)
-    owner = np.concatenate(owners).astype(int) if owners else np.zeros(0, int)
+def class_matches(metric: DetectionMetric, c: int) -> tuple[np.ndarray, ...]:
+    """(T, N) TP flags of class c's detections in descending score order, (T, N) ignored flags (on an ignored
+    reference: weight 0), each detection's image, and (images,) scored reference counts."""
+    tp, skip, scores_all, counts, _ = metric.class_matches(c)
+    owner = np.repeat(np.arange(len(counts)), counts).astype(int)
+    refs = [int(((image["gl"] == c) & (image["gk"] == SCORED)).sum()) for image in metric._images]
     order = np.argsort(-scores_all, kind="mergesort")  # pooled over images, as precision_recall sorts them
-    return tp[:, order], scores_all[order], owner[order], np.asarray(counts, float)
+    return tp[:, order], skip[:, order], owner[order], np.asarray(refs, float)
 
 
-def weighted_scores(tp: np.ndarray, weights: np.ndarray, num_gt: float) -> dict[str, float]:
+def weighted_scores(tp: np.ndarray, drawn: np.ndarray, num_gt: float, skip: np.ndarray | None = None) -> dict[str, float]:
     """COCO AP per threshold, recall at the end and VOC all-point AP@0.5 for weighted detections (one class)."""
     aps, recalls, voc = [], [], 0.0
     for t in range(tp.shape[0]):
+        weights = drawn if skip is None else drawn * ~skip[t]  # a detection on an ignored box counts nowhere
         tp_sum = np.cumsum(weights * tp[t])
         fp_sum = np.cumsum(weights * ~tp[t])
         recall = tp_sum / max(num_gt, 1)
@@ -63,10 +56,10 @@ def weighted_scores(tp: np.ndarray, weights: np.ndarray, num_gt: float) -> dict[
 def resample_scores(per_class: list[tuple[np.ndarray, ...]], drawn: np.ndarray) -> dict[str, float] | None:
     """NAMES for images drawn `drawn[i]` times (per_class from class_matches); None without any reference."""
     rows = []
-    for tp, _, owner, counts in per_class:
+    for tp, skip, owner, counts in per_class:
         num_gt = float((drawn * counts).sum())
         if num_gt > 0:  # a class without references in this resample is left out, as COCOeval does
-            rows.append(weighted_scores(tp, drawn[owner], num_gt))
+            rows.append(weighted_scores(tp, drawn[owner], num_gt, skip))
     if not rows:
         return None
     return {"map_50": float(np.mean([r["aps"][0] for r in rows])), "map_75": float(np.mean([r["aps"][5] for r in rows])),

@@ -129,5 +129,17 @@ class PreparedCache:
         self.ensure([index])
         image_path, steps_path = self.paths(index)
         steps = history_of(json.loads(steps_path.read_text(encoding="utf-8")))
-        boxes = Prepared(None, (), history=steps).map_boxes(np.asarray(self.dataset.boxes[index], float))
-        return CachedCase(image_path, boxes, self.dataset.labels[index], steps)
+        boxes, labels = training_boxes(self.dataset, index)  # the targets: ignored boxes left out
+        return CachedCase(image_path, Prepared(None, (), history=steps).map_boxes(np.asarray(boxes, float)), labels, steps)
+
+
+def training_boxes(dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """A case's boxes and labels to train on (a data set built in memory may lack DetectionDataset's method)."""
+    if hasattr(dataset, "training_boxes"):
+        return dataset.training_boxes(index)
+    return dataset.boxes[index], dataset.labels[index]
+
+
+def box_kinds(dataset, index: int) -> np.ndarray | None:
+    """Each box's kind for the metrics (VOC difficult, COCO crowd are ignored); None: all scored."""
+    return dataset.box_kinds(index) if hasattr(dataset, "box_kinds") else None

@@ -39,10 +39,30 @@ def world_box(box: np.ndarray, image: Any) -> dict[str, list[float]]:
             "center": ((a + b) / 2).round(3).tolist()}
 
 
-def result_records(image_id: str, found: dict[str, np.ndarray], classes: Sequence[str], image: Any = None) -> list[dict[str, Any]]:
+def category_ids(classes: Sequence[str], *sources: Any) -> list[Any]:
+    """Each class's category_id in results.json: the first source's own ids (a COCO file's, in a data set or a
+    run's dataset.json) that numbers these classes, so a user scores the file against their annotations;
+    else 1..K."""
+    for source in sources:
+        ids = source.get("category_ids") if isinstance(source, dict) else getattr(source, "category_ids", None)
+        if ids and len(ids) == len(classes):
+            return list(ids)
+    return list(range(1, len(classes) + 1))
+
+
+def image_ids(dataset: Any) -> list[Any]:
+    """Each case's image_id in results.json: the COCO file's image id where it has one, else the case id."""
+    ids = getattr(dataset, "image_ids", None)
+    return list(ids) if ids and len(ids) == len(dataset.case_ids) else list(dataset.case_ids)
+
+
+def result_records(image_id: Any, found: dict[str, np.ndarray], classes: Sequence[str], image: Any = None,
+                   categories: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """COCO result records of one image's boxes; categories: the category_id of each class (default 1..K)."""
+    categories = list(categories) if categories is not None else list(range(1, len(classes) + 1))
     records = []
     for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
-        record = {"image_id": image_id, "category_id": int(label) + 1, "category": classes[int(label)],
+        record = {"image_id": image_id, "category_id": categories[int(label)], "category": classes[int(label)],
                   "bbox": coco_box(box), "score": round(float(score), 5)}
         if image is not None and len(box) == 6:
             record["bbox_world"] = world_box(box, image)
@@ -116,10 +136,10 @@ def evaluate_detection(task: Any, run: Any, model: Any, dataset: Any, split: str
     classes = list(dataset.classes)
     result, predictions = task.score_cases(list(model) if isinstance(model, (list, tuple)) else [model], dataset, indices)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    records, ids, categories = [], image_ids(dataset), category_ids(classes, dataset, task.info)
     for index, found in zip(indices, predictions):
         image = dataset.load_geometry(int(index)) if dataset.spatial_dims == 3 else None
-        records += result_records(dataset.case_ids[index], found, classes, image)
+        records += result_records(ids[index], found, classes, image, categories)
     save_json(out_dir / "predictions" / "results.json", records)
     if dataset.spatial_dims == 3:
         from medsight.tasks.detection.world import write_submission

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from medsight.data.preprocess import intensity_range
+from medsight.tasks.detection.cache import training_boxes
 from medsight.tasks.detection.tiling import choose_scale, choose_scale_and_tiles, read_case_near_scale
 from medsight.tasks.detection.world import plan_grid, sampled_intensities
 
@@ -88,7 +89,8 @@ def make_detection_plan(dataset: Any) -> dict[str, Any]:
     grid = plan_grid(dataset, train) if dims == 3 and getattr(dataset, "geometries", None) else None
     shapes = grid["shapes"] if grid else np.array([dataset.shapes[i] for i in train], dtype=float)
     median = np.median(shapes, axis=0)
-    sizes = grid["sizes"] if grid else box_sizes([dataset.boxes[i] for i in train], dims)
+    # anchors fit the boxes trained on: a crowd box (over many objects) is no size to look for
+    sizes = grid["sizes"] if grid else box_sizes([training_boxes(dataset, int(i))[0] for i in train], dims)
     small = float(np.percentile(np.exp(np.log(np.maximum(sizes, 1e-3)).mean(1)), 10))
     # 2D: the median box kept large enough, the image tiled when it is then larger than one input
     scale = choose_scale(median, sizes) if dims == 2 else 1.0

@@ -11,7 +11,7 @@ from medsight.errors import MedsightError
 from medsight.io.images import read_image
 from medsight.io.inputs import output_names
 from medsight.jsonio import save_json
-from medsight.tasks.detection.evaluate import SHOW_SCORE, draw_overlay, result_records
+from medsight.tasks.detection.evaluate import SHOW_SCORE, category_ids, draw_overlay, result_records
 from medsight.tasks.detection.infer import detect_image
 from medsight.tasks.detection.tiling import read_near_scale
 from medsight.tasks.detection.world import write_submission
@@ -21,6 +21,7 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
                       names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Boxes for each input -> out_dir/results.json (COCO-style; world coordinates for 3D) and overlays/."""
     classes = list(task.info.get("classes", []))
+    categories = category_ids(classes, task.info)  # a run trained on a COCO file answers in its category ids
     out_dir.mkdir(parents=True, exist_ok=True)
     records, rows = [], []
     for path, name in zip(inputs, names if names is not None else output_names(inputs)):
@@ -32,7 +33,7 @@ def predict_detection(task: Any, run: Any, models: list[Any], inputs: Sequence[P
             raise MedsightError(path, f"is a {raw.ndim - 1}D image but this run's model detects in {task.plan['spatial_dims']}D")
         found = detect_image(models, raw, task.plan, task.device, tuple(reversed(image.spacing)) if image.spacing else None,
                              source_shape=full)
-        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None)
+        case_records = result_records(name, found, classes, image if raw.ndim == 4 else None, categories)
         for r in case_records:
             r["file"] = str(path)
         records += case_records

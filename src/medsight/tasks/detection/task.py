@@ -16,6 +16,7 @@ from medsight.metrics.detection import DetectionMetric
 from medsight.models import create_model
 from medsight.tasks.base import Task
 from medsight.tasks.detection.data import Case, EpochBatches, prepare_record
+from medsight.tasks.detection.cache import box_kinds, training_boxes
 from medsight.tasks.detection.evaluate import evaluate_detection
 from medsight.tasks.detection.predict import predict_detection
 from medsight.tasks.detection.export import export_agreement, export_inputs, export_module
@@ -92,8 +93,9 @@ class DetectionTask(Task):
         if index not in self._prepared:
             image, source_shape = read_case_near_scale(dataset, index, self.plan)  # a JPEG decoded near the scale
             record = prepare_record(image, self.plan, source_shape)
-            self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(dataset.boxes[index]),
-                                         dataset.labels[index], record.history)
+            boxes, labels = training_boxes(dataset, index)  # the targets: ignored boxes left out
+            self._prepared[index] = Case(as_float_tensor(record.image).half(), record.map_boxes(boxes), labels,
+                                         record.history)
         return self._prepared[index]
 
     def prepared_cases(self, dataset: TaskDataset):
@@ -136,7 +138,7 @@ class DetectionTask(Task):
         for index in indices:
             found = self.predict_case(models, dataset, int(index))
             metric.update(found["boxes"], found["scores"], found["labels"], dataset.boxes[index], dataset.labels[index],
-                          spacing=self.case_spacing(dataset, int(index)))
+                          spacing=self.case_spacing(dataset, int(index)), gt_ignore=box_kinds(dataset, int(index)))
             predictions.append(found)
         result = metric.compute()
         if "target_spacing" in self.plan and getattr(dataset, "geometries", None):

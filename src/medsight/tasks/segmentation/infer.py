@@ -50,6 +50,18 @@ def argmax_slabs(probs: torch.Tensor, slab: int = 16) -> np.ndarray:
     return out
 
 
+def class_values(plan: dict[str, Any]) -> np.ndarray | None:
+    """Output channel -> label value, when dataset.json's values are not 0..C-1 (0, 1, 4); None when they are."""
+    values = sorted(int(k) for k in plan.get("labels", {}))
+    return None if not values or values == list(range(len(values))) else np.asarray(values, dtype=np.uint8)
+
+
+def to_values(channels: np.ndarray, plan: dict[str, Any]) -> np.ndarray:
+    """A map of output channels (argmax, threshold) -> the label values dataset.json names."""
+    values = class_values(plan)
+    return channels if values is None else values[channels]
+
+
 def largest_component(label: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     """Keep only the largest connected component of each given class (the rest becomes background)."""
     from scipy import ndimage
@@ -82,8 +94,8 @@ def predict_label(models: Sequence[Callable], image: np.ndarray, spacing: Sequen
     elif threshold != 0.5 and probs.shape[0] == 2:
         from medsight.tasks.segmentation.threshold import binary_label
 
-        label = binary_label(probs[1], threshold)  # the binary task's threshold, chosen on validation
+        label = to_values(binary_label(probs[1], threshold), plan)  # the binary task's threshold, chosen on validation
     else:
-        label = argmax_slabs(probs)
+        label = to_values(argmax_slabs(probs), plan)
     keep = state.get("postprocessing", {}).get("largest_component", [])
     return (largest_component(label, keep) if keep else label), probs

@@ -47,8 +47,12 @@ def _channel_files(path: Path, channels: int) -> list[Path]:
 
 
 def _read_input(path: Path, plan: dict[str, Any]):
-    files = _channel_files(path, plan["in_channels"])
-    images = [read_image(f) for f in files]
+    first = read_image(path)
+    if first.array.shape[0] > 1:  # every channel in one file (MSD's 4D NIfTI, an RGB picture), not a file each
+        files, images = [path], [first]
+    else:
+        files = _channel_files(path, plan["in_channels"])
+        images = [first if f == path else read_image(f) for f in files]
     arrays = []
     for f, image in zip(files, images):
         if image.spatial_dims != plan["spatial_dims"]:

@@ -18,7 +18,7 @@ from medsight.tasks.base import Task
 from medsight.data.augment import build_augment
 from medsight.data.volume_cache import PreprocessedCache
 from medsight.tasks.segmentation.data import epoch_batches, training_cache
-from medsight.tasks.segmentation.infer import largest_component, sliding_probabilities
+from medsight.tasks.segmentation.infer import largest_component, sliding_probabilities, to_values
 from medsight.tasks.segmentation.plan import make_segmentation_plan
 from medsight.tasks.segmentation.evaluate import evaluate_segmentation
 from medsight.tasks.segmentation.predict import predict_segmentation
@@ -66,7 +66,7 @@ class SegmentationTask(Task):
 
     def configure(self, config: Any, dataset: TaskDataset | None) -> None:
         super().configure(config, dataset)
-        self.loss = RegionLoss(self.plan["regions"]) if self.plan.get("regions") else SegmentationLoss()
+        self.loss = RegionLoss(self.plan["regions"]) if self.plan.get("regions") else SegmentationLoss(values=self.foreground + [0])
         self.batch_size = config.batch_size or self.plan["batch_size"]
         self.validate_every = int(self.plan.get("validate_every", 1))
         self.cache: PreprocessedCache | None = None
@@ -100,7 +100,7 @@ class SegmentationTask(Task):
         """Probabilities on the grid -> label map: argmax, or the plan's regions painted in order."""
         if self.plan.get("regions"):
             return regions_to_labels(probs, self.plan["regions"])
-        return probs.argmax(0).numpy()
+        return to_values(probs.argmax(0).numpy(), self.plan)
 
     shares_validation = True
 

@@ -1,0 +1,443 @@
+"""Segmentation data without a dataset.json: each image paired with its mask by name, as users bring it.
+
+Layouts, the first that matches:
+
+- **Side by side**: an image folder and a mask folder (``images/`` and ``masks/``, ``imagesTr/`` and
+  ``labelsTr/``, ``img/`` and ``gt/``, ``volumes/`` and ``segmentations/``, ISIC's ``..._Input`` and
+  ``..._GroundTruth``: see IMAGE_WORDS, MASK_WORDS) holding the same names; a mask may add a mask ending
+  (``_mask``, ``_segmentation``) and an image nnU-Net's ``_0000``. Subfolders are followed alike. Splits come
+  from the folders' names (``imagesTr``/``imagesTs``, ``..._Training_...``), from a split folder above them
+  (``train/images`` and ``train/masks``) or below them (``images/train`` and ``masks/train``).
+- **One folder**: an image and its mask beside each other, the mask named ``<image stem><ending>``
+  (MASK_ENDINGS: Kvasir's and BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
+  CHASE_DB1's first observer ``_1stHO``, whose second observer ``_2ndHO`` is left aside), in the folder or
+  its subfolders (BUSI's ``benign/``, ``malignant/``, ``normal/``). Several masks of one image (BUSI's
+  ``_mask_1``) are merged. LiTS's ``volume-N.nii`` beside ``segmentation-N.nii`` too.
+
+Mask values: integer masks with values 0..20 keep them as labels; any other set of values (0/255,
+0/128/255, colour-coded RGB masks) is numbered in increasing order, 0 (black) always the background. A lossy
+JPEG mask is binarised at half its range first (compression leaves values between). An optional
+``labels.json`` beside the data names the classes by mask value (``{"255": "polyp"}``); otherwise a binary
+set calls its class ``foreground``. Every mask is read once to find its values (remembered by file size and
+modification time in ``~/.cache/medsight/masks/``), so a bad mask is named before any training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.errors import MedsightError
+from medsight.io.labels_csv import SPLIT_FOLDERS
+
+PAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LOSSY = (".jpg", ".jpeg")
+IMAGE_WORDS = {"images", "image", "imgs", "img", "volumes", "volume", "scans", "scan", "inputs", "input",
+               "originals", "original", "frames", "photos", "pictures"}
+MASK_WORDS = {"masks", "mask", "labels", "label", "segmentations", "segmentation", "segs", "seg", "gt", "groundtruth",
+              "ground_truth", "manual", "manual1", "annotations", "annotation", "targets", "target"}
+SPLIT_WORDS = {"tr": "train", "ts": "test", **SPLIT_FOLDERS}
+# compared in lower case; "_mask_1" (a second mask of the same image) is matched by the optional number
+MASK_ENDINGS = ("_segmentation", "_mask", "_masks", "_seg", "_label", "_labels", "_gt", "_1stho", "_manual1",
+                "_annotation")
+OTHER_OBSERVER = ("_2ndho", "_manual2")  # a second reader's masks: not a case, not used
+MASK_PATTERN = re.compile(r"(.+?)(" + "|".join(MASK_ENDINGS) + r")(?:[_ ]?\(?\d+\)?)?", re.IGNORECASE)
+LITS = re.compile(r"segmentation-(.+)", re.IGNORECASE)  # LiTS: segmentation-N beside volume-N
+IDENTITY_MAX = 20  # masks whose values all lie in 0..20 are label maps already
+MAX_CLASSES = 32
+COLOUR = 1 << 24  # a colour mask's values are COLOUR | 0xRRGGBB, apart from grey values of 8 or 16 bits
+
+
+@dataclass
+class Pair:
+    """One case: its image, its mask files (merged when several; none: unlabelled) and its split."""
+
+    case_id: str
+    image: Path
+    masks: list[Path] = field(default_factory=list)
+    split: str | None = None
+
+
+def split_name(path: Path) -> tuple[str, str]:
+    """('case_1', '.nii.gz') for case_1.nii.gz; ('', '') for a file of no image ending."""
+    lower = path.name.lower()
+    for suffix in sorted(PAIR_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return path.name[: -len(suffix)], suffix
+    return "", ""
+
+
+def _files(folder: Path) -> list[Path]:
+    """Image files under a folder, hidden ones (macOS '._' copies, .DS_Store folders) left out."""
+    out = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [Path(root) / n for n in sorted(names) if not n.startswith(".") and split_name(Path(n))[1]]
+    return out
+
+
+def _words(name: str) -> list[str]:
+    """'imagesTr' -> ['images', 'tr']; 'ISIC2018_Task1_Training_GroundTruth' -> [..., 'training', 'ground', 'truth']."""
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
+def _role(folder: Path) -> tuple[str | None, str | None]:
+    """('images' | 'masks' | None, the split the name gives or None) of a folder, from the words of its name."""
+    words = _words(folder.name)
+    compact = re.sub(r"[^a-z0-9]", "", folder.name.lower())
+    split = next((SPLIT_WORDS[w] for w in words if w in SPLIT_WORDS), None)
+    if any(w in MASK_WORDS for w in words) or "groundtruth" in compact or folder.name.lower() in MASK_WORDS:
+        return "masks", split
+    if any(w in IMAGE_WORDS for w in words) or folder.name.lower() in IMAGE_WORDS:
+        return "images", split
+    return None, split
+
+
+def _couples(root: Path) -> list[tuple[Path, Path | None, str | None]]:
+    """(image folder, its mask folder or None, split) side by side in root."""
+    folders = [c for c in sorted(root.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+    roles = {c: _role(c) for c in folders}
+    images = [c for c in folders if roles[c][0] == "images"]
+    masks = [c for c in folders if roles[c][0] == "masks"]
+    if not images or not masks:
+        return []
+    if len(images) == 1 and len(masks) == 1:
+        return [(images[0], masks[0], roles[images[0]][1])]
+    out = []
+    for folder in images:
+        split = roles[folder][1]
+        same = [m for m in masks if roles[m][1] == split]
+        out.append((folder, same[0] if len(same) == 1 else None, split))
+    return out if any(m is not None for _, m, _ in out) else []
+
+
+def _layout(root: Path) -> tuple[str, list[tuple[Path, Path | None, str | None]]]:
+    """('side', couples), ('side', couples under split folders), ('one', []) or ('', [])."""
+    couples = _couples(root)
+    if couples:
+        return "side", couples
+    above = []
+    for child in sorted(root.iterdir()):
+        split = SPLIT_FOLDERS.get(child.name.lower())
+        if child.is_dir() and split:
+            above += [(i, m, split) for i, m, _ in _couples(child)]
+    if any(m is not None for _, m, _ in above):
+        return "side", above
+    return ("one", []) if _one_folder_pairs(root, probe=True) else ("", [])
+
+
+def is_mask_pairs(path: Path) -> bool:
+    """A folder of images paired with masks by name (no dataset.json: that is an nnU-Net folder)."""
+    path = Path(path)
+    if not path.is_dir() or (path / "dataset.json").is_file():
+        return False
+    kind, couples = _layout(path)
+    if kind == "one":
+        return True
+    return kind == "side" and any(_side_pairs(i, m, s, probe=True) for i, m, s in couples if m is not None)
+
+
+# pairing ---------------------------------------------------------------------------------------------------------
+def _image_key(stem: str) -> str:
+    """nnU-Net's channel number is not part of the case name: case_0000 -> case."""
+    return stem[:-5] if re.fullmatch(r".+_\d{4}", stem) else stem
+
+
+def _mask_base(stem: str) -> str | None:
+    """The image stem a mask name points at: 'x_mask' -> 'x', 'x_mask_1' -> 'x', 'segmentation-3' -> 'volume-3'."""
+    lits = LITS.fullmatch(stem)
+    if lits:
+        return f"volume-{lits.group(1)}"
+    found = MASK_PATTERN.fullmatch(stem)
+    return found.group(1) if found else None
+
+
+def _case_id(relative: Path, stem: str) -> str:
+    """Subfolders become part of the id ('benign/x' -> 'benign__x'), so results can be written as files."""
+    return "__".join([*relative.parts, stem]) if relative.parts else stem
+
+
+def _split_of(relative: Path, given: str | None) -> tuple[Path, str | None]:
+    """A split folder below the image folder (images/train/...) gives the split; it is not part of the id."""
+    if relative.parts and relative.parts[0].lower() in SPLIT_FOLDERS:
+        return Path(*relative.parts[1:]), SPLIT_FOLDERS[relative.parts[0].lower()]
+    return relative, given
+
+
+def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe: bool = False) -> list[Pair]:
+    masks: dict[tuple[str, str], list[Path]] = {}
+    if mask_dir is not None:
+        for file in _files(mask_dir):
+            relative = file.parent.relative_to(mask_dir)
+            stem = split_name(file)[0]
+            masks.setdefault((relative.as_posix(), stem.lower()), []).append(file)
+    pairs: list[Pair] = []
+    used: set[Path] = set()
+    for file in _files(image_dir):
+        relative = file.parent.relative_to(image_dir)
+        stem = split_name(file)[0]
+        if re.fullmatch(r".+_\d{4}", stem) and not stem.endswith("_0000"):
+            raise MedsightError(file, "is a second channel of an nnU-Net case: several channels need a dataset.json "
+                                      "naming them (channel_names)")
+        key = _image_key(stem)
+        found = masks.get((relative.as_posix(), key.lower()), [])
+        if not found:  # x.png with x_mask.png, x_mask_1.png
+            found = [f for (where, name), files in masks.items() for f in files
+                     if where == relative.as_posix() and (_mask_base(name) or "").lower() == key.lower()]
+        used.update(found)
+        inner, own_split = _split_of(relative, split)
+        pairs.append(Pair(_case_id(inner, key), file, sorted(found), own_split))
+        if probe and found:
+            return pairs
+    if probe:
+        return []
+    if mask_dir is not None:
+        stray = [f for files in masks.values() for f in files if f not in used]
+        if stray:
+            raise MedsightError(stray[0], f"is a mask without an image: expected {image_dir.name}/"
+                                          f"{stray[0].parent.relative_to(mask_dir) / split_name(stray[0])[0]}"
+                                          f"{split_name(stray[0])[1]}")
+    return pairs
+
+
+def _one_folder_pairs(root: Path, probe: bool = False) -> list[Pair]:
+    files = _files(root)
+    by_folder: dict[Path, dict[str, Path]] = {}
+    for file in files:
+        by_folder.setdefault(file.parent, {})[split_name(file)[0].lower()] = file
+    masks_of: dict[Path, list[Path]] = {}
+    aside: set[Path] = set()
+    for file in files:
+        stem = split_name(file)[0]
+        if stem.lower().endswith(OTHER_OBSERVER) and by_folder[file.parent].get(stem.lower()[:-6]):
+            aside.add(file)
+            continue
+        base = _mask_base(stem)
+        image = by_folder[file.parent].get(base.lower()) if base else None
+        if image is not None and image != file:
+            masks_of.setdefault(image, []).append(file)
+            if probe:
+                return [Pair(stem, image, [file])]
+    if probe:
+        return []
+    mask_files = {m for found in masks_of.values() for m in found}
+    pairs = []
+    for file in files:
+        if file in mask_files or file in aside:
+            continue
+        relative = file.parent.relative_to(root)
+        inner, split = _split_of(relative, None)
+        pairs.append(Pair(_case_id(inner, split_name(file)[0]), file, sorted(masks_of.get(file, [])), split))
+    return pairs
+
+
+def find_pairs(root: Path) -> list[Pair]:
+    """Every case of a paired folder, labelled or not, with the split its folders give."""
+    kind, couples = _layout(root)
+    if kind == "side":
+        pairs = [p for i, m, s in couples for p in _side_pairs(i, m, s)]
+    elif kind == "one":
+        pairs = _one_folder_pairs(root)
+    else:
+        raise MedsightError(root, "holds no images paired with masks")
+    unlabelled = [p for p in pairs if not p.masks]
+    for pair in unlabelled:  # an image without a mask is only a test image of a split that has no masks at all
+        if pair.split != "test" or any(q.masks for q in pairs if q.split == "test"):
+            hint = ("a mask folder of the same names" if kind == "side"
+                    else f"{pair.image.parent.name}/{split_name(pair.image)[0]}_mask{split_name(pair.image)[1]} beside it")
+            raise MedsightError(pair.image, f"has no mask (expected {hint})")
+    ids = [p.case_id for p in pairs]
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        files = [str(p.image) for p in pairs if p.case_id == twice][:2]
+        raise MedsightError(root, f"has two images of case {twice!r} ({files[0]}, {files[1]}); give them distinct names")
+    return pairs
+
+
+# mask values -----------------------------------------------------------------------------------------------------
+def raw_mask(image: Any, path: Path) -> np.ndarray:
+    """A mask file -> (*spatial) int64 raw values: grey as stored, a colour mask as 0xRRGGBB, a JPEG binarised."""
+    array = np.asarray(image.array)
+    if array.shape[0] == 3 and image.layout == "rgb":
+        if (array[0] == array[1]).all() and (array[1] == array[2]).all():
+            array = array[:1]
+        elif split_name(path)[1] in LOSSY:
+            array = array.max(axis=0, keepdims=True)
+        else:
+            array = array.astype(np.int64)
+            colour = (array[0] << 16) | (array[1] << 8) | array[2]
+            return np.where(colour > 0, colour | COLOUR, 0)  # black stays 0, the background
+    if array.shape[0] != 1:
+        raise MedsightError(path, f"has {array.shape[0]} channels; a mask holds one value per pixel")
+    array = array[0]
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or (array != np.round(array)).any():
+            raise MedsightError(path, "holds non-integer values; a mask holds one integer label per voxel")
+    if split_name(path)[1] in LOSSY:  # JPEG noise around 0 and 255
+        array = np.where(array >= 128, 255, 0)
+    if array.min() < 0:
+        raise MedsightError(path, f"holds a negative value ({array.min()}); mask values are 0 or more")
+    return array.astype(np.int64)
+
+
+def _cache_file(root: Path) -> Path:
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "medsight" / "masks" / f"{key}.json"
+
+
+def mask_values(pairs: list[Pair], root: Path) -> dict[str, list[int]]:
+    """Each mask file's raw values (its path -> sorted values), read once and remembered by size and mtime."""
+    from medsight.io.images import read_image
+
+    cache_file = _cache_file(root)
+    try:
+        known = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    out, changed = {}, False
+    for mask in (m for p in pairs for m in p.masks):
+        stat = mask.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = known.get(str(mask))
+        if entry and entry[0] == stamp:
+            out[str(mask)] = entry[1]
+            continue
+        values = np.unique(raw_mask(read_image(mask), mask)).tolist()
+        if len(values) > 4 * MAX_CLASSES:
+            raise MedsightError(mask, f"holds {len(values)} distinct values: is it an image rather than a mask?")
+        out[str(mask)] = values
+        known[str(mask)] = [stamp, values]
+        changed = True
+    if changed:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(known), encoding="utf-8")
+            temporary.replace(cache_file)
+        except OSError:
+            pass  # a read-only home only costs reading the masks again next time
+    return out
+
+
+def mask_coding(values: set[int], names_file: Path | None) -> tuple[dict[int, int], dict[int, str]]:
+    """(raw value -> label value, label value -> name) for the values found in the masks."""
+    values = set(values) | {0}
+    if len(values) > MAX_CLASSES:
+        raise MedsightError(names_file.parent if names_file else Path("."),
+                            f"masks hold {len(values)} distinct values; at most {MAX_CLASSES} classes are read")
+    if max(values) <= IDENTITY_MAX:
+        mapping = {v: v for v in sorted(values)}
+    else:
+        mapping = {v: k for k, v in enumerate(sorted(values))}
+    names = {0: "background"}
+    given = _names(names_file) if names_file else {}
+    for raw, label in mapping.items():
+        if label == 0:
+            continue
+        if raw in given:
+            names[label] = given[raw]
+        elif len(mapping) == 2:
+            names[label] = "foreground"
+        elif raw & COLOUR:
+            names[label] = "rgb_{}_{}_{}".format((raw >> 16) & 255, (raw >> 8) & 255, raw & 255)
+        else:
+            names[label] = f"class_{raw}"
+    unused = sorted(set(given) - set(mapping))
+    if unused:
+        raise MedsightError(names_file, f"names mask value(s) {unused} that no mask holds (found {sorted(mapping)})")
+    return mapping, names
+
+
+def _names(path: Path) -> dict[int, str]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MedsightError(path, f"is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise MedsightError(path, 'must map mask values to names, e.g. {"255": "polyp"}')
+    out = {}
+    for key, name in raw.items():
+        try:
+            out[int(key)] = str(name)
+        except (TypeError, ValueError):
+            raise MedsightError(path, f"key {key!r} is not a mask value (an integer)") from None
+    return out
+
+
+def read_mask_pairs(root: Path, fold: int = 0):
+    """Read a folder of images paired with masks as a SegmentationDataset (labels from the masks' values)."""
+    from medsight.data.splits import assign_splits, rarest_present
+    from medsight.io.images import read_image
+    from medsight.io.segmentation import SegmentationCase, SegmentationDataset
+
+    root = Path(root)
+    pairs = find_pairs(root)
+    labelled = [p for p in pairs if p.masks]
+    if not labelled:
+        raise MedsightError(root, "holds no image with a mask")
+    raw = mask_values(labelled, root)
+    names_file = root / "labels.json"
+    mapping, labels = mask_coding({v for found in raw.values() for v in found}, names_file if names_file.is_file() else None)
+    first = read_image(labelled[0].image)
+    dims = first.spatial_dims
+    channels = ["R", "G", "B"] if first.layout == "rgb" else [f"channel_{c}" for c in range(first.array.shape[0])] \
+        if first.array.shape[0] > 1 else ["image"]
+    cases = [SegmentationCase(p.case_id, [p.image], p.masks[0] if p.masks else None,
+                              "test" if p.split == "test" else "train") for p in pairs]
+    for case, pair in zip(cases, pairs):
+        case.extra_labels = pair.masks[1:]
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": [], "unlabelled": []}
+    for index, pair in enumerate(pairs):
+        part = "unlabelled" if not pair.masks else pair.split or "train"
+        splits[part].append(index)
+    order = sorted(labels)
+    present = [sorted({order.index(mapping[v]) for m in p.masks for v in raw[str(m)] if mapping[v] != 0}) for p in pairs]
+    dataset = SegmentationDataset(
+        path=root, format="mask_pairs", task="segmentation", spatial_dims=dims,
+        splits={k: np.asarray(v, dtype=int) for k, v in splits.items() if v}, case_ids=[p.case_id for p in pairs],
+        channels=channels, classes=[labels[k] for k in order], cases=cases, labels=labels,
+        file_ending=split_name(labelled[0].image)[1], modalities=channels, fold=fold,
+        groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels))
+    assign_splits(dataset, rarest_present(present, len(order)), fold)
+    return dataset
+
+
+def _note(pairs: list[Pair], mapping: dict[int, int], labels: dict[int, str]) -> str:
+    shown = ", ".join(f"{raw}->{labels[label]}" for raw, label in mapping.items() if raw != label or raw == 0)
+    merged = sum(1 for p in pairs if len(p.masks) > 1)
+    return (f"images paired with masks by name; mask values {shown or 'used as labels'}"
+            + (f"; {merged} image(s) with several masks, merged" if merged else ""))
+
+
+def decode_mask(paths: list[Path], coding: dict[int, int]) -> Any:
+    """The label map of a case from its mask files: raw values coded as labels, several masks merged (maximum)."""
+    from medsight.io.images import read_image
+
+    merged, first = None, None
+    lookup = {int(k): int(v) for k, v in coding.items()}
+    for path in paths:
+        image = read_image(path)
+        raw = raw_mask(image, path)
+        unknown = sorted(set(np.unique(raw).tolist()) - set(lookup))
+        if unknown:
+            raise MedsightError(path, f"holds mask value(s) {unknown[:5]} that the other masks did not have when the "
+                                      f"data set was read (known: {sorted(lookup)})")
+        keys = np.asarray(sorted(lookup))
+        coded = np.asarray([lookup[k] for k in keys])[np.searchsorted(keys, raw)]
+        if merged is None:
+            merged, first = coded, image
+        elif coded.shape != merged.shape:
+            raise MedsightError(path, f"has shape {coded.shape} but {paths[0].name} has {merged.shape}")
+        else:
+            merged = np.maximum(merged, coded)
+    first.array = merged[None].astype(np.uint8)
+    first.layout = "grey"
+    return first

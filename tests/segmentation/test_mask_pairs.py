@@ -1,0 +1,203 @@
+"""Images paired with masks by name, without a dataset.json: the layouts of Kvasir-SEG, ISIC, BUSI, CHASE_DB1,
+LiTS and nnU-Net folders that lack their dataset.json, read as they come."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medsight import api
+from medsight.errors import MedsightError
+from medsight.io.formats import detect_format
+from medsight.io.mask_pairs import read_mask_pairs
+
+from tests.segmentation.test_end_to_end import shrink_plan
+from tests.segmentation.conftest import write_volume
+
+
+def picture(path: Path, array: np.ndarray, quality: int | None = None) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **({"quality": quality} if quality else {}))
+    return path
+
+
+def disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2
+
+
+def rgb_with_disc(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    inside = disc(size, tuple(rng.integers(8, size - 8, 2)), int(rng.integers(4, 7)))
+    image = rng.integers(20, 90, (size, size, 3)).astype(np.uint8)
+    image[inside] = (200, 60, 60)
+    return image, inside
+
+
+def kvasir(root: Path, cases: int = 4, size: int = 32) -> Path:
+    """images/*.jpg and masks/*.jpg, the masks white on black and saved as lossy JPEG."""
+    for k in range(cases):
+        image, inside = rgb_with_disc(size, k)
+        picture(root / "images" / f"cju{k:03d}.jpg", image)
+        picture(root / "masks" / f"cju{k:03d}.jpg", np.where(inside, 255, 0).astype(np.uint8), quality=75)
+    return root
+
+
+def test_kvasir_jpeg_masks_binarised(tmp_path: Path):
+    root = kvasir(tmp_path / "kvasir")
+    assert detect_format(root) == ("mask_pairs", "segmentation")
+    dataset = read_mask_pairs(root)
+    assert dataset.labels == {0: "background", 1: "foreground"} and dataset.channels == ["R", "G", "B"]
+    case = dataset.load_case(0)
+    _, inside = rgb_with_disc(32, 0)
+    assert case.image.shape == (3, 32, 32) and set(np.unique(case.label)) == {0, 1}
+    assert (case.label.astype(bool) ^ inside).sum() <= 4  # JPEG noise removed by the binarisation
+
+
+def test_isic_folders_by_their_words_and_mask_ending(tmp_path: Path):
+    root = tmp_path / "isic"
+    for k in range(3):
+        image, inside = rgb_with_disc(24, k)
+        picture(root / "ISIC2018_Task1-2_Training_Input" / f"ISIC_{k:07d}.jpg", image)
+        picture(root / "ISIC2018_Task1_Training_GroundTruth" / f"ISIC_{k:07d}_segmentation.png",
+                np.where(inside, 255, 0).astype(np.uint8))
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    assert dataset.load_case(2).label.sum() == rgb_with_disc(24, 2)[1].sum()
+
+
+def test_busi_one_folder_with_class_subfolders_and_second_masks(tmp_path: Path):
+    root = tmp_path / "Dataset_BUSI_with_GT"
+    grey = np.full((20, 20), 90, np.uint8)
+    first, second = disc(20, (5, 5), 3), disc(20, (14, 14), 3)
+    picture(root / "benign" / "benign (1).png", grey)
+    picture(root / "benign" / "benign (1)_mask.png", np.where(first, 255, 0).astype(np.uint8))
+    picture(root / "benign" / "benign (1)_mask_1.png", np.where(second, 255, 0).astype(np.uint8))
+    picture(root / "normal" / "normal (1).png", grey)
+    picture(root / "normal" / "normal (1)_mask.png", np.zeros((20, 20), np.uint8))
+    picture(root / "malignant" / "malignant (1).png", grey)
+    picture(root / "malignant" / "malignant (1)_mask.png", np.where(second, 255, 0).astype(np.uint8))
+    assert detect_format(root)[0] == "mask_pairs"
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["benign__benign (1)", "malignant__malignant (1)", "normal__normal (1)"]
+    label = dataset.load_case(0).label
+    assert label.sum() == (first | second).sum()  # both masks of the image, merged
+    assert "1 image(s) with several masks" in dataset.summary()["masks"]
+
+
+def test_chase_one_folder_first_observer(tmp_path: Path):
+    root = tmp_path / "CHASEDB1"
+    for name in ("Image_01L", "Image_01R", "Image_02L"):
+        picture(root / f"{name}.jpg", np.full((16, 16, 3), 100, np.uint8))
+        picture(root / f"{name}_1stHO.png", np.pad(np.full((4, 4), 255, np.uint8), 6))
+        picture(root / f"{name}_2ndHO.png", np.zeros((16, 16), np.uint8))
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["Image_01L", "Image_01R", "Image_02L"]
+    assert [c.label.name for c in dataset.cases] == ["Image_01L_1stHO.png", "Image_01R_1stHO.png", "Image_02L_1stHO.png"]
+    assert dataset.load_case(1).label.sum() == 16
+
+
+def test_nnunet_folders_without_dataset_json_3d(tmp_path: Path):
+    root = tmp_path / "task"
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        label = np.zeros((8, 10, 12), np.uint8)
+        label[2:5, 2:6, 2:6] = 1
+        label[5:7, 6:9, 6:10] = 2
+        write_volume(root / "imagesTr" / f"liver_{k}_0000.nii.gz", rng.normal(size=label.shape).astype(np.float32),
+                     spacing=(0.8, 0.8, 2.5))
+        write_volume(root / "labelsTr" / f"liver_{k}.nii.gz", label, spacing=(0.8, 0.8, 2.5))
+    write_volume(root / "imagesTs" / "liver_9_0000.nii.gz", np.zeros((8, 10, 12), np.float32), spacing=(0.8, 0.8, 2.5))
+    dataset = read_mask_pairs(root)
+    assert dataset.spatial_dims == 3 and dataset.labels == {0: "background", 1: "class_1", 2: "class_2"}
+    assert dataset.case_ids == ["liver_0", "liver_1", "liver_2", "liver_3", "liver_9"]
+    assert [dataset.case_ids[i] for i in dataset.splits["unlabelled"]] == ["liver_9"]
+    case = dataset.load_case(0)
+    assert case.spacing == pytest.approx((2.5, 0.8, 0.8)) and set(np.unique(case.label)) == {0, 1, 2}
+
+
+def test_lits_volume_and_segmentation_side_by_side(tmp_path: Path):
+    root = tmp_path / "lits"
+    for k in range(2):
+        label = np.zeros((6, 8, 8), np.uint8)
+        label[1:5, 1:7, 1:7] = 1
+        label[2:4, 3:5, 3:5] = 2
+        write_volume(root / f"volume-{k}.nii", np.full(label.shape, 40.0, np.float32))
+        write_volume(root / f"segmentation-{k}.nii", label.astype(np.float32))  # LiTS stores some labels as floats
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["volume-0", "volume-1"] and set(dataset.labels) == {0, 1, 2}
+    assert dataset.load_case(1).label.dtype == np.uint8
+
+
+def test_split_folders_above_and_colour_masks_named(tmp_path: Path):
+    root = tmp_path / "colour"
+    red, green = disc(16, (4, 4), 3), disc(16, (11, 11), 3)
+    for split, count in (("train", 4), ("test", 2)):
+        for k in range(count):
+            mask = np.zeros((16, 16, 3), np.uint8)
+            mask[red] = (255, 0, 0)
+            mask[green] = (0, 255, 0)
+            picture(root / split / "images" / f"{split}{k}.png", np.full((16, 16), 50 + k, np.uint8))
+            picture(root / split / "masks" / f"{split}{k}.png", mask)
+    (root / "labels.json").write_text(json.dumps({str(1 << 24 | 0xFF0000): "tumour"}), encoding="utf-8")
+    dataset = read_mask_pairs(root)
+    assert dataset.labels == {0: "background", 1: "rgb_0_255_0", 2: "tumour"}
+    assert [dataset.case_ids[i] for i in dataset.splits["test"]] == ["test0", "test1"]
+    label = dataset.load_case(0).label
+    assert (label[red] == 2).all() and (label[green] == 1).all() and label[~(red | green)].max() == 0
+
+
+def expect(root: Path, name: str, words: str) -> None:
+    with pytest.raises(MedsightError) as info:
+        dataset = read_mask_pairs(root)
+        for index in range(len(dataset.cases)):
+            dataset.load_case(index)
+    message = str(info.value)
+    assert name in message and words in message and "\n" not in message, message
+
+
+def test_bad_pairs_named(tmp_path: Path):
+    root = kvasir(tmp_path / "stray")
+    picture(root / "masks" / "lonely.png", np.zeros((32, 32), np.uint8))
+    expect(root, "lonely.png", "mask without an image")
+
+    root = kvasir(tmp_path / "missing")
+    picture(root / "images" / "nomask.jpg", np.zeros((32, 32, 3), np.uint8))
+    expect(root, "nomask.jpg", "has no mask")
+
+    root = kvasir(tmp_path / "shape")
+    picture(root / "masks" / "cju001.jpg", np.zeros((30, 32), np.uint8))
+    expect(root, "cju001.jpg", "shape")
+
+    root = tmp_path / "float"
+    write_volume(root / "images" / "a.nii.gz", np.zeros((4, 4, 4), np.float32))
+    write_volume(root / "labels" / "a.nii.gz", np.full((4, 4, 4), 0.5, np.float32))
+    expect(root, "a.nii.gz", "non-integer")
+
+
+def test_class_folders_stay_classification(tmp_path: Path):
+    for name in ("benign", "malignant"):
+        for k in range(2):
+            picture(tmp_path / "cls" / name / f"{name}{k}.png", np.zeros((8, 8), np.uint8))
+    assert detect_format(tmp_path / "cls") == ("imagefolder", "classification")
+
+
+def test_train_and_predict_on_pairs(tmp_path: Path):
+    torch.set_num_threads(1)
+    root = kvasir(tmp_path / "kvasir", cases=8)
+    run = tmp_path / "run"
+    api.plan(root, run)
+    shrink_plan(run, iterations_per_epoch=2)
+    api.train(root, run, epochs=1, model="unet")
+    metrics = api.evaluate(run, split="test")
+    assert "dice" in json.dumps(metrics)
+    records = api.predict([run], [root / "images" / "cju000.jpg"], tmp_path / "pred")
+    from PIL import Image
+
+    assert Image.open(records[0]["output"]).size == (32, 32)
