@@ -109,7 +109,7 @@ def test_labels_csv_multilabel_rows(tmp_path):
 
 @pytest.mark.parametrize("text,fragments", [
     ("path,label\n0.png,a\n1.png,b\n0.png,b\n", ["line 4", "0.png again", "line 2"]),
-    ("filename,label\n0.png,a\nimages/1.png,b\n", ["line 2", "0.png", "write images/0.png"]),
+    ("filename,label\n2.png,a\nimages/1.png,b\n", ["line 2", "2.png does not exist"]),  # a bare 0.png is found in images/
     ("path,label,class\nimages/0.png,a,b\n", ["2 label columns", "label, class"]),
     ("image,effusion,mass\nimages/0.png,1,0\n", ["header", "label column"]),
 ])

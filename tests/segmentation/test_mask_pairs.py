@@ -201,3 +201,57 @@ def test_train_and_predict_on_pairs(tmp_path: Path):
     from PIL import Image
 
     assert Image.open(records[0]["output"]).size == (32, 32)
+
+
+def brats(root: Path, cases: int, shape: tuple[int, ...], modalities: tuple[str, ...], seed: int) -> Path:
+    """BraTS case folders: <case>/<case>_<modality>.nii.gz, the i-th modality around i, and <case>_seg.nii.gz
+    with labels 1 and 4 (BraTS skips 3), the 4 region brighter in every modality."""
+    rng = np.random.default_rng(seed)
+    for k in range(cases):
+        case = f"BraTS20_Training_{k:03d}"
+        label = np.zeros(shape, np.uint8)
+        label[1:3, 1:4, 1:4] = 1
+        label[3:6, 4:9, 4:9] = 4
+        for offset, modality in enumerate(modalities):
+            image = rng.normal(offset, 0.2, shape) + label / 4
+            write_volume(root / case / f"{case}_{modality}.nii.gz", image.astype(np.float32))
+        write_volume(root / case / f"{case}_seg.nii.gz", label)
+    return root
+
+
+def test_brats_case_folders_with_channels_and_skipping_labels(tmp_path: Path):
+    root = brats(tmp_path / "MICCAI_BraTS2020_TrainingData", 3, (6, 10, 10), ("t1", "flair", "t2", "t1ce"), 0)
+    (root / "name_mapping.csv").write_text("a,b\n", encoding="utf-8")  # BraTS ships such tables beside the cases
+    assert detect_format(root) == ("mask_pairs", "segmentation")
+    dataset = read_mask_pairs(root)
+    assert dataset.channels == ["flair", "t1", "t1ce", "t2"] and dataset.labels == {0: "background", 1: "class_1", 4: "class_4"}
+    case = dataset.load_case(2)
+    assert case.image.shape == (4, 6, 10, 10) and abs(case.image[1].mean() - 0) < 0.5 and abs(case.image[0].mean() - 1) < 0.5
+    assert set(np.unique(case.label)) == {0, 1, 4}
+
+
+def test_kits_case_folders_and_a_case_missing_a_channel(tmp_path: Path):
+    root = tmp_path / "kits19"
+    for k in range(2):
+        write_volume(root / f"case_{k:05d}" / "imaging.nii.gz", np.zeros((4, 6, 6), np.float32))
+        write_volume(root / f"case_{k:05d}" / "segmentation.nii.gz", np.ones((4, 6, 6), np.uint8))
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["case_00000", "case_00001"] and dataset.channels == ["imaging"]
+
+    write_volume(root / "case_00001" / "pet.nii.gz", np.zeros((4, 6, 6), np.float32))
+    expect(root, "case_00001", "same image files")
+
+
+def test_case_folders_train_and_predict_one_mask_per_case(tmp_path: Path):
+    torch.set_num_threads(1)
+    root = brats(tmp_path / "brats", 5, (8, 16, 16), ("t1", "flair"), 1)
+    run = tmp_path / "run"
+    api.plan(root, run)
+    shrink_plan(run, iterations_per_epoch=2)
+    api.train(root, run, epochs=1, model="unet")
+    records = api.predict([run], [root], tmp_path / "pred")
+    assert sorted(Path(r["output"]).name for r in records) == [f"BraTS20_Training_{k:03d}.nii.gz" for k in range(5)]
+    import SimpleITK as sitk
+
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(records[0]["output"]))
+    assert mask.shape == (8, 16, 16) and set(np.unique(mask).tolist()) <= {0, 1, 4}

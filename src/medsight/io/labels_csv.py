@@ -73,7 +73,8 @@ def read_csv(csv_path: Path) -> list[Row]:
         if not name or not case.exists():
             found = finder.find(name, csv_path, line) if name else None
             if found is None:
-                raise MedsightError(csv_path, f"line {line}: the file {name} does not exist{_where_else(csv_path, name)}")
+                raise MedsightError(csv_path, f"line {line}: the file {name} does not exist (paths are relative to the "
+                                              "CSV, and no image of that name lies below its folder)")
             case = found.resolve()
         if case in first_line:  # a second label for one image (or the image counted twice) is a labelling error
             raise MedsightError(csv_path, f"line {line} lists {name} again (first on line {first_line[case]})")
@@ -82,17 +83,6 @@ def read_csv(csv_path: Path) -> list[Row]:
     if not rows:
         raise MedsightError(csv_path, "has a header but no rows")
     return rows
-
-
-def _where_else(csv_path: Path, name: str) -> str:
-    """The hint for a bare file name that lies in a subfolder (a CSV beside images/): paths are relative to the CSV."""
-    try:
-        beside = [d.name for d in sorted(csv_path.parent.iterdir()) if d.is_dir() and (d / name).exists()]
-    except OSError:  # a name too long for the file system, say: no hint
-        beside = []
-    if beside:
-        return f" beside the CSV (paths are relative to it; it is in {beside[0]}/: write {beside[0]}/{name})"
-    return " (paths are relative to the CSV)"
 
 
 def _delimiter(text: str) -> str:

@@ -8,6 +8,9 @@ Layouts, the first that matches:
   (``_mask``, ``_segmentation``) and an image nnU-Net's ``_0000``. Subfolders are followed alike. Splits come
   from the folders' names (``imagesTr``/``imagesTs``, ``..._Training_...``), from a split folder above them
   (``train/images`` and ``train/masks``) or below them (``images/train`` and ``masks/train``).
+- **Case folders**: a folder per case holding its image files and one mask (KiTS' ``case_00000/imaging.nii.gz``
+  and ``segmentation.nii.gz``; BraTS' ``<case>_flair``, ``_t1``, ``_t1ce``, ``_t2`` and ``_seg``): each image file
+  is a channel, named by what follows the case name, in the same order for every case.
 - **One folder**: an image and its mask beside each other, the mask named ``<image stem><ending>``
   (MASK_ENDINGS: Kvasir's and BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
   CHASE_DB1's first observer ``_1stHO``, whose second observer ``_2ndHO`` is left aside), in the folder or
@@ -63,6 +66,7 @@ class Pair:
     image: Path
     masks: list[Path] = field(default_factory=list)
     split: str | None = None
+    channels: list[Path] = field(default_factory=list)  # case folders: every image file, in channel order
 
 
 def split_name(path: Path) -> tuple[str, str]:
@@ -130,6 +134,8 @@ def _layout(root: Path) -> tuple[str, list[tuple[Path, Path | None, str | None]]
             above += [(i, m, split) for i, m, _ in _couples(child)]
     if any(m is not None for _, m, _ in above):
         return "side", above
+    if _case_folders(root):
+        return "cases", []
     return ("one", []) if _one_folder_pairs(root, probe=True) else ("", [])
 
 
@@ -139,7 +145,7 @@ def is_mask_pairs(path: Path) -> bool:
     if not path.is_dir() or (path / "dataset.json").is_file():
         return False
     kind, couples = _layout(path)
-    if kind == "one":
+    if kind in ("one", "cases"):
         return True
     return kind == "side" and any(_side_pairs(i, m, s, probe=True) for i, m, s in couples if m is not None)
 
@@ -238,11 +244,83 @@ def _one_folder_pairs(root: Path, probe: bool = False) -> list[Pair]:
     return pairs
 
 
+def _is_case_mask(stem: str, folder: str) -> bool:
+    """A case folder's mask: named by a mask word alone (KiTS' segmentation.nii.gz) or after the case
+    (BraTS' BraTS20_Training_001_seg.nii.gz)."""
+    lower = stem.lower()
+    return lower in MASK_WORDS or any(lower.endswith(sep + word) for word in MASK_WORDS for sep in "_-") \
+        or lower == f"{folder.lower()}_mask"
+
+
+def _channel_name(stem: str, folder: str) -> str:
+    """BraTS20_Training_001_flair in BraTS20_Training_001/ -> 'flair'; imaging -> 'imaging'."""
+    lower, prefix = stem.lower(), folder.lower()
+    return stem[len(prefix):].lstrip("_-") or stem if lower.startswith(prefix) and len(stem) > len(prefix) else stem
+
+
+def _case_folders(root: Path) -> list[tuple[Path, str | None]]:
+    """The case folders of root (or of its split folders), each holding image files and one mask (BraTS,
+    KiTS), with their split; empty unless every folder holding images is one such case (or has no mask: test)."""
+    top = [c for c in sorted(root.iterdir()) if not c.name.startswith(".")]
+    if any(c.is_file() and split_name(c)[1] for c in top):
+        return []
+    candidates = []
+    for child in (c for c in top if c.is_dir()):
+        split = SPLIT_FOLDERS.get(child.name.lower())
+        inner = [c for c in sorted(child.iterdir()) if c.is_dir() and not c.name.startswith(".")] if split else [child]
+        candidates += [(folder, split) for folder in inner]
+    found, labelled = [], 0
+    for folder, split in candidates:
+        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
+        if not files:
+            continue
+        stems = {split_name(f)[0].lower() for f in files}
+        if any((_mask_base(split_name(f)[0]) or "").lower() in stems for f in files):
+            return []  # a mask named after an image beside it: image + mask pairs (BUSI's class folders)
+        masks = [f for f in files if _is_case_mask(split_name(f)[0], folder.name)]
+        if len(masks) > 1 or len(masks) == len(files):
+            return []  # several masks or no image: not a case
+        labelled += len(masks)
+        found.append((folder, split))
+    return found if labelled else []
+
+
+def _case_folder_pairs(root: Path) -> list[Pair]:
+    pairs, reference = [], None
+    for folder, split in _case_folders(root):
+        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
+        masks = [f for f in files if _is_case_mask(split_name(f)[0], folder.name)]
+        channels = {_channel_name(split_name(f)[0], folder.name): f for f in files if f not in masks}
+        names = sorted(channels)
+        if reference is None:
+            reference = (folder, names)
+        elif names != reference[1]:
+            raise MedsightError(folder, f"holds the channels {names} but {reference[0].name} holds {reference[1]}; "
+                                        "every case folder needs the same image files")
+        ordered = [channels[n] for n in names]
+        pairs.append(Pair(folder.name, ordered[0], masks, split, ordered))
+    return pairs
+
+
+def channel_names(pairs: list[Pair]) -> list[str] | None:
+    """The channel names of case folders (from the first case's file names), or None for one file a case."""
+    first = next((p for p in pairs if p.channels), None)
+    if first is None:
+        return None
+    return [_channel_name(split_name(f)[0], first.image.parent.name) for f in first.channels]
+
+
 def find_pairs(root: Path) -> list[Pair]:
     """Every case of a paired folder, labelled or not, with the split its folders give."""
+    return _find_pairs(root)[1]
+
+
+def _find_pairs(root: Path) -> tuple[str, list[Pair]]:
     kind, couples = _layout(root)
     if kind == "side":
         pairs = [p for i, m, s in couples for p in _side_pairs(i, m, s)]
+    elif kind == "cases":
+        pairs = _case_folder_pairs(root)
     elif kind == "one":
         pairs = _one_folder_pairs(root)
     else:
@@ -250,15 +328,16 @@ def find_pairs(root: Path) -> list[Pair]:
     unlabelled = [p for p in pairs if not p.masks]
     for pair in unlabelled:  # an image without a mask is only a test image of a split that has no masks at all
         if pair.split != "test" or any(q.masks for q in pairs if q.split == "test"):
-            hint = ("a mask folder of the same names" if kind == "side"
-                    else f"{pair.image.parent.name}/{split_name(pair.image)[0]}_mask{split_name(pair.image)[1]} beside it")
+            hint = ("a mask folder of the same names" if kind == "side" else
+                    f"a mask file such as {pair.case_id}_seg{split_name(pair.image)[1]} in {pair.image.parent.name}/"
+                    if kind == "cases" else f"{pair.image.parent.name}/{split_name(pair.image)[0]}_mask{split_name(pair.image)[1]} beside it")
             raise MedsightError(pair.image, f"has no mask (expected {hint})")
     ids = [p.case_id for p in pairs]
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
         files = [str(p.image) for p in pairs if p.case_id == twice][:2]
         raise MedsightError(root, f"has two images of case {twice!r} ({files[0]}, {files[1]}); give them distinct names")
-    return pairs
+    return kind, pairs
 
 
 # mask values -----------------------------------------------------------------------------------------------------
@@ -379,7 +458,7 @@ def read_mask_pairs(root: Path, fold: int = 0):
     from medsight.io.segmentation import SegmentationCase, SegmentationDataset
 
     root = Path(root)
-    pairs = find_pairs(root)
+    kind, pairs = _find_pairs(root)
     labelled = [p for p in pairs if p.masks]
     if not labelled:
         raise MedsightError(root, "holds no image with a mask")
@@ -388,9 +467,10 @@ def read_mask_pairs(root: Path, fold: int = 0):
     mapping, labels = mask_coding({v for found in raw.values() for v in found}, names_file if names_file.is_file() else None)
     first = read_image(labelled[0].image)
     dims = first.spatial_dims
-    channels = ["R", "G", "B"] if first.layout == "rgb" else [f"channel_{c}" for c in range(first.array.shape[0])] \
-        if first.array.shape[0] > 1 else ["image"]
-    cases = [SegmentationCase(p.case_id, [p.image], p.masks[0] if p.masks else None,
+    channels = channel_names(pairs) or (["R", "G", "B"] if first.layout == "rgb" else
+                                        [f"channel_{c}" for c in range(first.array.shape[0])] if first.array.shape[0] > 1
+                                        else ["image"])
+    cases = [SegmentationCase(p.case_id, p.channels or [p.image], p.masks[0] if p.masks else None,
                               "test" if p.split == "test" else "train") for p in pairs]
     for case, pair in zip(cases, pairs):
         case.extra_labels = pair.masks[1:]
@@ -405,7 +485,8 @@ def read_mask_pairs(root: Path, fold: int = 0):
         splits={k: np.asarray(v, dtype=int) for k, v in splits.items() if v}, case_ids=[p.case_id for p in pairs],
         channels=channels, classes=[labels[k] for k in order], cases=cases, labels=labels,
         file_ending=split_name(labelled[0].image)[1], modalities=channels, fold=fold,
-        groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels))
+        groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels),
+        mask_layout=kind)
     assign_splits(dataset, rarest_present(present, len(order)), fold)
     return dataset
 

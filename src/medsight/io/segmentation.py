@@ -67,6 +67,7 @@ class SegmentationDataset(TaskDataset):
     # masks paired with images by name (io.mask_pairs): raw mask value -> label value, and how it was read
     mask_coding: dict[int, int] | None = None
     mask_note: str = ""
+    mask_layout: str = ""  # "side", "cases" (a folder per case, a file per channel) or "one"
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
@@ -85,6 +86,8 @@ class SegmentationDataset(TaskDataset):
         out.update({"labels": {str(k): v for k, v in self.labels.items()}, "modalities": self.modalities,
                     "file_ending": self.file_ending, "fold": self.fold,
                     "num_folds": self.split_info.get("num_folds", NUM_FOLDS)})
+        if self.mask_layout:
+            out["mask_layout"] = self.mask_layout
         return out
 
     def load_case(self, index: int, with_label: bool = True) -> LoadedCase:

@@ -46,12 +46,36 @@ def _channel_files(path: Path, channels: int) -> list[Path]:
     return files
 
 
-def _read_input(path: Path, plan: dict[str, Any]):
+def named_channel(path: Path, names: Sequence[str]) -> tuple[str, str] | None:
+    """(case prefix, channel) of a file named after one of a run's channels, as case folders name them
+    (BraTS' <case>_flair.nii.gz, KiTS' imaging.nii.gz: medsight.io.mask_pairs); None otherwise."""
+    stem = strip_suffix(path)
+    for name in sorted(names, key=len, reverse=True):  # t1ce before t1
+        if stem.lower() == name.lower():
+            return "", name
+        if len(stem) > len(name) + 1 and stem.lower().endswith(name.lower()) and stem[-len(name) - 1] in "_-":
+            return stem[: -len(name)], name
+    return None
+
+
+def _named_channel_files(path: Path, names: Sequence[str]) -> list[Path] | None:
+    found = named_channel(path, names)
+    if found is None:
+        return None
+    files = [path.with_name(f"{found[0]}{name}{suffix_of(path)}") for name in names]
+    for f in files:
+        if not f.exists():
+            raise MedsightError(f, f"missing channel file (the model takes {', '.join(names)})")
+    return files
+
+
+def _read_input(path: Path, plan: dict[str, Any], names: Sequence[str] = ()):
     first = read_image(path)
     if first.array.shape[0] > 1:  # every channel in one file (MSD's 4D NIfTI, an RGB picture), not a file each
         files, images = [path], [first]
     else:
-        files = _channel_files(path, plan["in_channels"])
+        files = (_named_channel_files(path, names) if plan["in_channels"] > 1 and names else None) or \
+            _channel_files(path, plan["in_channels"])
         images = [first if f == path else read_image(f) for f in files]
     arrays = []
     for f, image in zip(files, images):
@@ -64,21 +88,41 @@ def _read_input(path: Path, plan: dict[str, Any]):
     return np.stack(arrays), images[0]
 
 
+def _beside_named(path: Path, channels: Sequence[str]) -> bool:
+    """A file in a case folder beside the run's channel files (its mask, a note): not an input of its own."""
+    return any(named_channel(f, channels) for f in path.parent.iterdir() if f != path)
+
+
+def _case_name(path: Path, channels: Sequence[str], name: str) -> str:
+    found = named_channel(path, channels)
+    if found is None:
+        return name
+    prefix = found[0].rstrip("_-")
+    return prefix or path.parent.name
+
+
 def predict_segmentation(task, run, models: Sequence[Any], inputs: Sequence[Path], out_dir: Path,
                          explain: bool = False, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Masks (and overlays; with explain the foreground probability) for image files or DICOM series folders."""
     plan = task.plan
     state = run.load_state() if run is not None else {}
+    # a run trained on case folders (a file per channel, named after it) takes such folders as they are
+    channels = list(task.info.get("channels", [])) if task.info.get("mask_layout") == "cases" else []
     if plan["in_channels"] > 1:  # one input per case: its channel 0 file
         inputs = [p for p in inputs if not p.name.split(".")[0][-5:-4] == "_" or p.name.split(".")[0].endswith("_0000")]
+    if channels:  # the file of the first channel stands for its case; a mask beside it is no input
+        inputs = [p for p in inputs if (named_channel(p, channels) or ("", ""))[1] == channels[0]
+                  or named_channel(p, channels) is None and not _beside_named(p, channels)]
     out_dir.mkdir(parents=True, exist_ok=True)
     # nnU-Net's naming: the mask of case_0000.nii.gz (channel 0 of case) is case.nii.gz
     names = [n[:-5] if n.endswith("_0000") else n for n in (names if names is not None else output_names(inputs))]
+    if channels:  # BraTS_001_flair -> BraTS_001; imaging (KiTS) -> its case folder's name
+        names = [_case_name(p, channels, n) for p, n in zip(inputs, names)]
     labels = {int(k): v for k, v in plan["labels"].items()}
     records = []
     for path, name in zip(inputs, names):
         started = time.perf_counter()
-        image, reference = _read_input(path, plan)
+        image, reference = _read_input(path, plan, channels)
         spacing = tuple(reversed(reference.spacing)) if reference.spacing else (1.0,) * plan["spatial_dims"]
         label, probs = predict_label(models, image, spacing, plan, state, device=task.device)
         mask = write_mask(label, reference, out_dir / f"{name}{output_suffix(path)}")
