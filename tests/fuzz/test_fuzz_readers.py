@@ -122,7 +122,40 @@ def nnunet(victim: str) -> Callable[[Path], tuple[Path, Path]]:
     return build
 
 
+def mask_pairs(victim: str) -> Callable[[Path], tuple[Path, Path]]:
+    def build(root: Path) -> tuple[Path, Path]:
+        """images/ and masks/ of the same names (Kvasir-SEG's layout), masks 0/255."""
+        from PIL import Image as PILImage
+
+        image = image_bytes(".png")
+        for case in range(5):
+            (root / "images").mkdir(exist_ok=True)
+            (root / "masks").mkdir(exist_ok=True)
+            (root / "images" / f"case{case}.png").write_bytes(image)
+            mask = np.zeros((12, 12), np.uint8)
+            mask[2:6 + case, 3:8] = 255
+            PILImage.fromarray(mask).save(root / "masks" / f"case{case}.png")
+        return root, root / victim
+
+    return build
+
+
+def label_table(root: Path) -> tuple[Path, Path]:
+    """Kaggle's train.csv of ids without their ending, the images in train_images/."""
+    payload = image_bytes(".png")
+    rows = ["id_code,diagnosis"]
+    (root / "train_images").mkdir()
+    for case in range(8):
+        (root / "train_images" / f"c{case}.png").write_bytes(payload)
+        rows.append(f"c{case},{case % 2}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root, root / "train.csv"
+
+
 TARGETS = [
+    Target("mask .png (images + masks)", mask_pairs("masks/case2.png")),
+    Target("image .png (images + masks)", mask_pairs("images/case3.png")),
+    Target("train.csv (ids, Kaggle)", label_table),
     Target("annotations.json (COCO)", coco),
     Target("VOC XML", voc),
     Target("nnU-Net dataset.json", nnunet("dataset.json")),
@@ -168,7 +201,8 @@ def check_once(name: str, data: Path, victim: Path, payload: bytes, capsys, must
     assert code == 2, f"exit code {code} for {len(payload)} bytes: {err or out}"
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medsight: "), err
-    assert str(victim) in lines[0] or (victim.name == "labels.csv" and str(data) in lines[0]), lines[0]
+    # a label table that no longer reads as one leaves a folder of another layout, which the message names
+    assert str(victim) in lines[0] or (victim.suffix == ".csv" and str(data) in lines[0]), lines[0]
     return code
 
 

@@ -406,12 +406,12 @@ def mask_values(pairs: list[Pair], root: Path) -> dict[str, list[int]]:
     return out
 
 
-def mask_coding(values: set[int], names_file: Path | None) -> tuple[dict[int, int], dict[int, str]]:
+def mask_coding(values: set[int], names_file: Path | None, root: Path) -> tuple[dict[int, int], dict[int, str]]:
     """(raw value -> label value, label value -> name) for the values found in the masks."""
     values = set(values) | {0}
     if len(values) > MAX_CLASSES:
-        raise MedsightError(names_file.parent if names_file else Path("."),
-                            f"masks hold {len(values)} distinct values; at most {MAX_CLASSES} classes are read")
+        raise MedsightError(root, f"has masks with {len(values)} distinct values between them; a mask holds a value "
+                                  f"per class, at most {MAX_CLASSES} (are images among the masks?)")
     if max(values) <= IDENTITY_MAX:
         mapping = {v: v for v in sorted(values)}
     else:
@@ -464,7 +464,8 @@ def read_mask_pairs(root: Path, fold: int = 0):
         raise MedsightError(root, "holds no image with a mask")
     raw = mask_values(labelled, root)
     names_file = root / "labels.json"
-    mapping, labels = mask_coding({v for found in raw.values() for v in found}, names_file if names_file.is_file() else None)
+    mapping, labels = mask_coding({v for found in raw.values() for v in found}, names_file if names_file.is_file() else None,
+                                  root)
     first = read_image(labelled[0].image)
     dims = first.spatial_dims
     channels = channel_names(pairs) or (["R", "G", "B"] if first.layout == "rgb" else
