@@ -115,3 +115,29 @@ def test_csv_width_height_must_match_the_image(tmp_path):
     (tmp_path / "boxes.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.png,640,480,c,1,1,9,9\n")
     with pytest.raises(MedsightError, match="line 2 says width 640, height 480, but a.png is 64 x 48"):
         read_dataset(tmp_path)
+
+
+def test_rsna_pneumonia_boxes_by_corner_and_size_on_dicom(tmp_path):
+    """RSNA's stage_2_train_labels.csv: patientId,x,y,width,height,Target; ids without their ending, DICOM
+    images in a folder below; Target 0 rows (no box) are images without boxes."""
+    from medsight.synthetic.dicom_series import write_series
+
+    root = tmp_path / "rsna"
+    ids = ["0004cfab-14fd", "00313ee0-9eaa", "00322d4d-1c29", "003d8fa0-6bf1"]
+    (root / "stage_2_train_images").mkdir(parents=True)
+    for k, case in enumerate(ids):  # one single-slice file each, named by its id
+        written = write_series(tmp_path / "slices" / case, np.full((1, 40, 50), 100 + k))[0]
+        written.rename(root / "stage_2_train_images" / f"{case}.dcm")
+    rows = ["patientId,x,y,width,height,Target", f"{ids[0]},,,,,0", f"{ids[1]},5,6,10.5,12,1",
+            f"{ids[1]},30,10,8,8,1", f"{ids[2]},0,0,50,40,1", f"{ids[3]},,,,,0"]
+    (root / "stage_2_train_labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert detect_format(root) == ("box_csv", "detection")
+    data = read_dataset(root)
+    assert data.classes == ["1"] and data.case_ids == ids
+    order = {case: k for k, case in enumerate(data.case_ids)}
+    assert np.allclose(data.boxes[order[ids[1]]], [[6, 5, 18, 15.5], [10, 30, 18, 38]])  # (y1, x1, y2, x2)
+    assert len(data.boxes[order[ids[0]]]) == 0 and data.shapes[order[ids[2]]] == (40, 50)
+
+    (root / "stage_2_train_labels.csv").write_text("\n".join(rows[:4] + [f"{ids[2]},10,10,45,5,1"]) + "\n", encoding="utf-8")
+    with pytest.raises(MedsightError, match="line 5.*outside the 50 x 40 image"):
+        read_dataset(root)

@@ -2,8 +2,10 @@
 
 Column names are recognised in any order under the names the common writers use (COLUMNS): keras-retinanet's
 ``path,x1,y1,x2,y2,class_name`` (which has no header: a first row whose fields 2-5 are numbers, or all empty,
-is read in that order), the TensorFlow object-detection CSV ``filename,width,height,class,xmin,ymin,xmax,ymax``.
-A row whose box fields and label are all empty is an image without boxes (keras-retinanet's negatives).
+is read in that order), the TensorFlow object-detection CSV ``filename,width,height,class,xmin,ymin,xmax,ymax``,
+RSNA Pneumonia's ``patientId,x,y,width,height,Target`` (a box by its corner and size; ids without their ending,
+found below the CSV as in medsight.io.labels_csv).
+A row whose box fields are all empty is an image without boxes (keras-retinanet's negatives, RSNA's Target 0).
 Coordinates are pixel corners, x to the right and y down, x2 and y2 the far edges (0 <= x1 < x2 <= width).
 A ``split`` column (train/val/test), a ``width,height`` pair (checked against the image) and a
 ``classes.csv`` beside (keras-retinanet's ``name,id``: the class order) are optional. Several box CSVs in a
@@ -20,7 +22,7 @@ import numpy as np
 from medsight.errors import MedsightError
 from medsight.io.detection import DetectionDataset, finish_splits, given_splits
 from medsight.io.images import picture_shape, read_image
-from medsight.io.labels_csv import SPLIT_FOLDERS, _delimiter
+from medsight.io.labels_csv import SPLIT_FOLDERS, ImageFinder, _delimiter
 
 COLUMNS = {
     "image": ("image", "filename", "file_name", "file", "path", "filepath", "image_path", "image_name", "img"),
@@ -52,9 +54,19 @@ def _number(cell: str) -> bool:
 
 
 def columns_of(first: list[str]) -> tuple[dict[str, int], bool] | None:
-    """(column index per key, whether the first row is a header), or None when this is no CSV of boxes."""
+    """(column index per key, whether the first row is a header), or None when this is no CSV of boxes.
+    A box given by its corner and size (``x,y,width,height``, RSNA's pneumonia boxes) has keys "w" and "h"
+    instead of "x2" and "y2", and then width and height are no image size."""
     names = [c.strip().lower().replace(" ", "_").replace("-", "_") for c in first]
     found = {key: names.index(a) for key, aliases in COLUMNS.items() for a in aliases if a in names}
+    for key, alias in (("x1", "x"), ("y1", "y"), ("label", "target")):
+        if key not in found and alias in names:
+            found[key] = names.index(alias)
+    if "image" not in found and "patientid" in names:  # RSNA names each image by its patient
+        found["image"] = names.index("patientid")
+    if "x2" not in found and "y2" not in found and "width" in found and "height" in found:
+        found["w"], found["h"] = found.pop("width"), found.pop("height")
+        found["x2"], found["y2"] = found["w"], found["h"]  # read as sizes below
     if all(k in found for k in NEEDED):
         return found, True
     corners = [c.strip() for c in first[1:5]]
@@ -123,6 +135,7 @@ def read_rows(csv_path: Path, split: str | None, cases: dict[Path, dict]) -> Non
     if not table or columns_of(table[0]) is None:
         raise MedsightError(csv_path, f"needs the columns {','.join(NEEDED)} (or xmin,ymin,xmax,ymax and class)")
     column, header = columns_of(table[0])
+    finder = ImageFinder(csv_path.parent)
     for line, row in enumerate(table, start=1):
         if (header and line == 1) or not any(c.strip() for c in row):
             continue
@@ -131,8 +144,12 @@ def read_rows(csv_path: Path, split: str | None, cases: dict[Path, dict]) -> Non
         cell = {key: row[index].strip() for key, index in column.items()}
         name = cell["image"]
         file = (csv_path.parent / name).resolve() if name and "\x00" not in name else None
+        if file is not None and not file.is_file():  # a bare name or an id without its ending, below the CSV
+            file = finder.find(name, csv_path, line)
         if file is None or not file.is_file():
-            raise MedsightError(csv_path, f"line {line}: the image {name!r} does not exist (paths are relative to the CSV)")
+            raise MedsightError(csv_path, f"line {line}: the image {name!r} does not exist (paths are relative to the "
+                                          "CSV, and no image of that name lies below its folder)")
+        file = file.resolve()
         row_split = SPLIT_FOLDERS.get(cell["split"].lower()) if cell.get("split") else split
         if cell.get("split") and row_split is None:
             raise MedsightError(csv_path, f"line {line} has an unknown split {cell['split']!r} (use train, val or test)")
@@ -144,14 +161,16 @@ def read_rows(csv_path: Path, split: str | None, cases: dict[Path, dict]) -> Non
             raise MedsightError(csv_path, f"line {line} puts {name} in {row_split}, line {case['line']} of "
                                           f"{case['csv'].name} in {case['split']}")
         fields = [cell[k] for k in CORNERS]
-        if not any(fields) and not cell["label"]:
-            continue  # an image without boxes
+        if not any(fields):
+            continue  # an image without boxes (RSNA's Target 0 rows keep their label)
         if not all(fields) or not cell["label"]:
             raise MedsightError(csv_path, f"line {line} has empty box fields or label (all empty: an image without boxes)")
         try:
             x1, y1, x2, y2 = (float(v) for v in fields)
         except ValueError:
             raise MedsightError(csv_path, f"line {line} has a coordinate that is not a number ({','.join(fields)})") from None
+        if "w" in column:  # corner and size
+            x2, y2 = x1 + x2, y1 + y2
         if not np.all(np.isfinite([x1, y1, x2, y2])) or x2 <= x1 or y2 <= y1:
             raise MedsightError(csv_path, f"line {line}: the box ({','.join(fields)}) is empty or inverted (needs x1 < x2, y1 < y2)")
         height, width = case["shape"]
