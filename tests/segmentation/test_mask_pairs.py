@@ -255,3 +255,24 @@ def test_case_folders_train_and_predict_one_mask_per_case(tmp_path: Path):
 
     mask = sitk.GetArrayFromImage(sitk.ReadImage(records[0]["output"]))
     assert mask.shape == (8, 16, 16) and set(np.unique(mask).tolist()) <= {0, 1, 4}
+
+
+def test_other_folder_read_with_the_runs_mask_values(tmp_path: Path):
+    from medsight.io.mask_pairs import adopt_coding
+
+    def grey_levels(root: Path, levels: tuple[int, ...]) -> Path:
+        for k in range(3):
+            mask = np.zeros((12, 12), np.uint8)
+            for j, level in enumerate(levels):
+                mask[j * 4:j * 4 + 3, 2:9] = level
+            picture(root / "images" / f"c{k}.png", np.full((12, 12), 60, np.uint8))
+            picture(root / "masks" / f"c{k}.png", mask)
+        return root
+
+    trained = read_mask_pairs(grey_levels(tmp_path / "train", (128, 255)))
+    assert trained.labels == {0: "background", 1: "class_128", 2: "class_255"}
+    other = read_mask_pairs(grey_levels(tmp_path / "other", (255,)))  # no 128 here: 255 alone would be label 1
+    adopt_coding(other, trained.info())
+    assert other.labels == trained.labels and set(np.unique(other.load_case(0).label)) == {0, 2}
+    with pytest.raises(MedsightError, match="did not have"):
+        adopt_coding(read_mask_pairs(grey_levels(tmp_path / "new", (77, 255))), trained.info())

@@ -78,7 +78,7 @@ def evaluate_ensemble(runs: Sequence[str | Path], data: str | Path | None = None
     run = EnsembleRun([r for r, _, _ in loaded])
     config = run.load_config()
     source = data or config.data
-    dataset = evaluation_data(config, data)
+    dataset = evaluation_data(config, data, task.info)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     members = [{"run": str(Path(r).resolve()),

@@ -13,11 +13,16 @@ from medsight.report.training import add_training_record
 from medsight.run import load_run
 
 
-def evaluation_data(config, data: str | Path | None = None):
-    """The data set a run is evaluated on: its own (with its splits), or a folder given as a test set."""
+def evaluation_data(config, data: str | Path | None = None, info: dict[str, Any] | None = None):
+    """The data set a run is evaluated on: its own (with its splits), or a folder given as a test set
+    (masks paired by name are then read with the values the run was trained on: info, its dataset.json)."""
     if data is None or Path(data).resolve() == Path(config.data).resolve():
         return read_dataset(config.data, config.seed, config.fold)
     dataset = read_dataset(data, config.seed, 0)
+    if getattr(dataset, "mask_coding", None) is not None and info and info.get("mask_coding"):
+        from medsight.io.mask_pairs import adopt_coding
+
+        adopt_coding(dataset, info)
     as_test_set(dataset)  # every case is scored, unless the folder names its own test split
     return dataset
 
@@ -43,7 +48,7 @@ def evaluate_run(run_path: str | Path, data: str | Path | None = None, split: st
     set_nsd_tolerance(task, nsd_tolerance, run.path)
     config = run.load_config()
     source = data or config.data
-    dataset = evaluation_data(config, data)
+    dataset = evaluation_data(config, data, task.info)
     if split not in dataset.splits:
         raise MedsightError(source, f"has no split {split!r} (it has {', '.join(dataset.splits)})")
     result = task.evaluate(run, model, dataset, split, run.eval_dir(split))

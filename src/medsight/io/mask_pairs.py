@@ -492,6 +492,19 @@ def read_mask_pairs(root: Path, fold: int = 0):
     return dataset
 
 
+def adopt_coding(dataset: Any, info: dict[str, Any]) -> None:
+    """Read another folder's masks with the values a run was trained on (a test folder may lack a class, which
+    would renumber the rest); a mask value the run never saw is an error naming the folder."""
+    trained = {int(k): int(v) for k, v in info["mask_coding"].items()}
+    unknown = sorted(set(dataset.mask_coding) - set(trained))
+    if unknown:
+        raise MedsightError(dataset.path, f"has mask value(s) {unknown[:5]} that the run's training masks did not "
+                                          f"have (they had {sorted(trained)})")
+    dataset.mask_coding = trained
+    dataset.labels = {int(k): v for k, v in info.get("labels", {}).items()} or dataset.labels
+    dataset.classes = [dataset.labels[k] for k in sorted(dataset.labels)]
+
+
 def _note(pairs: list[Pair], mapping: dict[int, int], labels: dict[int, str]) -> str:
     shown = ", ".join(f"{raw}->{labels[label]}" for raw, label in mapping.items() if raw != label or raw == 0)
     merged = sum(1 for p in pairs if len(p.masks) > 1)

@@ -86,8 +86,9 @@ class SegmentationDataset(TaskDataset):
         out.update({"labels": {str(k): v for k, v in self.labels.items()}, "modalities": self.modalities,
                     "file_ending": self.file_ending, "fold": self.fold,
                     "num_folds": self.split_info.get("num_folds", NUM_FOLDS)})
-        if self.mask_layout:
+        if self.mask_layout:  # how masks paired by name were read, so that other folders are read alike
             out["mask_layout"] = self.mask_layout
+            out["mask_coding"] = {str(k): v for k, v in (self.mask_coding or {}).items()}
         return out
 
     def load_case(self, index: int, with_label: bool = True) -> LoadedCase:
