@@ -276,3 +276,22 @@ def test_other_folder_read_with_the_runs_mask_values(tmp_path: Path):
     assert other.labels == trained.labels and set(np.unique(other.load_case(0).label)) == {0, 2}
     with pytest.raises(MedsightError, match="did not have"):
         adopt_coding(read_mask_pairs(grey_levels(tmp_path / "new", (77, 255))), trained.info())
+
+
+def test_dicom_series_by_patient_with_nifti_masks(tmp_path: Path):
+    """A hospital export: images/<patient>/ a CT series each, masks/<patient>.nii.gz drawn on it (3D Slicer)."""
+    from medsight.synthetic.dicom_series import write_series
+
+    root = tmp_path / "export"
+    for k in range(3):
+        volume = np.full((4, 10, 12), 1024 + 40, np.int32)
+        volume[1:3, 2:6, 3:8] = 1024 + 200
+        write_series(root / "images" / f"patient{k}", volume)
+        label = ((volume - 1024) > 100).astype(np.uint8)
+        write_volume(root / "masks" / f"patient{k}.nii.gz", label, spacing=(0.5, 0.5, 2.0))
+    assert detect_format(root) == ("mask_pairs", "segmentation")
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == ["patient0", "patient1", "patient2"] and dataset.spatial_dims == 3
+    case = dataset.load_case(1)
+    assert case.image.shape == (1, 4, 10, 12) and case.image.max() == 200  # in HU
+    assert case.label.sum() == 2 * 4 * 5 and case.spacing == pytest.approx((2.0, 0.5, 0.5))

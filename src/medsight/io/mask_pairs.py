@@ -4,7 +4,8 @@ Layouts, the first that matches:
 
 - **Side by side**: an image folder and a mask folder (``images/`` and ``masks/``, ``imagesTr/`` and
   ``labelsTr/``, ``img/`` and ``gt/``, ``volumes/`` and ``segmentations/``, ISIC's ``..._Input`` and
-  ``..._GroundTruth``: see IMAGE_WORDS, MASK_WORDS) holding the same names; a mask may add a mask ending
+  ``..._GroundTruth``: see IMAGE_WORDS, MASK_WORDS) holding the same names (an image may be a folder of DICOM
+  slices, as hospitals export a series by patient); a mask may add a mask ending
   (``_mask``, ``_segmentation``) and an image nnU-Net's ``_0000``. Subfolders are followed alike. Splits come
   from the folders' names (``imagesTr``/``imagesTs``, ``..._Training_...``), from a split folder above them
   (``train/images`` and ``train/masks``) or below them (``images/train`` and ``masks/train``).
@@ -78,13 +79,24 @@ def split_name(path: Path) -> tuple[str, str]:
     return "", ""
 
 
-def _files(folder: Path) -> list[Path]:
-    """Image files under a folder, hidden ones (macOS '._' copies, .DS_Store folders) left out."""
+def _files(folder: Path, series: bool = False) -> list[Path]:
+    """Image files under a folder, hidden ones (macOS '._' copies, .DS_Store folders) left out; with `series`,
+    a folder of DICOM slices is one image (a CT or MR series exported by patient), named by the folder."""
+    from medsight.io.images import is_dicom_series
+
     out = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if series and Path(root) != folder and is_dicom_series(Path(root)):
+            dirs[:] = []
+            out.append(Path(root))
+            continue
         out += [Path(root) / n for n in sorted(names) if not n.startswith(".") and split_name(Path(n))[1]]
     return out
+
+
+def _stem(path: Path) -> str:
+    return path.name if path.is_dir() else split_name(path)[0]
 
 
 def _words(name: str) -> list[str]:
@@ -186,9 +198,9 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
             masks.setdefault((relative.as_posix(), stem.lower()), []).append(file)
     pairs: list[Pair] = []
     used: set[Path] = set()
-    for file in _files(image_dir):
+    for file in _files(image_dir, series=True):
         relative = file.parent.relative_to(image_dir)
-        stem = split_name(file)[0]
+        stem = _stem(file)
         if re.fullmatch(r".+_\d{4}", stem) and not stem.endswith("_0000"):
             raise MedsightError(file, "is a second channel of an nnU-Net case: several channels need a dataset.json "
                                       "naming them (channel_names)")
@@ -485,7 +497,7 @@ def read_mask_pairs(root: Path, fold: int = 0):
         path=root, format="mask_pairs", task="segmentation", spatial_dims=dims,
         splits={k: np.asarray(v, dtype=int) for k, v in splits.items() if v}, case_ids=[p.case_id for p in pairs],
         channels=channels, classes=[labels[k] for k in order], cases=cases, labels=labels,
-        file_ending=split_name(labelled[0].image)[1], modalities=channels, fold=fold,
+        file_ending=split_name(labelled[0].image)[1] or ".nii.gz", modalities=channels, fold=fold,
         groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels),
         mask_layout=kind)
     assign_splits(dataset, rarest_present(present, len(order)), fold)
