@@ -196,6 +196,11 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
             relative = file.parent.relative_to(mask_dir)
             stem = split_name(file)[0]
             masks.setdefault((relative.as_posix(), stem.lower()), []).append(file)
+    by_base: dict[tuple[str, str], list[Path]] = {}  # x_mask.png, x_mask_1.png under x
+    for (where, name), files in masks.items():
+        base = _mask_base(name)
+        if base:
+            by_base.setdefault((where, base.lower()), []).extend(files)
     pairs: list[Pair] = []
     used: set[Path] = set()
     for file in _files(image_dir, series=True):
@@ -205,10 +210,7 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
             raise MedsightError(file, "is a second channel of an nnU-Net case: several channels need a dataset.json "
                                       "naming them (channel_names)")
         key = _image_key(stem)
-        found = masks.get((relative.as_posix(), key.lower()), [])
-        if not found:  # x.png with x_mask.png, x_mask_1.png
-            found = [f for (where, name), files in masks.items() for f in files
-                     if where == relative.as_posix() and (_mask_base(name) or "").lower() == key.lower()]
+        found = masks.get((relative.as_posix(), key.lower())) or by_base.get((relative.as_posix(), key.lower()), [])
         used.update(found)
         inner, own_split = _split_of(relative, split)
         pairs.append(Pair(_case_id(inner, key), file, sorted(found), own_split))
