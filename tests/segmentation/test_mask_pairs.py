@@ -295,3 +295,20 @@ def test_dicom_series_by_patient_with_nifti_masks(tmp_path: Path):
     case = dataset.load_case(1)
     assert case.image.shape == (1, 4, 10, 12) and case.image.max() == 200  # in HU
     assert case.label.sum() == 2 * 4 * 5 and case.spacing == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_nuclei_case_folders_with_a_mask_per_object(tmp_path: Path):
+    """Data Science Bowl 2018: stage1_train/<id>/images/<id>.png (RGBA) and <id>/masks/<one per nucleus>.png."""
+    root = tmp_path / "stage1_train"
+    nuclei = [disc(20, (5, 5), 3), disc(20, (14, 12), 4), disc(20, (4, 15), 2)]
+    for k in range(3):
+        case = f"{k:04x}e9d1"
+        rgba = np.zeros((20, 20, 4), np.uint8)
+        rgba[..., 3] = 255
+        picture(root / case / "images" / f"{case}.png", rgba)
+        for j, nucleus in enumerate(nuclei[: k + 1]):
+            picture(root / case / "masks" / f"{j:03d}ab.png", np.where(nucleus, 255, 0).astype(np.uint8))
+    assert detect_format(root) == ("mask_pairs", "segmentation")
+    dataset = read_mask_pairs(root)
+    assert dataset.labels == {0: "background", 1: "foreground"} and dataset.channels == ["R", "G", "B"]
+    assert dataset.load_case(2).label.sum() == sum(n.sum() for n in nuclei)  # every nucleus, merged

@@ -11,7 +11,9 @@ Layouts, the first that matches:
   (``train/images`` and ``train/masks``) or below them (``images/train`` and ``masks/train``).
 - **Case folders**: a folder per case holding its image files and one mask (KiTS' ``case_00000/imaging.nii.gz``
   and ``segmentation.nii.gz``; BraTS' ``<case>_flair``, ``_t1``, ``_t1ce``, ``_t2`` and ``_seg``): each image file
-  is a channel, named by what follows the case name, in the same order for every case.
+  is a channel, named by what follows the case name, in the same order for every case. Or a folder per case
+  holding ``images/`` with its picture and ``masks/`` with a mask per object, merged (the Data Science Bowl
+  2018 nuclei).
 - **One folder**: an image and its mask beside each other, the mask named ``<image stem><ending>``
   (MASK_ENDINGS: Kvasir's and BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
   CHASE_DB1's first observer ``_1stHO``, whose second observer ``_2ndHO`` is left aside), in the folder or
@@ -272,9 +274,31 @@ def _channel_name(stem: str, folder: str) -> str:
     return stem[len(prefix):].lstrip("_-") or stem if lower.startswith(prefix) and len(stem) > len(prefix) else stem
 
 
-def _case_folders(root: Path) -> list[tuple[Path, str | None]]:
-    """The case folders of root (or of its split folders), each holding image files and one mask (BraTS,
-    KiTS), with their split; empty unless every folder holding images is one such case (or has no mask: test)."""
+def _case_contents(folder: Path) -> tuple[list[Path], list[Path], bool] | None:
+    """(image files, mask files, whether each image file is a channel) of a case folder, or None when the
+    folder is no case. Image files with one mask beside them (BraTS, KiTS) are channels; an images/ and a
+    masks/ folder inside (the Data Science Bowl 2018 nuclei: one picture, a mask per nucleus) hold one image
+    and masks that are merged."""
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
+    if not files:
+        inner = {_role(d)[0]: d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        if "images" not in inner:
+            return None
+        images = _files(inner["images"])
+        masks = _files(inner["masks"]) if "masks" in inner else []
+        return (images, masks, False) if len(images) == 1 else None
+    stems = {split_name(f)[0].lower() for f in files}
+    if any((_mask_base(split_name(f)[0]) or "").lower() in stems for f in files):
+        return None  # a mask named after an image beside it: image + mask pairs (BUSI's class folders)
+    masks = [f for f in files if _is_case_mask(split_name(f)[0], folder.name)]
+    if len(masks) > 1 or len(masks) == len(files):
+        return None  # several masks or no image: not a case
+    return [f for f in files if f not in masks], masks, True
+
+
+def _case_folders(root: Path) -> list[tuple[Path, str | None, tuple[list[Path], list[Path], bool]]]:
+    """The case folders of root (or of its split folders) with their split and contents; empty unless every
+    folder holding images is a case, at least one of them with a mask."""
     top = [c for c in sorted(root.iterdir()) if not c.name.startswith(".")]
     if any(c.is_file() and split_name(c)[1] for c in top):
         return []
@@ -283,28 +307,24 @@ def _case_folders(root: Path) -> list[tuple[Path, str | None]]:
         split = SPLIT_FOLDERS.get(child.name.lower())
         inner = [c for c in sorted(child.iterdir()) if c.is_dir() and not c.name.startswith(".")] if split else [child]
         candidates += [(folder, split) for folder in inner]
-    found, labelled = [], 0
+    found = []
     for folder, split in candidates:
-        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
-        if not files:
+        if not any(folder.iterdir()):
             continue
-        stems = {split_name(f)[0].lower() for f in files}
-        if any((_mask_base(split_name(f)[0]) or "").lower() in stems for f in files):
-            return []  # a mask named after an image beside it: image + mask pairs (BUSI's class folders)
-        masks = [f for f in files if _is_case_mask(split_name(f)[0], folder.name)]
-        if len(masks) > 1 or len(masks) == len(files):
-            return []  # several masks or no image: not a case
-        labelled += len(masks)
-        found.append((folder, split))
-    return found if labelled else []
+        contents = _case_contents(folder)
+        if contents is None:
+            return []
+        found.append((folder, split, contents))
+    return found if any(masks for _, _, (_, masks, _) in found) else []
 
 
 def _case_folder_pairs(root: Path) -> list[Pair]:
     pairs, reference = [], None
-    for folder, split in _case_folders(root):
-        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
-        masks = [f for f in files if _is_case_mask(split_name(f)[0], folder.name)]
-        channels = {_channel_name(split_name(f)[0], folder.name): f for f in files if f not in masks}
+    for folder, split, (images, masks, as_channels) in _case_folders(root):
+        if not as_channels:
+            pairs.append(Pair(folder.name, images[0], masks, split))
+            continue
+        channels = {_channel_name(split_name(f)[0], folder.name): f for f in images}
         names = sorted(channels)
         if reference is None:
             reference = (folder, names)
