@@ -143,3 +143,17 @@ def test_check_warns_of_8_and_16_bit_images_in_one_set(tmp_path, capsys):
     assert main(["check", str(root)]) == 0
     out = capsys.readouterr().out
     assert "mixes 8-bit and 16-bit images" in out and "b/9.png" in out
+
+
+def test_zip_from_a_mac_carries_macosx_beside_the_splits(tmp_path):
+    """Kaggle's chest_xray archive: train/, val/, test/ with NORMAL/ and PNEUMONIA/, and __MACOSX/ of '._' copies."""
+    root = tmp_path / "chest_xray"
+    for split in ("train", "val", "test"):
+        for value, name in ((10, "NORMAL"), (200, "PNEUMONIA")):
+            for i in range(3):
+                save_png(root / split / name / f"{i}.jpeg.png", value)
+                (root / "__MACOSX" / split / name).mkdir(parents=True, exist_ok=True)
+                (root / "__MACOSX" / split / name / f"._{i}.jpeg.png").write_bytes(b"\x00\x05\x16\x07")
+    assert detect_format(root) == ("imagefolder", "classification")
+    data = read_classification(root, "imagefolder")
+    assert data.classes == ["NORMAL", "PNEUMONIA"] and len(data) == 18

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 
 # Storage classes that hold results or documents, not images to predict (SEG, SR, RTSTRUCT, presentation states).
 NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "PR", "KO", "RTPLAN", "RTDOSE", "DOC", "REG"}
@@ -119,9 +120,9 @@ def dicom_files(root: Path) -> list[Path]:
 
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         found.extend(Path(folder) / name for name in sorted(files)
-                     if not name.startswith(".") and is_dicom_file(Path(folder) / name))
+                     if not is_hidden(name) and is_dicom_file(Path(folder) / name))
     return found
 
 
@@ -395,10 +396,10 @@ def is_dicom_tree(path: Path) -> bool:
         return False
     seen_dicom = False
     for folder, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not is_hidden(d)]
         for name in files:
             candidate = Path(folder) / name
-            if name.startswith("."):
+            if is_hidden(name):
                 continue
             if is_dicom_file(candidate):
                 seen_dicom = True

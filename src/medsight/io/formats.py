@@ -14,6 +14,7 @@ from typing import Callable
 
 from medsight.data.dataset import TaskDataset
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 from medsight.plugins import load_plugins
 
 # What a folder may be, for messages that tell a user which layouts medsight reads.
@@ -125,7 +126,7 @@ def _class_folders(path: Path) -> bool:
         return False
     from medsight.io.imagefolder import split_of_folder
 
-    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    subdirs = [p for p in path.iterdir() if p.is_dir() and not is_hidden(p.name)]
     if len(subdirs) == 1 and not split_of_folder(subdirs[0]):
         raise MedsightError(path, f"has one folder ({subdirs[0].name}/), which would make a classification set of a "
                                   f"single class; expected {KNOWN_LAYOUTS}")

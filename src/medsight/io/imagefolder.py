@@ -16,7 +16,7 @@ import numpy as np
 from medsight.data.splits import assign_splits
 from medsight.errors import MedsightError
 from medsight.io.classification import ClassificationDataset, class_strata
-from medsight.io.images import (RASTER_SUFFIXES, is_dicom_file, is_dicom_series, is_image_file, read_image,
+from medsight.io.images import (RASTER_SUFFIXES, is_dicom_file, is_dicom_series, is_hidden, is_image_file, read_image,
                                  suffix_of)
 from medsight.io.labels_csv import SPLIT_FOLDERS, Row, label_tables, read_csv
 from medsight.io.patients import dicom_patient
@@ -29,7 +29,7 @@ def read_case(path: Path) -> np.ndarray:
 
 
 def _is_case(path: Path) -> bool:
-    if path.name.startswith("."):
+    if is_hidden(path.name):
         return False
     return is_image_file(path) or (path.is_file() and not path.suffix and is_dicom_file(path)) or is_dicom_series(path)
 
@@ -52,7 +52,7 @@ def _cases_under(folder: Path) -> list[Path]:
     for entry in sorted(folder.iterdir()):
         if _is_case(entry):
             cases.append(entry)
-        elif entry.is_dir() and not entry.name.startswith("."):
+        elif entry.is_dir() and not is_hidden(entry.name):
             cases += _cases_under(entry)
     return cases
 
@@ -71,13 +71,13 @@ def read_classification(path: Path, fmt: str, fold: int = 0) -> ClassificationDa
 
 
 def _read_folders(root: Path) -> list[Row]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     split_dirs = [p for p in subdirs if split_of_folder(p)]
     rows: list[Row] = []
     if split_dirs:
         _check_split_folders(root, subdirs, split_dirs)
         for split_dir in split_dirs:
-            classes = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+            classes = sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name))
             if not classes:
                 raise MedsightError(split_dir, "has no class folders (expected <split>/<class>/<images>)")
             for class_dir in classes:

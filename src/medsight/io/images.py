@@ -66,7 +66,7 @@ def strip_suffix(path: Path) -> str:
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and suffix_of(path) in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return path.is_file() and suffix_of(path) in IMAGE_SUFFIXES and not is_hidden(path.name)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -76,6 +76,12 @@ def is_dicom_file(path: Path) -> bool:
             return handle.read(132)[128:132] == b"DICM"
     except OSError:
         return False
+
+
+def is_hidden(name: str) -> bool:
+    """A name no data set means: dot files and folders (.DS_Store, macOS '._x' copies) and the __MACOSX folder
+    that zip archives made on a Mac carry beside the data."""
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def is_dicom_series(path: Path) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from medsight.errors import MedsightError
-from medsight.io.images import is_dicom_series, is_image_file, strip_suffix
+from medsight.io.images import is_dicom_series, is_hidden, is_image_file, strip_suffix
 
 
 def discover_inputs(paths: Sequence[Path]) -> list[Path]:
@@ -37,7 +37,7 @@ def discover_inputs(paths: Sequence[Path]) -> list[Path]:
 
 def _walk(folder: Path, is_image, is_series) -> Iterable[Path]:
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         root_path = Path(root)
         if root_path != folder and is_series(root_path):
             dirs[:] = []

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 
 # split names as data sets ship them (Kaggle's Train/, valid/, validation/), compared in lower case; for
 # split folders as for a split column
@@ -147,11 +148,11 @@ class ImageFinder:
         if self._by_name is None:
             self._by_name = {}
             for folder, dirs, files in os.walk(self.root):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not is_hidden(d))
                 for file in sorted(files):
                     lower = file.lower()
                     ending = next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
-                    if ending is None or file.startswith("."):
+                    if ending is None or is_hidden(file):
                         continue
                     path = Path(folder) / file
                     self._by_name.setdefault(lower, []).append(path)
@@ -216,7 +217,7 @@ def label_tables(path: Path) -> list[tuple[Path, str | None]]:
         return []
     if (path / "labels.csv").is_file():
         return [(path / "labels.csv", None)]
-    found = [f for f in sorted(path.glob("*.csv")) if not f.name.startswith(".") and "submission" not in f.name.lower()
+    found = [f for f in sorted(path.glob("*.csv")) if not is_hidden(f.name) and "submission" not in f.name.lower()
              and is_label_table(f)]
     if len(found) <= 1:
         return [(f, None) for f in found]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 from medsight.io.detection import DetectionDataset, finish_splits, given_splits
 from medsight.io.geometry import read_geometry
 
@@ -40,7 +41,7 @@ def find_scans(path: Path) -> dict[str, Path]:
     scans: dict[str, Path] = {}
     for folder in folders:
         for file in sorted(folder.iterdir()):
-            uid = volume_uid(file) if file.is_file() and not file.name.startswith(".") else None
+            uid = volume_uid(file) if file.is_file() and not is_hidden(file.name) else None
             if uid is None:
                 continue
             if uid in scans:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 from medsight.io.labels_csv import SPLIT_FOLDERS
 
 PAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -88,12 +89,12 @@ def _files(folder: Path, series: bool = False) -> list[Path]:
 
     out = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         if series and Path(root) != folder and is_dicom_series(Path(root)):
             dirs[:] = []
             out.append(Path(root))
             continue
-        out += [Path(root) / n for n in sorted(names) if not n.startswith(".") and split_name(Path(n))[1]]
+        out += [Path(root) / n for n in sorted(names) if not is_hidden(n) and split_name(Path(n))[1]]
     return out
 
 
@@ -120,7 +121,7 @@ def _role(folder: Path) -> tuple[str | None, str | None]:
 
 def _couples(root: Path) -> list[tuple[Path, Path | None, str | None]]:
     """(image folder, its mask folder or None, split) side by side in root."""
-    folders = [c for c in sorted(root.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+    folders = [c for c in sorted(root.iterdir()) if c.is_dir() and not is_hidden(c.name)]
     roles = {c: _role(c) for c in folders}
     images = [c for c in folders if roles[c][0] == "images"]
     masks = [c for c in folders if roles[c][0] == "masks"]
@@ -279,9 +280,9 @@ def _case_contents(folder: Path) -> tuple[list[Path], list[Path], bool] | None:
     folder is no case. Image files with one mask beside them (BraTS, KiTS) are channels; an images/ and a
     masks/ folder inside (the Data Science Bowl 2018 nuclei: one picture, a mask per nucleus) hold one image
     and masks that are merged."""
-    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".") and split_name(f)[1]]
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not is_hidden(f.name) and split_name(f)[1]]
     if not files:
-        inner = {_role(d)[0]: d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        inner = {_role(d)[0]: d for d in sorted(folder.iterdir()) if d.is_dir() and not is_hidden(d.name)}
         if "images" not in inner:
             return None
         images = _files(inner["images"])
@@ -299,13 +300,13 @@ def _case_contents(folder: Path) -> tuple[list[Path], list[Path], bool] | None:
 def _case_folders(root: Path) -> list[tuple[Path, str | None, tuple[list[Path], list[Path], bool]]]:
     """The case folders of root (or of its split folders) with their split and contents; empty unless every
     folder holding images is a case, at least one of them with a mask."""
-    top = [c for c in sorted(root.iterdir()) if not c.name.startswith(".")]
+    top = [c for c in sorted(root.iterdir()) if not is_hidden(c.name)]
     if any(c.is_file() and split_name(c)[1] for c in top):
         return []
     candidates = []
     for child in (c for c in top if c.is_dir()):
         split = SPLIT_FOLDERS.get(child.name.lower())
-        inner = [c for c in sorted(child.iterdir()) if c.is_dir() and not c.name.startswith(".")] if split else [child]
+        inner = [c for c in sorted(child.iterdir()) if c.is_dir() and not is_hidden(c.name)] if split else [child]
         candidates += [(folder, split) for folder in inner]
     found = []
     for folder, split in candidates:

@@ -18,7 +18,7 @@ import numpy as np
 from medsight.data.dataset import TaskDataset
 from medsight.data.splits import NUM_FOLDS, assign_splits, rarest_present
 from medsight.errors import MedsightError
-from medsight.io.images import read_image
+from medsight.io.images import is_hidden, read_image
 from medsight.io.patients import dicom_patient
 
 SEGMENTATION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
@@ -266,7 +266,7 @@ def _nnunet_cases(root: Path, images_dir: str, labels_dir: str, ending: str, num
     folder = root / images_dir
     if not folder.is_dir():
         return []
-    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]  # macOS '._x' copies, .DS_Store
+    entries = [p for p in sorted(folder.iterdir()) if not is_hidden(p.name)]  # macOS '._x' copies, .DS_Store
     for path in entries:  # a case named without its channel number would be left out without a word
         if not path.is_dir() and split_suffix(path)[1] == ending and _channel_stem(path, ending) is None:
             raise MedsightError(path, f"is not named <case>_0000{ending}: nnU-Net names each channel file "
@@ -282,7 +282,7 @@ def _nnunet_cases(root: Path, images_dir: str, labels_dir: str, ending: str, num
         cases.append(SegmentationCase(case_id, images, label if label.exists() or split == "train" else None, split))
     if label_folder.is_dir():  # a label whose image is missing or misnamed: the case would be dropped silently
         for path in sorted(label_folder.iterdir()):
-            if split_suffix(path)[1] == ending and not path.name.startswith(".") and split_suffix(path)[0] not in ids:
+            if split_suffix(path)[1] == ending and not is_hidden(path.name) and split_suffix(path)[0] not in ids:
                 raise MedsightError(path, f"has no image: expected {images_dir}/{split_suffix(path)[0]}_0000{ending}")
     return cases
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medsight.errors import MedsightError
+from medsight.io.images import is_hidden
 from medsight.io.detection import DetectionDataset, finish_splits, given_splits
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -59,7 +60,7 @@ def _labelled_images(folder: Path) -> bool:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
+    return sorted(f for f in folder.iterdir() if f.is_file() and not is_hidden(f.name)
                   and f.suffix.lower() in PHOTO_SUFFIXES)
 
 
