@@ -312,3 +312,25 @@ def test_nuclei_case_folders_with_a_mask_per_object(tmp_path: Path):
     dataset = read_mask_pairs(root)
     assert dataset.labels == {0: "background", 1: "foreground"} and dataset.channels == ["R", "G", "B"]
     assert dataset.load_case(2).label.sum() == sum(n.sum() for n in nuclei)  # every nucleus, merged
+
+
+def test_acdc_patient_folders_leave_out_images_without_masks(tmp_path: Path):
+    """ACDC: patient001/patient001_frame01.nii.gz with _frame01_gt, _frame12 with _frame12_gt, and the
+    unlabelled 4D cine patient001_4d.nii.gz beside them."""
+    import SimpleITK as sitk
+
+    root = tmp_path / "training"
+    for k in (1, 2):
+        patient = f"patient{k:03d}"
+        for frame in ("frame01", "frame12"):
+            label = np.zeros((4, 8, 8), np.uint8)
+            label[1:3, 2:6, 2:6] = 3  # ACDC's labels: 1 RV, 2 myocardium, 3 LV
+            label[1:3, 0:2, 0:2] = 1
+            write_volume(root / patient / f"{patient}_{frame}.nii.gz", np.zeros((4, 8, 8), np.float32))
+            write_volume(root / patient / f"{patient}_{frame}_gt.nii.gz", label)
+        cine = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((4, 8, 8), np.float32))] * 3)
+        sitk.WriteImage(cine, str(root / patient / f"{patient}_4d.nii.gz"))
+        (root / patient / "Info.cfg").write_text("ED: 1\nES: 12\n", encoding="utf-8")
+    dataset = read_mask_pairs(root)
+    assert dataset.case_ids == [f"patient00{k}__patient00{k}_{f}" for k in (1, 2) for f in ("frame01", "frame12")]
+    assert set(dataset.labels) == {0, 1, 3} and "2 image(s) without a mask left out" in dataset.summary()["masks"]

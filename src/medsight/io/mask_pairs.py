@@ -18,7 +18,8 @@ Layouts, the first that matches:
   (MASK_ENDINGS: Kvasir's and BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
   CHASE_DB1's first observer ``_1stHO``, whose second observer ``_2ndHO`` is left aside), in the folder or
   its subfolders (BUSI's ``benign/``, ``malignant/``, ``normal/``). Several masks of one image (BUSI's
-  ``_mask_1``) are merged. LiTS's ``volume-N.nii`` beside ``segmentation-N.nii`` too.
+  ``_mask_1``) are merged. LiTS's ``volume-N.nii`` beside ``segmentation-N.nii`` too. An image without a
+  mask here is left out and said so (ACDC's ``<patient>_4d`` beside ``_frame01`` and ``_frame01_gt``).
 
 Mask values: integer masks with values 0..20 keep them as labels; any other set of values (0/255,
 0/128/255, colour-coded RGB masks) is numbered in increasing order, 0 (black) always the background. A lossy
@@ -361,8 +362,11 @@ def _find_pairs(root: Path) -> tuple[str, list[Pair]]:
     else:
         raise MedsightError(root, "holds no images paired with masks")
     unlabelled = [p for p in pairs if not p.masks]
+    left_out = []
     for pair in unlabelled:  # an image without a mask is only a test image of a split that has no masks at all
-        if pair.split != "test" or any(q.masks for q in pairs if q.split == "test"):
+        if kind == "one" and pair.split != "test":
+            left_out.append(pair)  # beside masked images, another kind of file (ACDC's <patient>_4d.nii.gz)
+        elif pair.split != "test" or any(q.masks for q in pairs if q.split == "test"):
             hint = ("a mask folder of the same names" if kind == "side" else
                     f"a mask file such as {pair.case_id}_seg{split_name(pair.image)[1]} in {pair.image.parent.name}/"
                     if kind == "cases" else f"{pair.image.parent.name}/{split_name(pair.image)[0]}_mask{split_name(pair.image)[1]} beside it")
@@ -372,7 +376,7 @@ def _find_pairs(root: Path) -> tuple[str, list[Pair]]:
         twice = next(i for i in ids if ids.count(i) > 1)
         files = [str(p.image) for p in pairs if p.case_id == twice][:2]
         raise MedsightError(root, f"has two images of case {twice!r} ({files[0]}, {files[1]}); give them distinct names")
-    return kind, pairs
+    return kind, [p for p in pairs if p not in left_out], [p.image for p in left_out]
 
 
 # mask values -----------------------------------------------------------------------------------------------------
@@ -493,7 +497,7 @@ def read_mask_pairs(root: Path, fold: int = 0):
     from medsight.io.segmentation import SegmentationCase, SegmentationDataset
 
     root = Path(root)
-    kind, pairs = _find_pairs(root)
+    kind, pairs, left_out = _find_pairs(root)
     labelled = [p for p in pairs if p.masks]
     if not labelled:
         raise MedsightError(root, "holds no image with a mask")
@@ -521,7 +525,7 @@ def read_mask_pairs(root: Path, fold: int = 0):
         splits={k: np.asarray(v, dtype=int) for k, v in splits.items() if v}, case_ids=[p.case_id for p in pairs],
         channels=channels, classes=[labels[k] for k in order], cases=cases, labels=labels,
         file_ending=split_name(labelled[0].image)[1] or ".nii.gz", modalities=channels, fold=fold,
-        groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels),
+        groups=[None] * len(pairs), mask_coding=mapping, mask_note=_note(pairs, mapping, labels, left_out),
         mask_layout=kind)
     assign_splits(dataset, rarest_present(present, len(order)), fold)
     return dataset
@@ -540,11 +544,12 @@ def adopt_coding(dataset: Any, info: dict[str, Any]) -> None:
     dataset.classes = [dataset.labels[k] for k in sorted(dataset.labels)]
 
 
-def _note(pairs: list[Pair], mapping: dict[int, int], labels: dict[int, str]) -> str:
+def _note(pairs: list[Pair], mapping: dict[int, int], labels: dict[int, str], left_out: list[Path]) -> str:
     shown = ", ".join(f"{raw}->{labels[label]}" for raw, label in mapping.items() if raw != label or raw == 0)
     merged = sum(1 for p in pairs if len(p.masks) > 1)
     return (f"images paired with masks by name; mask values {shown or 'used as labels'}"
-            + (f"; {merged} image(s) with several masks, merged" if merged else ""))
+            + (f"; {merged} image(s) with several masks, merged" if merged else "")
+            + (f"; {len(left_out)} image(s) without a mask left out (such as {left_out[0].name})" if left_out else ""))
 
 
 def decode_mask(paths: list[Path], coding: dict[int, int]) -> Any:
