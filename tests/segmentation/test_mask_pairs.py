@@ -134,6 +134,11 @@ def test_lits_volume_and_segmentation_side_by_side(tmp_path: Path):
     assert dataset.case_ids == ["volume-0", "volume-1"] and set(dataset.labels) == {0, 1, 2}
     assert dataset.load_case(1).label.dtype == np.uint8
 
+    (root / "labels.json").write_text(json.dumps({"1": "liver", "2": "tumour"}), encoding="utf-8")
+    api.plan(root, tmp_path / "run")  # named as an organ and its lesion: trained as nested regions
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text(encoding="utf-8"))
+    assert [r["name"] for r in plan["regions"]] == ["liver", "tumour"]
+
 
 def test_split_folders_above_and_colour_masks_named(tmp_path: Path):
     root = tmp_path / "colour"
