@@ -226,3 +226,14 @@ def test_evaluate_data_folder_scores_every_case(tmp_path):
     assert metrics["scored"] == {"split": "test", "cases": 14, "origin": "whole folder as test", "data": str(external)}
     assert result["scored"]["cases"] == 14
     assert not (external / SPLITS_FILE).exists()  # scoring a folder writes nothing beside it
+
+
+def test_a_folder_marked_read_only_is_not_written_even_by_root(tmp_path, capsys):
+    data = class_folder(tmp_path / "data", per_class=6)
+    data.chmod(0o555)  # as shared data sets are; root's writes would succeed, but the mark says no
+    try:
+        api.plan(data, tmp_path / "run")
+        assert not (data / SPLITS_FILE).exists() and cache_location(data).is_file()
+        assert "read-only" in capsys.readouterr().err
+    finally:
+        data.chmod(0o755)

@@ -246,6 +246,16 @@ def assign_splits(dataset, strata: Callable[[], Sequence[str]] | Sequence[str] |
     dataset.split_info = {**info, "fold": fold, "num_folds": len(folds), "folds": folds, "test": list(test)}
 
 
+def writable(folder: Path) -> bool:
+    """Whether medsight may write into a data folder: the process may, and the folder is not marked read-only
+    (no write bit for anyone; root could write there, but whoever shared the data meant it to stay as it is)."""
+    try:
+        marked = not folder.stat().st_mode & 0o222
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and not marked
+
+
 def save_generated(dataset, echo: Callable[[str], None] | None = None) -> Path | None:
     """Write a generated splits file where later runs of the same data find it; say where. None if nothing to write."""
     info = getattr(dataset, "split_info", None)
@@ -253,7 +263,7 @@ def save_generated(dataset, echo: Callable[[str], None] | None = None) -> Path |
         return None
     target = Path(info["file"])
     try:
-        if not os.access(target.parent, os.W_OK):
+        if not writable(target.parent):
             raise PermissionError(target.parent)
         write_splits_file(target, info["folds"], info["test"])
     except OSError:
