@@ -112,3 +112,15 @@ def test_bad_tables_named(tmp_path, capsys):
     write(root / "first.csv", "image,label\nx,0\n")
     write(root / "second.csv", "image,label\nx,1\n")
     check_fails(capsys, root, "several label tables", "first.csv", "second.csv")
+
+
+def test_paths_written_from_a_folder_further_up(tmp_path):
+    """CheXpert's train.csv, inside CheXpert-v1.0-small/, names CheXpert-v1.0-small/train/patient1/study1/view1_frontal.jpg."""
+    root = tmp_path / "CheXpert-v1.0-small"
+    lines = ["Path,Sex,label"]
+    for k in range(6):
+        save_png(root / "train" / f"patient{k}" / "study1" / "view1_frontal.png", 40 * k)
+        lines.append(f"CheXpert-v1.0-small/train/patient{k}/study1/view1_frontal.png,Male,{'ab'[k % 2]}")
+    write(root / "train.csv", "\n".join(lines) + "\n")
+    data = read_classification(root, "csv")
+    assert [s.parent.parent.name for s in data.sources] == [f"patient{k}" for k in range(6)]

@@ -160,8 +160,16 @@ class ImageFinder:
         return self._by_name
 
     def find(self, name: str, csv_path: Path, line: int) -> Path | None:
-        """The one image called `name` (with or without its ending) below the root; None when there is none."""
-        key = Path(name.replace("\\", "/")).name.lower()
+        """The image a CSV names that is not at its path relative to the CSV: the path written from a folder
+        further up (CheXpert's ``CheXpert-v1.0-small/train/patient1/study1/view1.jpg`` in a CSV inside that
+        folder), found by its last parts; else the one image of that name, with or without its ending, below
+        the root; None when there is none."""
+        parts = Path(name.replace("\\", "/")).parts
+        for start in range(1, len(parts) - 1):
+            tail = self.root.joinpath(*parts[start:])
+            if tail.is_file():
+                return tail
+        key = parts[-1].lower() if parts else ""
         found = self._index().get(key, [])
         if len(found) > 1:
             shown = ", ".join(str(p.relative_to(self.root)) for p in found[:2])
