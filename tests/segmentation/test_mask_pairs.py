@@ -339,3 +339,31 @@ def test_acdc_patient_folders_leave_out_images_without_masks(tmp_path: Path):
     dataset = read_mask_pairs(root)
     assert dataset.case_ids == [f"patient00{k}__patient00{k}_{f}" for k in (1, 2) for f in ("frame01", "frame12")]
     assert set(dataset.labels) == {0, 1, 3} and "2 image(s) without a mask left out" in dataset.summary()["masks"]
+
+
+def test_drive_numbered_names_gif_masks_and_a_field_of_view_folder(tmp_path: Path):
+    """DRIVE: training/images/21_training.tif with training/1st_manual/21_manual1.gif and the field-of-view
+    mask training/mask/21_training_mask.gif; test/ has 2nd_manual/ too."""
+    import tifffile
+    from PIL import Image
+
+    root = tmp_path / "DRIVE"
+    vessel = np.zeros((16, 18), np.uint8)
+    vessel[3:13, 8:10] = 255
+    for split, numbers in (("training", (21, 22, 23)), ("test", (1, 2))):
+        for n in numbers:
+            stem = f"{n:02d}_{split}"
+            (root / split / "images").mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / split / "images" / f"{stem}.tif", np.full((16, 18, 3), 90, np.uint8))
+            for folder, name, mask in (("1st_manual", f"{n:02d}_manual1.gif", vessel),
+                                       ("mask", f"{stem}_mask.gif", np.full((16, 18), 255, np.uint8))):
+                (root / split / folder).mkdir(exist_ok=True)
+                Image.fromarray(mask).save(root / split / folder / name)
+            if split == "test":
+                (root / split / "2nd_manual").mkdir(exist_ok=True)
+                Image.fromarray(np.zeros((16, 18), np.uint8)).save(root / split / "2nd_manual" / f"{n:02d}_manual2.gif")
+    assert detect_format(root) == ("mask_pairs", "segmentation")
+    dataset = read_mask_pairs(root)
+    assert [dataset.case_ids[i] for i in dataset.splits["test"]] == ["01_test", "02_test"]
+    assert all(c.label.parent.name == "1st_manual" for c in dataset.cases)
+    assert dataset.load_case(3).label.sum() == 20 and dataset.channels == ["R", "G", "B"]

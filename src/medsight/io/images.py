@@ -19,11 +19,11 @@ from medsight.errors import MedsightError
 from medsight.io.integrity import require_complete_nifti
 from medsight.jsonio import atomic_write
 
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # GIF: DRIVE's vessel masks
 TIFF_SUFFIXES = (".tif", ".tiff")
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + TIFF_SUFFIXES + VOLUME_SUFFIXES
-_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff",
+_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff",
             ".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha",
             ".dcm": "dicom"}
 

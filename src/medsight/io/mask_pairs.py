@@ -45,7 +45,7 @@ from medsight.errors import MedsightError
 from medsight.io.images import is_hidden
 from medsight.io.labels_csv import SPLIT_FOLDERS
 
-PAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 LOSSY = (".jpg", ".jpeg")
 IMAGE_WORDS = {"images", "image", "imgs", "img", "volumes", "volume", "scans", "scan", "inputs", "input",
                "originals", "original", "frames", "photos", "pictures"}
@@ -120,6 +120,14 @@ def _role(folder: Path) -> tuple[str | None, str | None]:
     return None, split
 
 
+def _mask_rank(folder: Path) -> int:
+    """Which of several mask folders holds the annotation: a reader's (DRIVE's 1st_manual, gt, labels) before a
+    plain mask/ (DRIVE's mask/ is the field of view), the first observer before the second."""
+    words = set(_words(folder.name))
+    rank = 2 if words & (MASK_WORDS - {"mask", "masks"}) or "groundtruth" in folder.name.lower() else 1
+    return rank - 2 * bool(words & {"2nd", "nd", "second", "manual2", "2"})
+
+
 def _couples(root: Path) -> list[tuple[Path, Path | None, str | None]]:
     """(image folder, its mask folder or None, split) side by side in root."""
     folders = [c for c in sorted(root.iterdir()) if c.is_dir() and not is_hidden(c.name)]
@@ -128,6 +136,9 @@ def _couples(root: Path) -> list[tuple[Path, Path | None, str | None]]:
     masks = [c for c in folders if roles[c][0] == "masks"]
     if not images or not masks:
         return []
+    if len(images) == 1 and len(masks) > 1:  # DRIVE: 1st_manual/, 2nd_manual/ and mask/ (the field of view)
+        best = max(_mask_rank(m) for m in masks)
+        masks = [m for m in masks if _mask_rank(m) == best][:1] if best >= 2 else masks
     if len(images) == 1 and len(masks) == 1:
         return [(images[0], masks[0], roles[images[0]][1])]
     out = []
@@ -167,6 +178,12 @@ def is_mask_pairs(path: Path) -> bool:
 
 
 # pairing ---------------------------------------------------------------------------------------------------------
+def _leading_number(stem: str) -> str:
+    """'21_training' -> '21', '01_manual1' -> '01'; '' when the name does not begin with a number and a separator."""
+    found = re.match(r"(\d+)[_\- ]", stem)
+    return found.group(1) if found else ""
+
+
 def _image_key(stem: str) -> str:
     """nnU-Net's channel number is not part of the case name: case_0000 -> case."""
     return stem[:-5] if re.fullmatch(r".+_\d{4}", stem) else stem
@@ -205,6 +222,14 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
         base = _mask_base(name)
         if base:
             by_base.setdefault((where, base.lower()), []).extend(files)
+    # DRIVE names 21_training.tif's mask 21_manual1.gif: a leading number shared by one image and one mask
+    by_number: dict[tuple[str, str], list[list[Path]]] = {}
+    for (where, name), files in masks.items():
+        number = _leading_number(name)
+        if number:
+            by_number.setdefault((where, number), []).append(files)
+    image_numbers = [(file.parent.relative_to(image_dir).as_posix(), _leading_number(_stem(file)))
+                     for file in _files(image_dir, series=True)]
     pairs: list[Pair] = []
     used: set[Path] = set()
     for file in _files(image_dir, series=True):
@@ -215,6 +240,9 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
                                       "naming them (channel_names)")
         key = _image_key(stem)
         found = masks.get((relative.as_posix(), key.lower())) or by_base.get((relative.as_posix(), key.lower()), [])
+        number = (relative.as_posix(), _leading_number(key))
+        if not found and number[1] and len(by_number.get(number, [])) == 1 and image_numbers.count(number) == 1:
+            found = by_number[number][0]
         used.update(found)
         inner, own_split = _split_of(relative, split)
         pairs.append(Pair(_case_id(inner, key), file, sorted(found), own_split))
