@@ -15,7 +15,7 @@ Layouts, the first that matches:
   holding ``images/`` with its picture and ``masks/`` with a mask per object, merged (the Data Science Bowl
   2018 nuclei).
 - **One folder**: an image and its mask beside each other, the mask named ``<image stem><ending>``
-  (MASK_ENDINGS: Kvasir's and BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
+  (MASK_ENDINGS: BUSI's ``_mask``, ISIC's ``_segmentation``, ``_seg``, ``_label``, ``_gt``;
   CHASE_DB1's first observer ``_1stHO``, whose second observer ``_2ndHO`` is left aside), in the folder or
   its subfolders (BUSI's ``benign/``, ``malignant/``, ``normal/``). Several masks of one image (BUSI's
   ``_mask_1``) are merged. LiTS's ``volume-N.nii`` beside ``segmentation-N.nii`` too. An image without a
