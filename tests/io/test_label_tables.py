@@ -28,7 +28,7 @@ def test_aptos_ids_without_ending_in_an_image_folder(tmp_path):
     write(root / "train.csv", "\n".join(rows) + "\n")
     write(root / "test.csv", "id_code\n" + "\n".join(f"99{k}" for k in range(3)) + "\n")  # no labels: not a table
     write(root / "sample_submission.csv", "id_code,diagnosis\n990,0\n")  # Kaggle's template, left out
-    assert detect_format(root) == ("csv", "classification")
+    assert detect_format(root) == ("label_table", "classification")
     data = read_classification(root, "csv")
     assert data.classes == ["0", "1", "2", "3", "4"] and data.ordinal and len(data) == 10
     assert data.sources[3].name == "003abc.png" and int(data.labels[3]) == 3
@@ -65,7 +65,7 @@ def test_isic_one_hot_columns(tmp_path):
     write(root / "ISIC_2019_Training_GroundTruth.csv", "\n".join(lines) + "\n")
     write(root / "ISIC_2019_Training_Metadata.csv", "image,age_approx,sex\n" + "\n".join(
         f"ISIC_{k:07d},55.0,female" for k in range(9)) + "\n")  # no labels in it: not a table
-    assert detect_format(root) == ("csv", "classification")
+    assert detect_format(root) == ("label_table", "classification")
     data = read_classification(root, "csv")
     assert data.classes == ["BCC", "MEL", "NV"] and not data.multilabel  # UNK, never 1, is no class
     assert [data.classes[int(v)] for v in data.labels[:3]] == ["MEL", "NV", "BCC"]
@@ -124,3 +124,13 @@ def test_paths_written_from_a_folder_further_up(tmp_path):
     write(root / "train.csv", "\n".join(lines) + "\n")
     data = read_classification(root, "csv")
     assert [s.parent.parent.name for s in data.sources] == [f"patient{k}" for k in range(6)]
+
+
+def test_a_column_of_measurements_is_no_class_list(tmp_path, capsys):
+    root = tmp_path / "ages"
+    lines = ["image,target"]
+    for k in range(24):
+        save_png(root / "images" / f"{k}.png", k)
+        lines.append(f"{k},{0.5 + k / 7:.4f}")
+    write(root / "train.csv", "\n".join(lines) + "\n")
+    check_fails(capsys, root, "24 distinct numeric labels", "classifier needs classes")

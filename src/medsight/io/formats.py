@@ -168,9 +168,7 @@ def _read_segmentation(path: Path, fmt: str, seed: int = 0, fold: int = 0) -> Ta
 
 
 def _label_table(path: Path) -> bool:
-    """labels.csv, or a CSV of any name with a path and a label column (Kaggle's train.csv beside its images)."""
-    if _file_or_child(path, "labels.csv"):
-        return True
+    """A CSV of any name with a path and a label column (Kaggle's train.csv beside its images)."""
     from medsight.io.labels_csv import label_tables
 
     try:
@@ -202,6 +200,9 @@ register_format("yolo", "detection", _yolo_folder, _read_detection)
 register_format("mask_pairs", "segmentation", _mask_pairs, _read_segmentation)
 # before labels.csv: a CSV of boxes read as path,label would lose its boxes without a word
 register_format("box_csv", "detection", _box_csv, _read_detection)
-register_format("csv", "classification", _label_table, _read_classification)
+register_format("csv", "classification", lambda p: _file_or_child(p, "labels.csv"), _read_classification)
 register_format("medmnist", "classification", _medmnist, _read_medmnist)
+# a CSV of any name with image and label columns: after the formats of plugins, which may read their own CSVs,
+# and before class folders (Kaggle's train.csv lies beside a single train_images/ folder)
+register_format("label_table", "classification", _label_table, _read_classification, fallback=True)
 register_format("imagefolder", "classification", _class_folders, _read_classification, fallback=True)

@@ -60,7 +60,7 @@ def _cases_under(folder: Path) -> list[Path]:
 def read_classification(path: Path, fmt: str, fold: int = 0) -> ClassificationDataset:
     """Read an image-folder or labels.csv data set."""
     path = Path(path)
-    if fmt == "csv":
+    if fmt in ("csv", "label_table"):
         tables = label_tables(path) or [(path if path.is_file() else path / "labels.csv", None)]
         rows = []
         for csv_path, split in tables:  # several tables: each a split, by its name (train.csv, test.csv)
@@ -136,6 +136,10 @@ def _labels(path: Path, rows: list[Row]) -> tuple[list[str], np.ndarray, bool, b
     train_labels = sorted({n for (_, _, split, _), parts in zip(rows, names) if split in (None, "train") for n in parts})
     if not train_labels:
         raise MedsightError(path, "has no training cases")
+    measured = _measurements(train_labels)
+    if measured:  # a column of measurements (age, a score): classes would be one per value
+        raise MedsightError(path, f"has {len(train_labels)} distinct numeric labels such as {measured}: a classifier "
+                                  "needs classes (a regression task can be added as a plugin: docs/adding-a-task.md)")
     for (case, label, _, _), parts in zip(rows, names):
         unknown = [n for n in parts if n not in train_labels]
         if unknown:
@@ -158,6 +162,16 @@ def _labels(path: Path, rows: list[Row]) -> tuple[list[str], np.ndarray, bool, b
     index = {name: i for i, name in enumerate(train_labels)}
     labels = np.array([index[label] for _, label, _, _ in rows], dtype=np.int64)
     return train_labels, labels, False, graded is not None
+
+
+def _measurements(labels: list[str]) -> str | None:
+    """One of the labels when they are many numbers with fractions (20 or more, not whole), else None."""
+    try:
+        values = [float(v) for v in labels]
+    except ValueError:
+        return None
+    fractional = [v for v, x in zip(labels, values) if x != round(x)]
+    return fractional[0] if len(labels) >= 20 and fractional else None
 
 
 # Pillow modes that medsight.io.images reads as RGB (palette and RGBA pictures are converted)
