@@ -32,6 +32,7 @@ def test_aptos_ids_without_ending_in_an_image_folder(tmp_path):
     data = read_classification(root, "csv")
     assert data.classes == ["0", "1", "2", "3", "4"] and data.ordinal and len(data) == 10
     assert data.sources[3].name == "003abc.png" and int(data.labels[3]) == 3
+    assert data.summary()["labels_from"] == [str(root / "train.csv")]
 
 
 def test_eyepacs_levels_and_ham10000_lesion_groups(tmp_path):

@@ -65,9 +65,10 @@ def read_classification(path: Path, fmt: str, fold: int = 0) -> ClassificationDa
         rows = []
         for csv_path, split in tables:  # several tables: each a split, by its name (train.csv, test.csv)
             rows += [(case, label, given or split, patient) for case, label, given, patient in read_csv(csv_path)]
-    else:
-        rows = _read_folders(path)
-    return _build(path, fmt, rows, fold)
+        dataset = _build(path, fmt, rows, fold)
+        dataset.label_files = [str(csv_path) for csv_path, _ in tables]  # what check says it read
+        return dataset
+    return _build(path, fmt, _read_folders(path), fold)
 
 
 def _read_folders(root: Path) -> list[Row]:
@@ -223,6 +224,8 @@ class FileClassificationDataset(ClassificationDataset):
         if getattr(self, "warnings", None):
             out["warnings"] = list(self.warnings)
         out["first_image_shape"] = list(read_image(self.sources[0]).shape) if self.sources else []
+        if getattr(self, "label_files", None):
+            out["labels_from"] = list(self.label_files)
         return out
 
 
