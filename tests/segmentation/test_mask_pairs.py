@@ -263,7 +263,7 @@ def test_case_folders_train_and_predict_one_mask_per_case(tmp_path: Path):
 
 
 def test_other_folder_read_with_the_runs_mask_values(tmp_path: Path):
-    from medsight.io.mask_pairs import adopt_coding
+    from medsight.io.mask_values import adopt_coding
 
     def grey_levels(root: Path, levels: tuple[int, ...]) -> Path:
         for k in range(3):

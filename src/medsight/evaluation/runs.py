@@ -20,7 +20,7 @@ def evaluation_data(config, data: str | Path | None = None, info: dict[str, Any]
         return read_dataset(config.data, config.seed, config.fold)
     dataset = read_dataset(data, config.seed, 0)
     if getattr(dataset, "mask_coding", None) is not None and info and info.get("mask_coding"):
-        from medsight.io.mask_pairs import adopt_coding
+        from medsight.io.mask_values import adopt_coding
 
         adopt_coding(dataset, info)
     as_test_set(dataset)  # every case is scored, unless the folder names its own test split

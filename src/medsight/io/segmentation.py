@@ -182,7 +182,7 @@ def _read_label(path: Path, reference, dataset: SegmentationDataset, extra: list
 
     coding = dataset.mask_coding  # masks paired by name: their values coded as labels
     if coding is not None:
-        from medsight.io.mask_pairs import decode_mask
+        from medsight.io.mask_values import decode_mask
 
         image = decode_mask([path, *(extra or [])], coding)
     else:
