@@ -75,6 +75,8 @@ def test_ultralytics_names_as_a_list(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("1 0.5 0.5 0.2", "line 2 has 4 fields; expected 5"),
+    ("1 0.5 0.5 0.2 0.2 0.9", "line 2 has 6 fields; expected 5"),  # a prediction's confidence is no label
+    ("1 0.1 0.1 0.5 0.1 1.2 0.4", "line 2 has a value outside 0..1"),  # a polygon point
     ("1 0.5 1.5 0.2 0.2", "line 2 has a value outside 0..1"),
     ("2 0.5 0.5 0.2 0.2", "line 2 has class 2, which is not one of the 2 classes"),
     ("0.5 0.5 0.5 0.2 0.2", "line 2 has class 0.5"),
@@ -168,3 +170,12 @@ def test_a_label_file_that_is_not_text_is_one_line(tmp_path):
     (root / "images" / "a.txt").write_bytes(b"\xff\xfe\x00\x01\x80")
     with pytest.raises(MedsightError, match="a.txt: is not a text file of label lines"):
         read_yolo(root)
+
+
+def test_polygon_lines_give_their_bounding_box(tmp_path):
+    """Ultralytics segmentation labels (Roboflow's YOLOv8 segmentation export): class x1 y1 x2 y2 ... ."""
+    root = darknet(tmp_path / "d", "1 0.25 0.25 0.75 0.5 0.5 0.75 0.3 0.6\n")
+    data = read_yolo(root)
+    height, width = data.shapes[0]
+    assert np.allclose(data.boxes[0], [[0.25 * height, 0.25 * width, 0.75 * height, 0.75 * width]])
+    assert data.labels[0].tolist() == [1]

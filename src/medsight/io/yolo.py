@@ -108,12 +108,21 @@ def read_label_file(path: Path, classes: list[str], shape: tuple[int, int]) -> t
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
-            raise MedsightError(path, f"line {number} has {len(fields)} fields; expected 5 (class cx cy w h)")
+        polygon = len(fields) >= 7 and len(fields) % 2 == 1  # Ultralytics segmentation: class x1 y1 x2 y2 ...
+        if len(fields) != 5 and not polygon:
+            raise MedsightError(path, f"line {number} has {len(fields)} fields; expected 5 (class cx cy w h) or a "
+                                      "polygon (class x1 y1 x2 y2 x3 y3 ...)")
         try:
             values = [float(v) for v in fields]
         except ValueError:
             raise MedsightError(path, f"line {number} has a field that is not a number: {line.strip()!r}") from None
+        if polygon:  # the polygon's bounding box, as Ultralytics trains a detector on segmentation labels
+            xs, ys = np.asarray(values[1::2]), np.asarray(values[2::2])
+            if not ((0 <= xs) & (xs <= 1)).all() or not ((0 <= ys) & (ys <= 1)).all():
+                raise MedsightError(path, f"line {number} has a value outside 0..1: {line.strip()!r} "
+                                          "(polygon points are fractions of the image width and height)")
+            values = [values[0], (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, xs.max() - xs.min(),
+                      ys.max() - ys.min()]
         cls, cx, cy, w, h = values
         if cls != int(cls) or not 0 <= cls < len(classes):
             raise MedsightError(path, f"line {number} has class {fields[0]}, which is not one of the {len(classes)} "
