@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 from medsight.errors import MedsightError
@@ -206,11 +207,15 @@ def is_label_table(csv_path: Path) -> bool:
     return _one_hot(csv_path, table) is not None
 
 
+def name_words(name: str) -> list[str]:
+    """'imagesTr' -> ['images', 'tr']; 'ISIC_2019_Training_GroundTruth' -> ['isic', '2019', 'training', 'ground',
+    'truth']: the words of a file or folder name, for telling what it holds."""
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
 def _split_in_name(csv_path: Path) -> str | None:
     """trainLabels.csv, ISIC_2019_Training_GroundTruth.csv -> train; valid.csv -> val; test.csv -> test."""
-    import re
-
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", csv_path.stem)]
+    words = name_words(csv_path.stem)
     found = {SPLIT_FOLDERS[w] for w in words if w in SPLIT_FOLDERS}
     return found.pop() if len(found) == 1 else None
 

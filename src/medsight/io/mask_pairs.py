@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from medsight.errors import MedsightError
-from medsight.io.images import is_hidden
-from medsight.io.labels_csv import SPLIT_FOLDERS
+from medsight.io.images import is_hidden, strip_suffix, suffix_of
+from medsight.io.labels_csv import SPLIT_FOLDERS, name_words
 
 PAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 IMAGE_WORDS = {"images", "image", "imgs", "img", "volumes", "volume", "scans", "scan", "inputs", "input",
@@ -64,11 +64,8 @@ class Pair:
 
 def split_name(path: Path) -> tuple[str, str]:
     """('case_1', '.nii.gz') for case_1.nii.gz; ('', '') for a file of no image ending."""
-    lower = path.name.lower()
-    for suffix in sorted(PAIR_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(suffix):
-            return path.name[: -len(suffix)], suffix
-    return "", ""
+    suffix = suffix_of(path)
+    return (strip_suffix(path), suffix) if suffix in PAIR_SUFFIXES else ("", "")
 
 
 def _files(folder: Path, series: bool = False) -> list[Path]:
@@ -91,14 +88,9 @@ def _stem(path: Path) -> str:
     return path.name if path.is_dir() else split_name(path)[0]
 
 
-def _words(name: str) -> list[str]:
-    """'imagesTr' -> ['images', 'tr']; 'ISIC2018_Task1_Training_GroundTruth' -> [..., 'training', 'ground', 'truth']."""
-    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
-
-
 def _role(folder: Path) -> tuple[str | None, str | None]:
     """('images' | 'masks' | None, the split the name gives or None) of a folder, from the words of its name."""
-    words = _words(folder.name)
+    words = name_words(folder.name)
     compact = re.sub(r"[^a-z0-9]", "", folder.name.lower())
     split = next((SPLIT_WORDS[w] for w in words if w in SPLIT_WORDS), None)
     if any(w in MASK_WORDS for w in words) or "groundtruth" in compact or folder.name.lower() in MASK_WORDS:
@@ -111,7 +103,7 @@ def _role(folder: Path) -> tuple[str | None, str | None]:
 def _mask_rank(folder: Path) -> int:
     """Which of several mask folders holds the annotation: a reader's (DRIVE's 1st_manual, gt, labels) before a
     plain mask/ (DRIVE's mask/ is the field of view), the first observer before the second."""
-    words = set(_words(folder.name))
+    words = set(name_words(folder.name))
     rank = 2 if words & (MASK_WORDS - {"mask", "masks"}) or "groundtruth" in folder.name.lower() else 1
     return rank - 2 * bool(words & {"2nd", "nd", "second", "manual2", "2"})
 
@@ -216,11 +208,11 @@ def _side_pairs(image_dir: Path, mask_dir: Path | None, split: str | None, probe
         number = _leading_number(name)
         if number:
             by_number.setdefault((where, number), []).append(files)
-    image_numbers = [(file.parent.relative_to(image_dir).as_posix(), _leading_number(_stem(file)))
-                     for file in _files(image_dir, series=True)]
+    images = _files(image_dir, series=True)
+    image_numbers = [(file.parent.relative_to(image_dir).as_posix(), _leading_number(_stem(file))) for file in images]
     pairs: list[Pair] = []
     used: set[Path] = set()
-    for file in _files(image_dir, series=True):
+    for file in images:
         relative = file.parent.relative_to(image_dir)
         stem = _stem(file)
         if re.fullmatch(r".+_\d{4}", stem) and not stem.endswith("_0000"):
@@ -282,8 +274,7 @@ def _is_case_mask(stem: str, folder: str) -> bool:
     """A case folder's mask: named by a mask word alone (KiTS' segmentation.nii.gz) or after the case
     (BraTS' BraTS20_Training_001_seg.nii.gz)."""
     lower = stem.lower()
-    return lower in MASK_WORDS or any(lower.endswith(sep + word) for word in MASK_WORDS for sep in "_-") \
-        or lower == f"{folder.lower()}_mask"
+    return lower in MASK_WORDS or any(lower.endswith(sep + word) for word in MASK_WORDS for sep in "_-")
 
 
 def _channel_name(stem: str, folder: str) -> str:

@@ -88,9 +88,13 @@ def _read_input(path: Path, plan: dict[str, Any], names: Sequence[str] = ()):
     return np.stack(arrays), images[0]
 
 
-def _beside_named(path: Path, channels: Sequence[str]) -> bool:
-    """A file in a case folder beside the run's channel files (its mask, a note): not an input of its own."""
-    return any(named_channel(f, channels) for f in path.parent.iterdir() if f != path)
+def _stands_for_case(path: Path, channels: Sequence[str]) -> bool:
+    """Whether an input is predicted: the file of the first channel stands for its case; the other channels
+    and a file beside them (the case's mask) are no input of their own; any other image is one."""
+    found = named_channel(path, channels)
+    if found is not None:
+        return found[1] == channels[0]
+    return not any(named_channel(f, channels) for f in path.parent.iterdir() if f != path)
 
 
 def _case_name(path: Path, channels: Sequence[str], name: str) -> str:
@@ -110,9 +114,8 @@ def predict_segmentation(task, run, models: Sequence[Any], inputs: Sequence[Path
     channels = list(task.info.get("channels", [])) if task.info.get("mask_layout") == "cases" else []
     if plan["in_channels"] > 1:  # one input per case: its channel 0 file
         inputs = [p for p in inputs if not p.name.split(".")[0][-5:-4] == "_" or p.name.split(".")[0].endswith("_0000")]
-    if channels:  # the file of the first channel stands for its case; a mask beside it is no input
-        inputs = [p for p in inputs if (named_channel(p, channels) or ("", ""))[1] == channels[0]
-                  or named_channel(p, channels) is None and not _beside_named(p, channels)]
+    if channels:
+        inputs = [p for p in inputs if _stands_for_case(p, channels)]
     out_dir.mkdir(parents=True, exist_ok=True)
     # nnU-Net's naming: the mask of case_0000.nii.gz (channel 0 of case) is case.nii.gz
     names = [n[:-5] if n.endswith("_0000") else n for n in (names if names is not None else output_names(inputs))]
